@@ -1,0 +1,237 @@
+"""The engine: load a model once, then turn prompts into streamed text.
+
+Strings live here, not in the sampler: the engine tokenizes, picks stop ids, enforces the
+context limit, detokenizes incrementally, and measures time to first token. It is safe to
+call from several threads (the sampler serialises the device work).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from .checkpoints import Checkpoint, WeightsCache, load_checkpoint
+from .config import GemmaConfig, count_params
+from .errors import PromptError
+from .sampler import CancelToken, SamplingParams, StepStats
+from .tokenizer import IncrementalDecoder, Tokenizer
+
+WEIGHT_DTYPES = ("float32", "bfloat16")
+DEFAULT_CACHE_LEN = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineOptions:
+    """How to load and run a model (not what to generate)."""
+
+    dtype: str = "float32"  # weights and activations: float32 is fastest on CPU here
+    cache_len: int = DEFAULT_CACHE_LEN  # KV cache positions: the longest prompt + completion
+    cache_dir: str | None = None  # converted weights and compiled programs; default ~/.cache/jupyter-codegemma
+    compilation_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {self.dtype!r}")
+        if self.cache_len < 64:
+            raise ValueError(f"cache_len must be at least 64, got {self.cache_len}")
+
+
+@dataclasses.dataclass
+class GenerationResult:
+    prompt_ids: list[int]
+    ids: list[int]  # generated ids only (a stop id, if one ended generation, is included)
+    text: str  # generated text, stop tokens excluded
+    stats: StepStats
+    ttft_ms: float = 0.0
+    total_ms: float = 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "prompt_ids": self.prompt_ids, "ids": self.ids, "text": self.text,
+            "ttft_ms": round(self.ttft_ms, 2), "total_ms": round(self.total_ms, 2),
+            "prompt_tokens": self.stats.prompt_tokens, "reused_tokens": self.stats.reused_tokens,
+            "new_tokens": self.stats.new_tokens, "finish_reason": self.stats.finish_reason,
+        }
+
+
+class Generation:
+    """A running generation: iterate for text pieces; `result` once it has finished."""
+
+    def __init__(self, pieces: Iterator[str], result: GenerationResult):
+        self._pieces = pieces
+        self.result = result
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+    def wait(self) -> GenerationResult:
+        for _ in self._pieces:
+            pass
+        return self.result
+
+
+def configure_compilation_cache(directory: Path) -> None:
+    """Keep every compiled program on disk, so a new process (a new kernel) does not recompile."""
+    import jax
+
+    directory.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+class Engine:
+    def __init__(self, checkpoint: Checkpoint, options: EngineOptions = EngineOptions(),
+                 load_seconds: float = 0.0):
+        import jax
+        import jax.numpy as jnp
+
+        from .model import Transformer
+        from .sampler import Sampler
+
+        self.options = options
+        self.config: GemmaConfig = checkpoint.config
+        self.tokenizer: Tokenizer = checkpoint.tokenizer
+        self.source = checkpoint.source
+        self.format = checkpoint.format
+        dtype = jnp.float32 if options.dtype == "float32" else jnp.bfloat16
+        params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), dtype=dtype), checkpoint.params)
+        self.context_len = min(options.cache_len, self.config.max_context)
+        self._sampler = Sampler(Transformer(self.config, dtype=dtype), params, self.context_len, cache_dtype=dtype)
+        self.device = str(jax.devices()[0].platform)
+        self.load_seconds = load_seconds
+        self.stop_ids = self._default_stop_ids()
+
+    @classmethod
+    def load(cls, model: str | os.PathLike | None = None, options: EngineOptions = EngineOptions(),
+             progress: Callable[[str], None] | None = None) -> "Engine":
+        """Load a model file, or the default model (Gemma 3 270M) when `model` is None."""
+        from . import default_model
+
+        say = progress or (lambda message: None)
+        started = time.perf_counter()
+        cache = WeightsCache(options.cache_dir)
+        if options.compilation_cache:
+            configure_compilation_cache(cache.root / "xla")
+        if model is None:
+            digest = default_model.default_model_sha256()
+            if cache.has(digest):
+                say("loading the default model (Gemma 3 270M) from the converted-weights cache")
+                checkpoint = cache.load(digest, source=default_model.PACKAGE)
+            else:
+                say("converting the default model (Gemma 3 270M) once; later loads use the cache")
+                checkpoint = load_checkpoint(default_model.default_model_path(), cache=cache, sha256=digest)
+                checkpoint.source = default_model.PACKAGE
+        else:
+            say(f"loading {model}")
+            checkpoint = load_checkpoint(model, cache=cache)
+        engine = cls(checkpoint, options, load_seconds=0.0)
+        engine.load_seconds = time.perf_counter() - started
+        return engine
+
+    def _default_stop_ids(self) -> tuple[int, ...]:
+        ids = {self.tokenizer.eos_id}
+        for piece in ("<end_of_turn>", "<|file_separator|>"):
+            i = self.tokenizer.piece_to_id(piece)
+            if i is not None:
+                ids.add(i)
+        return tuple(sorted(ids))
+
+    # --- facts -----------------------------------------------------------------------------------
+
+    @property
+    def has_fim(self) -> bool:
+        return all(self.tokenizer.piece_to_id(p) is not None
+                   for p in ("<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>"))
+
+    def info(self) -> dict:
+        return {
+            "model": self.config.name,
+            "source": self.source,
+            "format": self.format,
+            "architecture": self.config.architecture,
+            "device": self.device,
+            "dtype": self.options.dtype,
+            "parameters": count_params(self.config),
+            "layers": self.config.num_layers,
+            "vocab_size": self.config.vocab_size,
+            "context": self.context_len,
+            "fim": self.has_fim,
+            "load_seconds": round(self.load_seconds, 3),
+        }
+
+    # --- text ------------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
+        return self.tokenizer.encode(text, add_bos=add_bos)
+
+    def prepare_prompt(self, prompt: str | Sequence[int], max_new_tokens: int, truncate: bool = False) -> list[int]:
+        """Prompt text or ids -> ids that fit the context, or a PromptError.
+
+        A prompt that does not leave room for `max_new_tokens` is refused, unless `truncate`
+        is set: then the start is dropped (BOS is kept) — the end of a prompt is what a
+        completion depends on most.
+        """
+        ids = self.tokenize(prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
+        if not ids or (isinstance(prompt, str) and not prompt):
+            raise PromptError("the prompt is empty: give some text to continue")
+        bad = [i for i in ids if not 0 <= i < self.config.vocab_size]
+        if bad:
+            raise PromptError(f"prompt id {bad[0]} is outside the vocabulary (0..{self.config.vocab_size - 1})")
+        room = self.context_len - max(max_new_tokens, 1)
+        if len(ids) > room:
+            if not truncate:
+                raise PromptError(
+                    f"the prompt has {len(ids)} tokens, but with max_new_tokens={max_new_tokens} only {room} "
+                    f"fit in the context of {self.context_len} tokens; shorten the prompt, lower "
+                    f"max_new_tokens, or allow truncation (keeps the end of the prompt)")
+            head = ids[:1] if ids[0] == self.tokenizer.bos_id else []
+            ids = head + ids[len(ids) - (room - len(head)):]
+        return ids
+
+    def generate(self, prompt: str | Sequence[int], *, max_new_tokens: int = 128,
+                 sampling: SamplingParams = SamplingParams(), stop_ids: Sequence[int] | None = None,
+                 cancel: CancelToken | None = None, truncate: bool = False) -> Generation:
+        """Start generating; iterate the result for text pieces as they are decoded."""
+        if max_new_tokens < 1:
+            raise PromptError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        prompt_ids = self.prepare_prompt(prompt, max_new_tokens, truncate)
+        stops = tuple(self.stop_ids if stop_ids is None else stop_ids)
+        result = GenerationResult(prompt_ids=prompt_ids, ids=[], text="", stats=StepStats())
+        return Generation(self._stream(prompt_ids, max_new_tokens, sampling, stops, cancel, result), result)
+
+    def _stream(self, prompt_ids, max_new_tokens, sampling, stops, cancel, result) -> Iterator[str]:
+        started = time.perf_counter()
+        decoder = IncrementalDecoder(self.tokenizer)
+        stop_set = set(stops)
+        for token in self._sampler.generate(prompt_ids, max_new_tokens=max_new_tokens, sampling=sampling,
+                                            stop_ids=stops, cancel=cancel, stats=result.stats):
+            if not result.ids:
+                result.ttft_ms = (time.perf_counter() - started) * 1e3
+            result.ids.append(token)
+            if token in stop_set:
+                break
+            piece = decoder.push(token)
+            if piece:
+                result.text += piece
+                yield piece
+        tail = decoder.flush()
+        if tail:
+            result.text += tail
+            yield tail
+        result.total_ms = (time.perf_counter() - started) * 1e3
+
+    def complete_text(self, prompt: str | Sequence[int], **kwargs) -> GenerationResult:
+        """Generate to the end and return the result (no streaming)."""
+        return self.generate(prompt, **kwargs).wait()
+
+    def forward_logits(self, ids: Sequence[int]) -> np.ndarray:
+        return self._sampler.forward_logits(ids)
+
+    def reset_cache(self) -> None:
+        self._sampler.reset()

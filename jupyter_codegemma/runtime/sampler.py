@@ -1,0 +1,291 @@
+"""Prefill and decode: jitted steps over a fixed-size KV cache, and the token loop around them.
+
+The model never sees strings and the sampler never sees text: this module maps prompt ids to
+generated ids. Static shapes keep the number of compiled programs small:
+
+- a prompt is prefilled in chunks whose lengths are padded up to `PREFILL_BUCKETS`;
+- each step attends over a power-of-two prefix of the cache (`kv_len`), so a short prompt does
+  not pay for a long cache;
+- decoding feeds one token at a time; its logits are computed for that position only.
+
+The cache survives between calls together with the ids it holds, so a prompt that extends the
+previous one is only prefilled from the first token that differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import threading
+from typing import Callable, Iterator, Protocol, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .config import GemmaConfig
+from .model import Cache, Transformer, init_cache
+
+PREFILL_BUCKETS = (16, 32, 64, 128, 256, 512)
+MIN_KV_LEN = 256
+
+
+class CancelToken(Protocol):
+    def is_set(self) -> bool: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """How to pick each next token. temperature 0 means greedy (argmax)."""
+
+    temperature: float = 0.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0 or self.top_k == 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _SamplerShape:
+    """The parts of SamplingParams that change the compiled program."""
+
+    greedy: bool
+    top_k: int | None
+    use_top_p: bool
+
+    @classmethod
+    def of(cls, params: SamplingParams) -> "_SamplerShape":
+        if params.greedy:
+            return cls(True, None, False)
+        return cls(False, params.top_k, params.top_p is not None and params.top_p < 1)
+
+
+def sample_token(logits: jax.Array, key: jax.Array, temperature: jax.Array, top_p: jax.Array,
+                 shape: _SamplerShape) -> jax.Array:
+    """logits [B, V] -> token ids [B]."""
+    if shape.greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits = logits / temperature
+    if shape.top_k is None and not shape.use_top_p:
+        return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+    if shape.top_k is not None:
+        values, indices = lax.top_k(logits, min(shape.top_k, logits.shape[-1]))  # sorted, descending
+    else:
+        indices = jnp.argsort(-logits, axis=-1)
+        values = jnp.take_along_axis(logits, indices, axis=-1)
+    if shape.use_top_p:
+        probs = jax.nn.softmax(values, axis=-1)
+        # Keep the smallest prefix whose mass reaches top_p (the first candidate always stays).
+        mass_before = jnp.cumsum(probs, axis=-1) - probs
+        values = jnp.where(mass_before < top_p, values, -jnp.inf)
+    choice = jax.random.categorical(key, values, axis=-1)
+    return jnp.take_along_axis(indices, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)
+
+
+def bucket(n: int, buckets: Sequence[int]) -> int:
+    for b in buckets:
+        if n <= b:
+            return b
+    return buckets[-1]
+
+
+def kv_bucket(n: int, cache_len: int) -> int:
+    """The smallest power of two >= n (at least MIN_KV_LEN), capped at the cache length."""
+    size = MIN_KV_LEN
+    while size < n:
+        size *= 2
+    return min(size, cache_len)
+
+
+@dataclasses.dataclass
+class StepStats:
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    new_tokens: int = 0
+    finish_reason: str = ""  # "stop", "length", "cancelled", "context"
+
+
+class Sampler:
+    """Owns the compiled steps and the KV cache of one model (batch size 1, one thread at a time)."""
+
+    def __init__(self, model: Transformer, params, cache_len: int, cache_dtype=jnp.float32):
+        self.model = model
+        self.params = params
+        self.config: GemmaConfig = model.config
+        self.cache_len = cache_len
+        self.cache_dtype = cache_dtype
+        self._cache: Cache | None = None
+        self._cached_ids: list[int] = []  # ids whose keys and values are in the cache, in order
+        self._lock = threading.Lock()
+        self._prefill = jax.jit(self._prefill_step, static_argnames=("kv_len", "shape"), donate_argnums=(2,))
+        self._decode = jax.jit(self._decode_step, static_argnames=("kv_len", "shape"), donate_argnums=(2,))
+
+    # --- pure steps (jitted in __init__) ---------------------------------------------------------
+
+    def _prefill_step(self, params, tokens, cache, write_index, last_index, key, temperature, top_p,
+                      *, kv_len: int, shape: _SamplerShape):
+        hidden, cache = self.model.apply({"params": params}, tokens, cache, write_index, kv_len)
+        last = lax.dynamic_index_in_dim(hidden, last_index, axis=1, keepdims=False)  # [B, D]
+        logits = self.model.apply({"params": params}, last, method=Transformer.logits)
+        return sample_token(logits, key, temperature, top_p, shape), logits, cache
+
+    def _decode_step(self, params, token, cache, position, key, temperature, top_p,
+                     *, kv_len: int, shape: _SamplerShape):
+        hidden, cache = self.model.apply({"params": params}, token[:, None], cache, position, kv_len)
+        logits = self.model.apply({"params": params}, hidden[:, 0], method=Transformer.logits)
+        return sample_token(logits, key, temperature, top_p, shape), logits, cache
+
+    # --- cache bookkeeping -----------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget the cached prompt (the next call prefills from scratch)."""
+        self._cache = None
+        self._cached_ids = []
+
+    def _take_cache(self) -> Cache:
+        if self._cache is None:
+            self._cache = init_cache(self.config, 1, self.cache_len, self.cache_dtype)
+            self._cached_ids = []
+        cache, self._cache = self._cache, None  # donated to the next step: never reuse the old handle
+        return cache
+
+    @staticmethod
+    def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+        n = min(len(a), len(b))
+        i = 0
+        while i < n and a[i] == b[i]:
+            i += 1
+        return i
+
+    # --- the token loop --------------------------------------------------------------------------
+
+    def prefill(self, prompt_ids: Sequence[int], sampling: SamplingParams = SamplingParams(),
+                stats: StepStats | None = None):
+        """Prefill the cache with prompt_ids; returns (first token on device, its logits [1, V])."""
+        n = len(prompt_ids)
+        if n == 0:
+            raise ValueError("the prompt is empty: give at least one token")
+        if n > self.cache_len:
+            raise ValueError(f"the prompt has {n} tokens but the KV cache holds {self.cache_len}")
+        shape = _SamplerShape.of(sampling)
+        base_key = jax.random.PRNGKey(sampling.seed)
+        temperature = jnp.float32(max(sampling.temperature, 1e-6))
+        top_p = jnp.float32(sampling.top_p if sampling.top_p is not None else 1.0)
+
+        # Reuse the cached prefix; always recompute at least the last token, whose logits we need.
+        reused = min(self._common_prefix(self._cached_ids, prompt_ids), n - 1)
+        cache = self._take_cache()
+        self._cached_ids = list(prompt_ids[:reused])
+        start = reused
+        token = logits = None
+        while start < n:
+            chunk = min(n - start, PREFILL_BUCKETS[-1])
+            padded = bucket(chunk, PREFILL_BUCKETS)
+            tokens = np.zeros((1, padded), np.int32)
+            tokens[0, :chunk] = prompt_ids[start:start + chunk]
+            if start + padded > self.cache_len:  # the padding must fit in the cache too
+                shift = start + padded - self.cache_len
+                tokens = np.zeros((1, padded), np.int32)
+                tokens[0, :chunk + shift] = prompt_ids[start - shift:start + chunk]
+                start, chunk = start - shift, chunk + shift
+            key = jax.random.fold_in(base_key, start + chunk)
+            token, logits, cache = self._prefill(
+                self.params, jnp.asarray(tokens), cache, jnp.int32(start), jnp.int32(chunk - 1), key,
+                temperature, top_p, kv_len=kv_bucket(start + padded, self.cache_len), shape=shape)
+            start += chunk
+        self._cache = cache
+        self._cached_ids = list(prompt_ids)
+        if stats is not None:
+            stats.prompt_tokens, stats.reused_tokens = n, reused
+        return token, logits
+
+    def generate(self, prompt_ids: Sequence[int], *, max_new_tokens: int,
+                 sampling: SamplingParams = SamplingParams(), stop_ids: Sequence[int] = (),
+                 cancel: CancelToken | None = None, stats: StepStats | None = None,
+                 on_logits: Callable[[jax.Array], None] | None = None) -> Iterator[int]:
+        """Yield generated ids one at a time (a stop id is yielded, then the loop ends).
+
+        The next decode step is dispatched before the current token is read back, so the host's
+        work (streaming, stop checks) overlaps the device's. Cancellation is checked between
+        steps: at most the one step already in flight is wasted.
+        """
+        stats = stats if stats is not None else StepStats()
+        if max_new_tokens < 1:
+            stats.finish_reason = "length"
+            return
+        with self._lock:
+            yield from self._generate_locked(prompt_ids, max_new_tokens, sampling, frozenset(stop_ids),
+                                             cancel, stats, on_logits)
+
+    def _generate_locked(self, prompt_ids, max_new_tokens, sampling, stop_ids, cancel, stats, on_logits):
+        shape = _SamplerShape.of(sampling)
+        base_key = jax.random.PRNGKey(sampling.seed)
+        temperature = jnp.float32(max(sampling.temperature, 1e-6))
+        top_p = jnp.float32(sampling.top_p if sampling.top_p is not None else 1.0)
+        if cancel is not None and cancel.is_set():
+            stats.finish_reason = "cancelled"
+            return
+        token, logits = self.prefill(prompt_ids, sampling, stats)
+        position = len(prompt_ids)  # where the pending token's keys and values will be written
+        stats.finish_reason = "length"
+        try:
+            for step in range(max_new_tokens):
+                pending = None
+                if step + 1 < max_new_tokens and position < self.cache_len:
+                    cache = self._take_cache()
+                    key = jax.random.fold_in(base_key, position + 1)
+                    pending = self._decode(self.params, token, cache, jnp.int32(position), key, temperature,
+                                           top_p, kv_len=kv_bucket(position + 1, self.cache_len), shape=shape)
+                    self._cache = pending[2]
+                if on_logits is not None:
+                    on_logits(logits)
+                token_id = int(token[0])
+                if pending is not None:
+                    self._cached_ids.append(token_id)
+                stats.new_tokens += 1
+                yield token_id
+                if token_id in stop_ids:
+                    stats.finish_reason = "stop"
+                    return
+                if cancel is not None and cancel.is_set():
+                    stats.finish_reason = "cancelled"
+                    return
+                if pending is None:
+                    if step + 1 < max_new_tokens:
+                        stats.finish_reason = "context"
+                    return
+                token, logits = pending[0], pending[1]
+                position += 1
+        except BaseException:
+            # A step that failed (or a KeyboardInterrupt) may have consumed the donated cache.
+            self.reset()
+            raise
+
+    def forward_logits(self, ids: Sequence[int]) -> np.ndarray:
+        """Logits at every position of `ids` in one full pass (no cache reuse): [len(ids), V].
+
+        For tests and notebooks, not for generation: it computes the head at every position.
+        """
+        n = len(ids)
+        with self._lock:
+            cache = init_cache(self.config, 1, max(n, 1), self.cache_dtype)
+            hidden, _ = _full_forward(self.model, self.params, jnp.asarray([list(ids)], jnp.int32), cache)
+            return np.asarray(hidden[0])
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _full_forward(model: Transformer, params, tokens, cache):
+    hidden, _ = model.apply({"params": params}, tokens, cache, jnp.int32(0), tokens.shape[1])
+    return model.apply({"params": params}, hidden, method=Transformer.logits), None
