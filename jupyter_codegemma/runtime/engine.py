@@ -7,6 +7,7 @@ call from several threads (the sampler serialises the device work).
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import time
@@ -83,6 +84,28 @@ def configure_compilation_cache(directory: Path) -> None:
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _release_freed_memory() -> None:
+    """Give the heap that XLA's temporary buffers used back to the OS (glibc keeps it otherwise).
+
+    Each compiled program allocates its own scratch buffers; glibc's allocator retains freed
+    ones, so a kernel that has run several prompt shapes holds hundreds of MB it does not use.
+    """
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+def _load_libc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # absent on musl and non-Linux systems
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_libc = _load_libc()
 
 
 class Engine:
@@ -225,6 +248,7 @@ class Engine:
             result.text += tail
             yield tail
         result.total_ms = (time.perf_counter() - started) * 1e3
+        _release_freed_memory()
 
     def complete_text(self, prompt: str | Sequence[int], **kwargs) -> GenerationResult:
         """Generate to the end and return the result (no streaming)."""

@@ -120,8 +120,10 @@ class StepStats:
 class Sampler:
     """Owns the compiled steps and the KV cache of one model (batch size 1, one thread at a time)."""
 
-    def __init__(self, model: Transformer, params, cache_len: int, cache_dtype=jnp.float32):
+    def __init__(self, model: Transformer, params, cache_len: int, cache_dtype=jnp.float32,
+                 prefill_buckets: Sequence[int] = PREFILL_BUCKETS):
         self.model = model
+        self.prefill_buckets = tuple(sorted(prefill_buckets))
         self.params = params
         self.config: GemmaConfig = model.config
         self.cache_len = cache_len
@@ -185,21 +187,18 @@ class Sampler:
         top_p = jnp.float32(sampling.top_p if sampling.top_p is not None else 1.0)
 
         # Reuse the cached prefix; always recompute at least the last token, whose logits we need.
+        cache = self._take_cache()  # a fresh cache (after a failure) holds no ids
         reused = min(self._common_prefix(self._cached_ids, prompt_ids), n - 1)
-        cache = self._take_cache()
-        self._cached_ids = list(prompt_ids[:reused])
+        self._cached_ids = []  # until the prefill completes, nothing in the cache is trusted
         start = reused
         token = logits = None
         while start < n:
-            chunk = min(n - start, PREFILL_BUCKETS[-1])
-            padded = bucket(chunk, PREFILL_BUCKETS)
+            chunk = min(n - start, self.prefill_buckets[-1])
+            padded = bucket(chunk, self.prefill_buckets)
+            # Near the end of the cache the padding must fit too: use an exact-length chunk there.
+            padded = min(padded, self.cache_len - start)
             tokens = np.zeros((1, padded), np.int32)
             tokens[0, :chunk] = prompt_ids[start:start + chunk]
-            if start + padded > self.cache_len:  # the padding must fit in the cache too
-                shift = start + padded - self.cache_len
-                tokens = np.zeros((1, padded), np.int32)
-                tokens[0, :chunk + shift] = prompt_ids[start - shift:start + chunk]
-                start, chunk = start - shift, chunk + shift
             key = jax.random.fold_in(base_key, start + chunk)
             token, logits, cache = self._prefill(
                 self.params, jnp.asarray(tokens), cache, jnp.int32(start), jnp.int32(chunk - 1), key,

