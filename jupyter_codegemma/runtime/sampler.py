@@ -131,23 +131,6 @@ class Sampler:
         self._cache: Cache | None = None
         self._cached_ids: list[int] = []  # ids whose keys and values are in the cache, in order
         self._lock = threading.Lock()
-        self._prefill = jax.jit(self._prefill_step, static_argnames=("kv_len", "shape"), donate_argnums=(2,))
-        self._decode = jax.jit(self._decode_step, static_argnames=("kv_len", "shape"), donate_argnums=(2,))
-
-    # --- pure steps (jitted in __init__) ---------------------------------------------------------
-
-    def _prefill_step(self, params, tokens, cache, write_index, last_index, key, temperature, top_p,
-                      *, kv_len: int, shape: _SamplerShape):
-        hidden, cache = self.model.apply({"params": params}, tokens, cache, write_index, kv_len)
-        last = lax.dynamic_index_in_dim(hidden, last_index, axis=1, keepdims=False)  # [B, D]
-        logits = self.model.apply({"params": params}, last, method=Transformer.logits)
-        return sample_token(logits, key, temperature, top_p, shape), logits, cache
-
-    def _decode_step(self, params, token, cache, position, key, temperature, top_p,
-                     *, kv_len: int, shape: _SamplerShape):
-        hidden, cache = self.model.apply({"params": params}, token[:, None], cache, position, kv_len)
-        logits = self.model.apply({"params": params}, hidden[:, 0], method=Transformer.logits)
-        return sample_token(logits, key, temperature, top_p, shape), logits, cache
 
     # --- cache bookkeeping -----------------------------------------------------------------------
 
@@ -200,8 +183,8 @@ class Sampler:
             tokens = np.zeros((1, padded), np.int32)
             tokens[0, :chunk] = prompt_ids[start:start + chunk]
             key = jax.random.fold_in(base_key, start + chunk)
-            token, logits, cache = self._prefill(
-                self.params, jnp.asarray(tokens), cache, jnp.int32(start), jnp.int32(chunk - 1), key,
+            token, logits, cache = _prefill_step(
+                self.model, self.params, jnp.asarray(tokens), cache, jnp.int32(start), jnp.int32(chunk - 1), key,
                 temperature, top_p, kv_len=kv_bucket(start + padded, self.cache_len), shape=shape)
             start += chunk
         self._cache = cache
@@ -245,7 +228,7 @@ class Sampler:
                 if step + 1 < max_new_tokens and position < self.cache_len:
                     cache = self._take_cache()
                     key = jax.random.fold_in(base_key, position + 1)
-                    pending = self._decode(self.params, token, cache, jnp.int32(position), key, temperature,
+                    pending = _decode_step(self.model, self.params, token, cache, jnp.int32(position), key, temperature,
                                            top_p, kv_len=kv_bucket(position + 1, self.cache_len), shape=shape)
                     self._cache = pending[2]
                 if on_logits is not None:
@@ -282,6 +265,30 @@ class Sampler:
             cache = init_cache(self.config, 1, max(n, 1), self.cache_dtype)
             hidden, _ = _full_forward(self.model, self.params, jnp.asarray([list(ids)], jnp.int32), cache)
             return np.asarray(hidden[0])
+
+
+# --- pure steps ----------------------------------------------------------------------------------
+# Module-level, with the model (a hashable Flax module) as a static argument, so samplers of
+# the same model share compiled programs. The cache argument is donated: XLA updates it in place.
+
+
+@functools.partial(jax.jit, static_argnames=("model", "kv_len", "shape"), donate_argnames=("cache",))
+def _prefill_step(model: Transformer, params, tokens, cache, write_index, last_index, key, temperature, top_p,
+                  *, kv_len: int, shape: _SamplerShape):
+    """tokens [B, T] at write_index -> (next token [B], its logits [B, V], cache)."""
+    hidden, cache = model.apply({"params": params}, tokens, cache, write_index, kv_len)
+    last = lax.dynamic_index_in_dim(hidden, last_index, axis=1, keepdims=False)  # [B, D]
+    logits = model.apply({"params": params}, last, method=Transformer.logits)
+    return sample_token(logits, key, temperature, top_p, shape), logits, cache
+
+
+@functools.partial(jax.jit, static_argnames=("model", "kv_len", "shape"), donate_argnames=("cache",))
+def _decode_step(model: Transformer, params, token, cache, position, key, temperature, top_p,
+                 *, kv_len: int, shape: _SamplerShape):
+    """token [B] at position -> (next token [B], its logits [B, V], cache)."""
+    hidden, cache = model.apply({"params": params}, token[:, None], cache, position, kv_len)
+    logits = model.apply({"params": params}, hidden[:, 0], method=Transformer.logits)
+    return sample_token(logits, key, temperature, top_p, shape), logits, cache
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
