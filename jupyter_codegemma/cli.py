@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--truncate", action="store_true",
                           help="drop the start of a prompt that does not fit the context (default: refuse it)")
     _add_io_options(generate)
+    demo = commands.add_parser("demo", help="load the model and generate a few completions, with timings")
+    _add_model_options(demo)
     return parser
 
 
@@ -150,11 +152,15 @@ def cmd_tokenize(args, out: IO[str]) -> int:
 _PER_LINE_SETTINGS = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
 
 
-def _generate_one(engine, prompt, settings: dict, truncate: bool, stream: IO[str] | None):
+def _sampling(settings: dict):
     from .runtime import SamplingParams
 
-    sampling = SamplingParams(temperature=settings["temperature"], top_k=settings["top_k"],
-                              top_p=settings["top_p"], seed=settings["seed"])
+    return SamplingParams(temperature=settings["temperature"], top_k=settings["top_k"],
+                          top_p=settings["top_p"], seed=settings["seed"])
+
+
+def _generate_one(engine, prompt, settings: dict, truncate: bool, stream: IO[str] | None):
+    sampling = _sampling(settings)
     generation = engine.generate(prompt, max_new_tokens=settings["max_new_tokens"], sampling=sampling,
                                  truncate=truncate)
     for piece in generation:
@@ -170,6 +176,7 @@ def cmd_generate(args, out: IO[str]) -> int:
     if (args.prompt is None) == (args.jsonl is None):
         raise CliError("give either PROMPT or --jsonl FILE")
     defaults = {name: getattr(args, name) for name in _PER_LINE_SETTINGS}
+    _sampling(defaults)  # bad settings fail before the model loads
     engine = _load_engine(args)
     if args.jsonl is None:
         result = _generate_one(engine, args.prompt, defaults, args.truncate, None if args.json else out)
@@ -207,7 +214,35 @@ def cmd_generate(args, out: IO[str]) -> int:
     return 1 if failures else 0
 
 
-COMMANDS = {"info": cmd_info, "tokenize": cmd_tokenize, "generate": cmd_generate}
+DEMO_PROMPTS = (
+    'def is_palindrome(text: str) -> bool:\n    """Return True if text reads the same backwards."""\n',
+    "import numpy as np\n\n# the mean of each column of a 2-D array\ndef column_means(a):\n",
+)
+
+
+def cmd_demo(args, out: IO[str]) -> int:
+    """Headless: the same engine the kernel uses, with what a user waits for at each step."""
+    import time
+
+    started = time.perf_counter()
+    engine = _load_engine(args)
+    info = engine.info()
+    print(f"model: {info['model']} ({info['architecture']}, {info['parameters'] / 1e6:.0f}M parameters, "
+          f"{info['dtype']} on {info['device']}, FIM: {'yes' if info['fim'] else 'no'}); "
+          f"loaded in {time.perf_counter() - started:.2f} s", file=out)
+    for prompt in DEMO_PROMPTS:
+        print("\n--- prompt " + "-" * 50, file=out)
+        print(prompt, end="", file=out)
+        print("--- completion (streamed) " + "-" * 36, file=out)
+        result = _generate_one(engine, prompt, {"max_new_tokens": 48, "temperature": 0.0, "top_k": None,
+                                                "top_p": None, "seed": 0}, False, out)
+        rate = (result.stats.new_tokens - 1) / max((result.total_ms - result.ttft_ms) / 1e3, 1e-9)
+        print(f"\n--- {result.stats.new_tokens} tokens; first after {result.ttft_ms:.0f} ms "
+              f"(includes compiling on a first run), then {rate:.1f} tokens/s", file=out)
+    return 0
+
+
+COMMANDS = {"info": cmd_info, "tokenize": cmd_tokenize, "generate": cmd_generate, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None, out: IO[str] | None = None) -> int:

@@ -7,10 +7,10 @@
 """
 
 from .engine import Engine, EngineOptions, Generation, GenerationResult
-from .errors import CheckpointError, CodeGemmaError, PromptError
+from .errors import CheckpointError, CodeGemmaError, PromptError, SettingsError
 from .sampler import SamplingParams
 
 __all__ = [
     "Engine", "EngineOptions", "Generation", "GenerationResult", "SamplingParams",
-    "CodeGemmaError", "CheckpointError", "PromptError",
+    "CodeGemmaError", "CheckpointError", "PromptError", "SettingsError",
 ]

@@ -18,7 +18,7 @@ import numpy as np
 
 from .checkpoints import Checkpoint, WeightsCache, load_checkpoint
 from .config import GemmaConfig, count_params
-from .errors import PromptError
+from .errors import PromptError, SettingsError
 from .sampler import CancelToken, SamplingParams, StepStats
 from .tokenizer import IncrementalDecoder, Tokenizer
 
@@ -37,9 +37,9 @@ class EngineOptions:
 
     def __post_init__(self) -> None:
         if self.dtype not in WEIGHT_DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {self.dtype!r}")
+            raise SettingsError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {self.dtype!r}")
         if self.cache_len < 64:
-            raise ValueError(f"cache_len must be at least 64, got {self.cache_len}")
+            raise SettingsError(f"cache_len must be at least 64, got {self.cache_len}")
 
 
 @dataclasses.dataclass

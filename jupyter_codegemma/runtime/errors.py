@@ -18,3 +18,7 @@ class CheckpointError(CodeGemmaError):
 
 class PromptError(CodeGemmaError, ValueError):
     """A prompt the model cannot take (empty, or longer than its context)."""
+
+
+class SettingsError(CodeGemmaError, ValueError):
+    """A generation or engine setting out of its range."""

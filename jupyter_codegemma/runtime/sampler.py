@@ -25,6 +25,7 @@ import numpy as np
 from jax import lax
 
 from .config import GemmaConfig
+from .errors import SettingsError
 from .model import Cache, Transformer, init_cache
 
 PREFILL_BUCKETS = (16, 32, 64, 128, 256, 512)
@@ -46,11 +47,11 @@ class SamplingParams:
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+            raise SettingsError(f"temperature must be >= 0, got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+            raise SettingsError(f"top_k must be >= 1, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise SettingsError(f"top_p must be in (0, 1], got {self.top_p}")
 
     @property
     def greedy(self) -> bool:

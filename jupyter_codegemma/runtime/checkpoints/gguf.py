@@ -54,8 +54,9 @@ def _open_reader(path: Path):
     try:
         reader = gguf.GGUFReader(path)
     except Exception as e:  # the reader raises whatever numpy or struct raise on a bad header
-        raise CheckpointError(path, f"the GGUF header cannot be read ({type(e).__name__}: {e}); "
-                                    "the file may be truncated or corrupt") from None
+        # gguf's reader maps every tensor up front, so a download cut anywhere fails here.
+        raise CheckpointError(path, f"the file is truncated or corrupt ({type(e).__name__}: {e}); "
+                                    "download it again") from None
     size = path.stat().st_size
     for t in reader.tensors:
         end = int(t.data_offset) + int(t.n_bytes)
