@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from . import fim
 from .checkpoints import Checkpoint, WeightsCache, load_checkpoint
 from .config import GemmaConfig, count_params
 from .errors import PromptError, SettingsError
@@ -74,6 +75,41 @@ class Generation:
         for _ in self._pieces:
             pass
         return self.result
+
+
+@dataclasses.dataclass
+class CompletionResult(GenerationResult):
+    raw_text: str = ""  # what the model wrote, before shaping to the mode
+    mode: str = "line"  # the mode used ("auto" resolved)
+    layout: str = "psm"  # the prompt layout: "psm", "spm" or "prefix-only"
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "raw_text": self.raw_text, "mode": self.mode, "layout": self.layout}
+
+
+class Completion(Generation):
+    """A running completion: iterate for the whole suggestion so far; `result` at the end."""
+
+
+class _Flag:
+    def __init__(self):
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+class _Either:
+    """Cancelled when either token is."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+
+    def is_set(self) -> bool:
+        return self.first.is_set() or (self.second is not None and self.second.is_set())
 
 
 def configure_compilation_cache(directory: Path) -> None:
@@ -249,6 +285,58 @@ class Engine:
             yield tail
         result.total_ms = (time.perf_counter() - started) * 1e3
         _release_freed_memory()
+
+    def complete(self, prefix: str, suffix: str = "", *, mode: str = "auto", layout: str = "psm",
+                 path: str | None = None, context_files: Sequence[fim.ContextFile] = (),
+                 max_new_tokens: int | None = None, sampling: SamplingParams = SamplingParams(),
+                 cancel: CancelToken | None = None) -> "Completion":
+        """Complete the code between `prefix` and `suffix` (the cursor sits between them).
+
+        Iterating the result gives the whole suggestion so far, each time it changes. Models
+        with FIM pieces see both sides; others continue the prefix, and the suffix is used to
+        stop and trim. A prompt that does not fit the context loses what is farthest from the
+        cursor (see fim.build_prompt). Generation stops as soon as the suggestion is complete
+        for its mode (the end of the line, or of the block).
+        """
+        resolved = fim.resolve_mode(mode, prefix, suffix)
+        if max_new_tokens is None:
+            max_new_tokens = 48 if resolved == "line" else 160
+        if max_new_tokens < 1:
+            raise PromptError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        try:
+            prompt_ids = fim.build_prompt(self.tokenizer, prefix, suffix, layout=layout, path=path,
+                                          context_files=context_files,
+                                          max_tokens=self.context_len - max_new_tokens)
+        except ValueError as e:
+            raise PromptError(str(e)) from None
+        result = CompletionResult(prompt_ids=prompt_ids, ids=[], text="", stats=StepStats(), raw_text="",
+                                  mode=resolved, layout=layout if self.has_fim else "prefix-only")
+        return Completion(self._complete_stream(prefix, suffix, resolved, prompt_ids, max_new_tokens,
+                                                sampling, cancel, result), result)
+
+    def _complete_stream(self, prefix, suffix, mode, prompt_ids, max_new_tokens, sampling, cancel, result):
+        finished = _Flag()
+        either = _Either(finished, cancel)
+        shown = ""
+        inner = GenerationResult(prompt_ids=prompt_ids, ids=[], text="", stats=result.stats)
+        for _piece in self._stream(prompt_ids, max_new_tokens, sampling, fim.stop_ids(self.tokenizer), either, inner):
+            shaped = fim.shape(inner.text, prefix, suffix, mode)
+            if shaped.complete:
+                finished.set()  # stops the sampler after the step in flight
+            if shaped.text != shown:
+                shown = shaped.text
+                result.text = shown
+                yield shown
+        if cancel is not None and cancel.is_set():
+            result.stats.finish_reason = "cancelled"
+        elif finished.is_set():
+            result.stats.finish_reason = "stop"
+        final = fim.shape(inner.text, prefix, suffix, mode, final=True).text
+        result.raw_text, result.ids = inner.text, inner.ids
+        result.ttft_ms, result.total_ms = inner.ttft_ms, inner.total_ms
+        if final != shown and result.stats.finish_reason != "cancelled":
+            result.text = final
+            yield final
 
     def complete_text(self, prompt: str | Sequence[int], **kwargs) -> GenerationResult:
         """Generate to the end and return the result (no streaming)."""
