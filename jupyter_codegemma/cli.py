@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from typing import IO, Iterator
 
@@ -69,6 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--truncate", action="store_true",
                           help="drop the start of a prompt that does not fit the context (default: refuse it)")
     _add_io_options(generate)
+    complete = commands.add_parser("complete", help="fill in code at a cursor (FIM where the model has it)")
+    where = complete.add_argument_group("the cursor: --prefix/--suffix, or --file/--line/--col")
+    where.add_argument("--prefix", help="the code before the cursor")
+    where.add_argument("--suffix", default=None, help="the code after the cursor (default: none)")
+    where.add_argument("--file", metavar="PATH", help="a source file; the cursor is at --line/--col")
+    where.add_argument("--line", type=int, metavar="L", help="1-based line of the cursor in --file")
+    where.add_argument("--col", type=int, metavar="C", help="1-based column: the cursor is before character C")
+    _add_model_options(complete)
+    shaping = complete.add_argument_group("completion")
+    shaping.add_argument("--mode", choices=("line", "block", "auto"), default="auto",
+                         help="complete the line, the block, or pick by the cursor's position (default)")
+    shaping.add_argument("--layout", choices=("psm", "spm"), default="psm", help="FIM prompt layout (default psm)")
+    shaping.add_argument("--path", help="the file path shown to the model (default: --file's name)")
+    shaping.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
+                         help="default: 48 for a line, 160 for a block")
+    shaping.add_argument("--temperature", type=float, default=0.0)
+    shaping.add_argument("--top-k", type=int, default=None, metavar="K")
+    shaping.add_argument("--top-p", type=float, default=None, metavar="P")
+    shaping.add_argument("--seed", type=int, default=0)
+    _add_io_options(complete)
+
     demo = commands.add_parser("demo", help="load the model and generate a few completions, with timings")
     _add_model_options(demo)
     return parser
@@ -214,6 +236,76 @@ def cmd_generate(args, out: IO[str]) -> int:
     return 1 if failures else 0
 
 
+def split_at_cursor(source: str, line: int, col: int) -> tuple[str, str]:
+    """(prefix, suffix) of `source` at 1-based `line` and `col` (col = len(line) + 1 is its end)."""
+    lines = source.split("\n")
+    if not 1 <= line <= len(lines):
+        raise CliError(f"--line {line} is outside the file (1..{len(lines)})")
+    if not 1 <= col <= len(lines[line - 1]) + 1:
+        raise CliError(f"--col {col} is outside line {line} (1..{len(lines[line - 1]) + 1})")
+    offset = sum(len(text) + 1 for text in lines[:line - 1]) + col - 1
+    return source[:offset], source[offset:]
+
+
+_COMPLETE_SETTINGS = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "mode", "layout", "path")
+
+
+def _complete_one(engine, prefix: str, suffix: str, settings: dict):
+    completion = engine.complete(prefix, suffix, mode=settings["mode"], layout=settings["layout"],
+                                 path=settings["path"], max_new_tokens=settings["max_new_tokens"],
+                                 sampling=_sampling(settings))
+    return completion.wait()
+
+
+def cmd_complete(args, out: IO[str]) -> int:
+    from .runtime.errors import CodeGemmaError
+
+    defaults = {name: getattr(args, name) for name in _COMPLETE_SETTINGS}
+    _sampling(defaults)  # bad settings fail before the model loads
+    if args.jsonl is not None:
+        if args.prefix is not None or args.file is not None:
+            raise CliError("give either --jsonl or the cursor (--prefix / --file), not both")
+    elif args.file is not None:
+        if args.prefix is not None or args.suffix is not None:
+            raise CliError("give either --file/--line/--col or --prefix/--suffix, not both")
+        if args.line is None or args.col is None:
+            raise CliError("--file needs --line and --col")
+        with open(args.file, encoding="utf-8") as f:
+            prefix, suffix = split_at_cursor(f.read(), args.line, args.col)
+        defaults["path"] = defaults["path"] or os.path.basename(args.file)
+    elif args.prefix is not None:
+        prefix, suffix = args.prefix, args.suffix or ""
+    else:
+        raise CliError("give --prefix [--suffix], --file/--line/--col, or --jsonl FILE")
+    engine = _load_engine(args)
+    if args.jsonl is None:
+        result = _complete_one(engine, prefix, suffix, defaults)
+        if args.json:
+            print(json.dumps(result.to_json(), ensure_ascii=False), file=out)
+        else:
+            print(result.text, file=out)
+            print(f"codegemma: {result.mode} completion, {result.layout} prompt of {result.stats.prompt_tokens} tokens; "
+                  f"{result.stats.new_tokens} new tokens in {result.total_ms:.0f} ms", file=sys.stderr)
+        return 0
+    failures = 0
+    for number, item in _read_jsonl(args.jsonl):
+        try:
+            if isinstance(item, Exception):
+                raise item
+            if not isinstance(item.get("prefix"), str) or not isinstance(item.get("suffix", ""), str):
+                raise CliError(f"line {number}: expected {{\"prefix\": \"...\", \"suffix\": \"...\"}}")
+            settings = dict(defaults)
+            for name in _COMPLETE_SETTINGS:
+                if item.get(name) is not None:
+                    settings[name] = item[name]
+            result = _complete_one(engine, item["prefix"], item.get("suffix", ""), settings)
+            print(json.dumps(result.to_json(), ensure_ascii=False), file=out, flush=True)
+        except (CliError, CodeGemmaError, ValueError, TypeError) as e:
+            failures += 1
+            print(_error_line(str(e), number), file=out, flush=True)
+    return 1 if failures else 0
+
+
 DEMO_PROMPTS = (
     'def is_palindrome(text: str) -> bool:\n    """Return True if text reads the same backwards."""\n',
     "import numpy as np\n\n# the mean of each column of a 2-D array\ndef column_means(a):\n",
@@ -242,7 +334,8 @@ def cmd_demo(args, out: IO[str]) -> int:
     return 0
 
 
-COMMANDS = {"info": cmd_info, "tokenize": cmd_tokenize, "generate": cmd_generate, "demo": cmd_demo}
+COMMANDS = {"info": cmd_info, "tokenize": cmd_tokenize, "generate": cmd_generate, "complete": cmd_complete,
+            "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None, out: IO[str] | None = None) -> int:

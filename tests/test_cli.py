@@ -81,3 +81,33 @@ def test_bad_input_is_one_clear_line_and_status_2(args, message):
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_complete_prefix_and_suffix():
+    done = codegemma("complete", "--prefix", "total = sum(", "--suffix", ")\nprint(total)\n", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["mode"] == "line" and out["layout"] == "prefix-only"  # the default model has no FIM
+    assert "\n" not in out["text"] and out["raw_text"].startswith(out["text"])
+    assert {"prompt_ids", "ids", "text", "raw_text", "ttft_ms", "total_ms"} <= out.keys()
+
+
+def test_complete_at_a_file_position(tmp_path):
+    source = tmp_path / "mul.py"
+    source.write_text("def mul(a, b):\n    return a * b\n\nx = mul(\n")
+    done = codegemma("complete", "--file", str(source), "--line", "4", "--col", "9", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["prompt_ids"][-3:] != [] and out["mode"] == "line"
+    done = codegemma("complete", "--file", str(source), "--line", "9", "--col", "1")
+    assert done.returncode == 2 and "outside the file" in done.stderr
+
+
+def test_complete_jsonl():
+    lines = json.dumps({"prefix": "import numpy as", "suffix": "\n", "max_new_tokens": 4}) + "\n" + \
+        json.dumps({"suffix": "x"}) + "\n"
+    done = codegemma("complete", "--jsonl", "-", stdin=lines)
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 1 and len(out) == 2
+    assert "text" in out[0] and len(out[0]["ids"]) <= 4
+    assert "expected" in out[1]["error"]

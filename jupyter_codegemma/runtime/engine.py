@@ -274,6 +274,7 @@ class Engine:
                 result.ttft_ms = (time.perf_counter() - started) * 1e3
             result.ids.append(token)
             if token in stop_set:
+                result.stats.finish_reason = "stop"
                 break
             piece = decoder.push(token)
             if piece:

@@ -119,7 +119,7 @@ def resolve_mode(mode: Mode, prefix: str, suffix: str) -> Literal["line", "block
     rest_of_line = suffix.split("\n", 1)[0]
     if rest_of_line.strip():
         return "line"  # the cursor is inside a line: only that line can change
-    if not current_line.strip() or current_line.rstrip().endswith((":", "{", "(", "[")):
+    if not current_line.strip() or current_line.rstrip().endswith((":", "{")):
         return "block"
     return "line"
 
@@ -132,14 +132,19 @@ def _block_end(lines: list[str], current_line: str, final: bool) -> int | None:
     """Index of the first line after the block the cursor is in, if it has been written yet.
 
     The block's lines are those indented at least as deep as its first line (deeper, when
-    that line opens a block with ':'); the first fully written line indented less ends it.
+    that line opens a block with ':'); the first line indented less ends it.
+    At the top level (no indentation to go back to) a blank line ends the block.
     """
     first = current_line + lines[0]
     base = _indent(first) + (1 if first.rstrip().endswith(":") else 0) if first.strip() else None
-    last_complete = len(lines) if final else len(lines) - 1  # the last line may still be growing
-    for i in range(1, last_complete):
+    for i in range(1, len(lines)):
+        growing = i == len(lines) - 1 and not final
         if not lines[i].strip():
+            # A blank line is one only once the next has begun; at the top level it ends the block.
+            if not growing and base == 0 and any(line.strip() for line in lines[:i]):
+                return i
             continue
+        # Once a line has a visible character its indentation is settled, even mid-stream.
         if base is None:
             base = _indent(lines[i])
         elif _indent(lines[i]) < base:

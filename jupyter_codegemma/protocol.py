@@ -1,0 +1,251 @@
+"""The comm protocol between the notebook frontend and the kernel: the only place it is defined.
+
+Comm target `jupyter_codegemma`. Every message, either way, is a JSON object with `"v": 1` and a
+`"type"`. Requests (frontend -> kernel):
+
+    complete  {id, prefix, suffix, language, path?, mode?, max_new_tokens?}
+    cancel    {id}
+    status    {}
+
+Replies (kernel -> frontend):
+
+    partial   {id, text}             the whole suggestion so far (not a delta)
+    done      {id, text, stats}      stats: prompt_tokens, reused_tokens, new_tokens, ttft_ms, total_ms
+    cancelled {id}                   after a `cancel`, or when a newer `complete` from the same comm
+                                     superseded this one
+    status    {model, state, device, fim, completions_enabled, [hints_enabled, message]}
+    error     {[id], code, message}
+
+Every `complete` ends with exactly one of `done`, `cancelled` or `error`. Unknown fields in a request
+are ignored (so a newer frontend can talk to an older kernel); a wrong type or a missing field is
+`bad_request`. The TypeScript twin is `labextension/src/protocol.ts`; both sides load the golden
+examples in `tests/protocol/*.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping
+
+VERSION = 1
+TARGET = "jupyter_codegemma"
+
+# Size limits. The frontend trims the text farthest from the cursor to fit them; a kernel that
+# receives more refuses the request (`too_large`) rather than tokenizing megabytes. The model's
+# context (4096 tokens by default, ~4 characters a token) holds far less than this anyway.
+MAX_PREFIX_CHARS = 100_000
+MAX_SUFFIX_CHARS = 50_000
+MAX_ID_CHARS = 128
+MAX_PATH_CHARS = 1_024
+MAX_LANGUAGE_CHARS = 64
+MAX_NEW_TOKENS = 512
+
+MODES = ("line", "block", "auto")
+STATES = ("loading", "ready", "busy", "error")
+REQUEST_TYPES = ("complete", "cancel", "status")
+REPLY_TYPES = ("partial", "done", "cancelled", "status", "error")
+STATS_FIELDS = ("prompt_tokens", "reused_tokens", "new_tokens", "ttft_ms", "total_ms")
+
+# Error codes (the `code` of an `error` reply).
+BAD_REQUEST = "bad_request"  # not an object, a missing field, a wrong type or value
+UNSUPPORTED_VERSION = "unsupported_version"  # "v" is not 1
+UNKNOWN_TYPE = "unknown_type"  # "type" is not a request type
+TOO_LARGE = "too_large"  # a field over its size limit
+DISABLED = "disabled"  # completions are switched off (`%codegemma disable`)
+BUSY = "busy"  # the kernel's request queue is full: retry later
+PROMPT_ERROR = "prompt_error"  # the model cannot take this prompt
+MODEL_ERROR = "model_error"  # the model failed to load or to run
+INTERNAL = "internal"  # a bug: the message says what happened
+ERROR_CODES = (BAD_REQUEST, UNSUPPORTED_VERSION, UNKNOWN_TYPE, TOO_LARGE, DISABLED, BUSY, PROMPT_ERROR,
+               MODEL_ERROR, INTERNAL)
+
+
+class ProtocolError(Exception):
+    """A message that breaks the protocol: `code` is one of ERROR_CODES, `id` the request's if known."""
+
+    def __init__(self, code: str, message: str, id: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.id = code, message, id
+
+    def reply(self) -> dict:
+        return error(self.code, self.message, self.id)
+
+
+@dataclasses.dataclass(frozen=True)
+class Complete:
+    id: str
+    prefix: str
+    suffix: str
+    language: str
+    path: str | None = None
+    mode: str = "auto"
+    max_new_tokens: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Cancel:
+    id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    pass
+
+
+Request = Complete | Cancel | Status
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+def parse_request(data: Any) -> Request:
+    """A request message (the comm's `data`) -> Complete, Cancel or Status; or a ProtocolError."""
+    if not isinstance(data, Mapping):
+        raise ProtocolError(BAD_REQUEST, f"a message must be a JSON object, got {_kind(data)}")
+    request_id = data.get("id") if isinstance(data.get("id"), str) else None
+    if len(request_id or "") > MAX_ID_CHARS:
+        request_id = None  # do not echo an oversized id back
+    try:
+        version = data.get("v")
+        if "v" not in data:
+            raise ProtocolError(BAD_REQUEST, 'missing "v": every message carries "v": 1')
+        if version != VERSION or isinstance(version, bool):
+            raise ProtocolError(UNSUPPORTED_VERSION, f'"v" must be {VERSION}, got {version!r}: '
+                                f"the frontend and kernel extensions have different versions")
+        kind = data.get("type")
+        if not isinstance(kind, str):
+            raise ProtocolError(BAD_REQUEST, f'"type" must be a string, got {_kind(kind)}')
+        if kind == "complete":
+            return _parse_complete(data)
+        if kind == "cancel":
+            return Cancel(id=_id(data))
+        if kind == "status":
+            return Status()
+        raise ProtocolError(UNKNOWN_TYPE, f"unknown request type {kind[:40]!r}: expected one of "
+                            f"{', '.join(REQUEST_TYPES)}")
+    except ProtocolError as e:
+        e.id = e.id or request_id
+        raise
+
+
+def _parse_complete(data: Mapping) -> Complete:
+    request_id = _id(data)
+    prefix = _string(data, "prefix", MAX_PREFIX_CHARS)
+    suffix = _string(data, "suffix", MAX_SUFFIX_CHARS)
+    language = _string(data, "language", MAX_LANGUAGE_CHARS)
+    path = _string(data, "path", MAX_PATH_CHARS, required=False)
+    mode = data.get("mode", "auto")
+    if mode is None:
+        mode = "auto"
+    if mode not in MODES or not isinstance(mode, str):
+        raise ProtocolError(BAD_REQUEST, f'"mode" must be one of {", ".join(MODES)}, got {mode!r:.40}')
+    max_new_tokens = data.get("max_new_tokens")
+    if max_new_tokens is not None:
+        if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool):
+            raise ProtocolError(BAD_REQUEST, f'"max_new_tokens" must be an integer, got {_kind(max_new_tokens)}')
+        if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+            raise ProtocolError(BAD_REQUEST, f'"max_new_tokens" must be in 1..{MAX_NEW_TOKENS}, got {max_new_tokens}')
+    return Complete(id=request_id, prefix=prefix, suffix=suffix, language=language, path=path, mode=mode,
+                    max_new_tokens=max_new_tokens)
+
+
+def _id(data: Mapping) -> str:
+    value = data.get("id")
+    if not isinstance(value, str) or not value:
+        raise ProtocolError(BAD_REQUEST, f'"id" must be a non-empty string, got {_kind(value)}')
+    if len(value) > MAX_ID_CHARS:
+        raise ProtocolError(TOO_LARGE, f'"id" has {len(value)} characters; the limit is {MAX_ID_CHARS}')
+    return value
+
+
+def _string(data: Mapping, name: str, limit: int, required: bool = True) -> str | None:
+    if name not in data or (not required and data[name] is None):
+        if required:
+            raise ProtocolError(BAD_REQUEST, f'missing "{name}" (a string)')
+        return None
+    value = data[name]
+    if not isinstance(value, str):
+        raise ProtocolError(BAD_REQUEST, f'"{name}" must be a string, got {_kind(value)}')
+    if len(value) > limit:
+        raise ProtocolError(TOO_LARGE, f'"{name}" has {len(value)} characters; the limit is {limit}: '
+                            f"send the text nearest the cursor")
+    return value
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+# --- replies ----------------------------------------------------------------------------------
+
+
+def partial(id: str, text: str) -> dict:
+    return {"v": VERSION, "type": "partial", "id": id, "text": text}
+
+
+def done(id: str, text: str, *, prompt_tokens: int, reused_tokens: int, new_tokens: int, ttft_ms: float,
+         total_ms: float) -> dict:
+    stats = {"prompt_tokens": int(prompt_tokens), "reused_tokens": int(reused_tokens),
+             "new_tokens": int(new_tokens), "ttft_ms": round(float(ttft_ms), 1),
+             "total_ms": round(float(total_ms), 1)}
+    return {"v": VERSION, "type": "done", "id": id, "text": text, "stats": stats}
+
+
+def cancelled(id: str) -> dict:
+    return {"v": VERSION, "type": "cancelled", "id": id}
+
+
+def status(*, model: str, state: str, device: str, fim: bool, completions_enabled: bool,
+           hints_enabled: bool = True, message: str | None = None) -> dict:
+    reply = {"v": VERSION, "type": "status", "model": model, "state": state, "device": device, "fim": bool(fim),
+             "completions_enabled": bool(completions_enabled), "hints_enabled": bool(hints_enabled)}
+    if message:
+        reply["message"] = message
+    return reply
+
+
+def error(code: str, message: str, id: str | None = None) -> dict:
+    reply = {"v": VERSION, "type": "error", "code": code, "message": message}
+    if id is not None:
+        reply["id"] = id
+    return reply
+
+
+_REPLY_FIELDS = {
+    "partial": {"id": str, "text": str},
+    "done": {"id": str, "text": str, "stats": dict},
+    "cancelled": {"id": str},
+    "status": {"model": str, "state": str, "device": str, "fim": bool, "completions_enabled": bool},
+    "error": {"code": str, "message": str},
+}
+
+
+def validate_reply(data: Any) -> dict:
+    """Check a kernel -> frontend message (the frontend's view); returns it, or raises ProtocolError."""
+    if not isinstance(data, Mapping):
+        raise ProtocolError(BAD_REQUEST, f"a reply must be a JSON object, got {_kind(data)}")
+    if data.get("v") != VERSION:
+        raise ProtocolError(UNSUPPORTED_VERSION, f'"v" must be {VERSION}, got {data.get("v")!r}')
+    kind = data.get("type")
+    if kind not in _REPLY_FIELDS:
+        raise ProtocolError(UNKNOWN_TYPE, f"unknown reply type {kind!r}")
+    for name, expected in _REPLY_FIELDS[kind].items():
+        if not isinstance(data.get(name), expected):
+            raise ProtocolError(BAD_REQUEST, f'{kind}: "{name}" must be {_kind(expected())}, got {_kind(data.get(name))}')
+    if kind == "status" and data["state"] not in STATES:
+        raise ProtocolError(BAD_REQUEST, f'status: "state" must be one of {", ".join(STATES)}')
+    if kind == "error":
+        if data["code"] not in ERROR_CODES:
+            raise ProtocolError(BAD_REQUEST, f'error: unknown code {data["code"]!r}')
+        if "id" in data and not isinstance(data["id"], str):
+            raise ProtocolError(BAD_REQUEST, 'error: "id" must be a string when present')
+    if kind == "done":
+        stats = data["stats"]
+        for name in STATS_FIELDS:
+            value = stats.get(name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ProtocolError(BAD_REQUEST, f'done: "stats.{name}" must be a non-negative number')
+    return dict(data)
