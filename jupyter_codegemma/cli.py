@@ -17,7 +17,7 @@ import contextlib
 import json
 import os
 import sys
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 from ._version import __version__
 
@@ -135,6 +135,28 @@ def _read_jsonl(path: str) -> Iterator[tuple[int, dict | Exception]]:
             yield number, obj if isinstance(obj, dict) else CliError(f"line {number}: expected a JSON object")
 
 
+def _each_jsonl_line(path: str, handle: Callable[[int, dict], dict], out: IO[str]) -> int:
+    """One output line per input line, in order; a line that fails gives {"error", "line"}."""
+    from .runtime.errors import CodeGemmaError
+
+    failures = 0
+    for number, item in _read_jsonl(path):
+        try:
+            if isinstance(item, Exception):
+                raise item
+            line = json.dumps(handle(number, item), ensure_ascii=False)
+        except (CliError, CodeGemmaError, ValueError, TypeError) as e:
+            failures += 1
+            line = _error_line(str(e), number)
+        print(line, file=out, flush=True)
+    return 1 if failures else 0
+
+
+def _line_settings(defaults: dict, item: dict, names: tuple[str, ...]) -> dict:
+    """The command line's settings, overridden by those a JSON line carries."""
+    return {**defaults, **{name: item[name] for name in names if item.get(name) is not None}}
+
+
 def _error_line(message: str, number: int | None = None) -> str:
     obj = {"error": message}
     if number is not None:
@@ -143,8 +165,6 @@ def _error_line(message: str, number: int | None = None) -> str:
 
 
 def cmd_tokenize(args, out: IO[str]) -> int:
-    from .runtime.errors import CodeGemmaError
-
     if (args.text is None) == (args.jsonl is None):
         raise CliError("give either TEXT or --jsonl FILE")
     engine = _load_engine(args)
@@ -156,19 +176,12 @@ def cmd_tokenize(args, out: IO[str]) -> int:
         else:
             print(" ".join(map(str, ids)), file=out)
         return 0
-    failures = 0
-    for number, item in _read_jsonl(args.jsonl):
-        try:
-            if isinstance(item, Exception):
-                raise item
-            text = item.get("text")
-            if not isinstance(text, str):
-                raise CliError(f"line {number}: expected {{\"text\": \"...\"}}")
-            print(json.dumps({"ids": engine.tokenize(text)}), file=out, flush=True)
-        except (CliError, CodeGemmaError) as e:
-            failures += 1
-            print(_error_line(str(e), number), file=out, flush=True)
-    return 1 if failures else 0
+    def tokenize_line(number: int, item: dict) -> dict:
+        if not isinstance(item.get("text"), str):
+            raise CliError(f"line {number}: expected {{\"text\": \"...\"}}")
+        return {"ids": engine.tokenize(item["text"])}
+
+    return _each_jsonl_line(args.jsonl, tokenize_line, out)
 
 
 _PER_LINE_SETTINGS = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
@@ -193,8 +206,6 @@ def _generate_one(engine, prompt, settings: dict, truncate: bool, stream: IO[str
 
 
 def cmd_generate(args, out: IO[str]) -> int:
-    from .runtime.errors import CodeGemmaError
-
     if (args.prompt is None) == (args.jsonl is None):
         raise CliError("give either PROMPT or --jsonl FILE")
     defaults = {name: getattr(args, name) for name in _PER_LINE_SETTINGS}
@@ -211,29 +222,19 @@ def cmd_generate(args, out: IO[str]) -> int:
                   f"({stats.finish_reason}); first token {result.ttft_ms:.0f} ms, total {result.total_ms:.0f} ms",
                   file=sys.stderr)
         return 0
-    failures = 0
-    for number, item in _read_jsonl(args.jsonl):
-        try:
-            if isinstance(item, Exception):
-                raise item
-            if "prompt" in item and isinstance(item["prompt"], str):
-                prompt = item["prompt"]
-            elif "prompt_ids" in item and isinstance(item["prompt_ids"], list):
-                prompt = item["prompt_ids"]
-                if not all(isinstance(i, int) for i in prompt):
-                    raise CliError(f"line {number}: prompt_ids must be a list of integers")
-            else:
-                raise CliError(f"line {number}: expected {{\"prompt\": \"...\"}} or {{\"prompt_ids\": [...]}}")
-            settings = dict(defaults)
-            for name in _PER_LINE_SETTINGS:
-                if item.get(name) is not None:
-                    settings[name] = item[name]
-            result = _generate_one(engine, prompt, settings, bool(item.get("truncate", args.truncate)), None)
-            print(json.dumps(result.to_json(), ensure_ascii=False), file=out, flush=True)
-        except (CliError, CodeGemmaError, ValueError, TypeError) as e:
-            failures += 1
-            print(_error_line(str(e), number), file=out, flush=True)
-    return 1 if failures else 0
+    def generate_line(number: int, item: dict) -> dict:
+        if isinstance(item.get("prompt"), str):
+            prompt = item["prompt"]
+        elif isinstance(item.get("prompt_ids"), list):
+            prompt = item["prompt_ids"]
+            if not all(isinstance(i, int) for i in prompt):
+                raise CliError(f"line {number}: prompt_ids must be a list of integers")
+        else:
+            raise CliError(f"line {number}: expected {{\"prompt\": \"...\"}} or {{\"prompt_ids\": [...]}}")
+        settings = _line_settings(defaults, item, _PER_LINE_SETTINGS)
+        return _generate_one(engine, prompt, settings, bool(item.get("truncate", args.truncate)), None).to_json()
+
+    return _each_jsonl_line(args.jsonl, generate_line, out)
 
 
 def split_at_cursor(source: str, line: int, col: int) -> tuple[str, str]:
@@ -258,8 +259,6 @@ def _complete_one(engine, prefix: str, suffix: str, settings: dict):
 
 
 def cmd_complete(args, out: IO[str]) -> int:
-    from .runtime.errors import CodeGemmaError
-
     defaults = {name: getattr(args, name) for name in _COMPLETE_SETTINGS}
     _sampling(defaults)  # bad settings fail before the model loads
     if args.jsonl is not None:
@@ -287,23 +286,13 @@ def cmd_complete(args, out: IO[str]) -> int:
             print(f"codegemma: {result.mode} completion, {result.layout} prompt of {result.stats.prompt_tokens} tokens; "
                   f"{result.stats.new_tokens} new tokens in {result.total_ms:.0f} ms", file=sys.stderr)
         return 0
-    failures = 0
-    for number, item in _read_jsonl(args.jsonl):
-        try:
-            if isinstance(item, Exception):
-                raise item
-            if not isinstance(item.get("prefix"), str) or not isinstance(item.get("suffix", ""), str):
-                raise CliError(f"line {number}: expected {{\"prefix\": \"...\", \"suffix\": \"...\"}}")
-            settings = dict(defaults)
-            for name in _COMPLETE_SETTINGS:
-                if item.get(name) is not None:
-                    settings[name] = item[name]
-            result = _complete_one(engine, item["prefix"], item.get("suffix", ""), settings)
-            print(json.dumps(result.to_json(), ensure_ascii=False), file=out, flush=True)
-        except (CliError, CodeGemmaError, ValueError, TypeError) as e:
-            failures += 1
-            print(_error_line(str(e), number), file=out, flush=True)
-    return 1 if failures else 0
+    def complete_line(number: int, item: dict) -> dict:
+        if not isinstance(item.get("prefix"), str) or not isinstance(item.get("suffix", ""), str):
+            raise CliError(f"line {number}: expected {{\"prefix\": \"...\", \"suffix\": \"...\"}}")
+        settings = _line_settings(defaults, item, _COMPLETE_SETTINGS)
+        return _complete_one(engine, item["prefix"], item.get("suffix", ""), settings).to_json()
+
+    return _each_jsonl_line(args.jsonl, complete_line, out)
 
 
 DEMO_PROMPTS = (
