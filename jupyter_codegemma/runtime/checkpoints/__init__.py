@@ -53,7 +53,8 @@ def detect_format(path: str | os.PathLike) -> str:
                                     "needs its weights as safetensors (PyTorch .bin files are not read)")
     raise CheckpointError(path, "is a directory that holds no checkpoint this runtime knows: expected a Hugging "
                                 "Face directory (config.json + *.safetensors + tokenizer.model) or a Kaggle Flax "
-                                f"directory (an orbax checkpoint: {', '.join(ORBAX_MARKERS)}, and tokenizer.model)")
+                                f"directory (an orbax checkpoint: {', '.join(ORBAX_MARKERS)}, and tokenizer.model); "
+                                "or give a .gguf file")
 
 
 def directory_key(path: str | os.PathLike, fmt: str, overrides: dict | None = None) -> str:
