@@ -30,8 +30,9 @@ lab: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# A real kernel started with jupyter_client: completions over the comm as JupyterLab sends them, one %%codegemma cell.
 demo: setup
-	$(BIN)/codegemma demo
+	$(BIN)/codegemma kernel demo
 
 bench: setup
 	$(BIN)/python bench/runtime.py

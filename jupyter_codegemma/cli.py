@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="load the model and generate a few completions, with timings")
     _add_model_options(demo)
+    _add_kernel_parser(commands)
     return parser
 
 
@@ -326,7 +327,37 @@ def cmd_demo(args, out: IO[str]) -> int:
     return 0
 
 
-COMMANDS = {"info": cmd_info, "tokenize": cmd_tokenize, "generate": cmd_generate, "complete": cmd_complete,
+def _add_kernel_parser(commands) -> None:
+    kernel = commands.add_parser("kernel", help="the \"CodeGemma (JAX)\" Jupyter kernel: install it, or run the demo")
+    actions = kernel.add_subparsers(dest="kernel_action", required=True, metavar="ACTION")
+    install = actions.add_parser("install", help="install the kernelspec (a variant with --name/--env)")
+    install.add_argument("--user", action="store_true", help="for this user only (default: this environment)")
+    install.add_argument("--prefix", metavar="DIR", help="under DIR/share/jupyter/kernels")
+    install.add_argument("--name", default="codegemma", help="the kernelspec's name (default: codegemma)")
+    install.add_argument("--display-name", default="CodeGemma (JAX)", help="the name shown in the launcher")
+    install.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                         help="an environment variable for the kernel, e.g. JAX_PLATFORMS=tpu (repeatable)")
+    actions.add_parser("demo", help="a real kernel: one completion over the comm and one %%%%codegemma cell, timed")
+
+
+def cmd_kernel(args, out: IO[str]) -> int:
+    if args.kernel_action == "demo":
+        from .kernel_demo import run_demo
+
+        return run_demo(out)
+    from . import kernelspec
+
+    try:
+        env = kernelspec.parse_env(args.env)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    where = kernelspec.install(name=args.name, display_name=args.display_name, env=env, user=args.user,
+                               prefix=args.prefix)
+    print(f"installed kernelspec {args.name!r} ({args.display_name}) in {where}", file=out)
+    return 0
+
+
+COMMANDS = {"kernel": cmd_kernel, "info": cmd_info, "tokenize": cmd_tokenize, "generate": cmd_generate, "complete": cmd_complete,
             "demo": cmd_demo}
 
 

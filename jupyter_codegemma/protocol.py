@@ -79,7 +79,7 @@ class Complete:
     suffix: str
     language: str
     path: str | None = None
-    mode: str = "auto"
+    mode: str | None = None  # None: the kernel's default (CodeGemma.mode)
     max_new_tokens: int | None = None
 
 
@@ -103,9 +103,9 @@ def parse_request(data: Any) -> Request:
     """A request message (the comm's `data`) -> Complete, Cancel or Status; or a ProtocolError."""
     if not isinstance(data, Mapping):
         raise ProtocolError(BAD_REQUEST, f"a message must be a JSON object, got {_kind(data)}")
-    request_id = data.get("id") if isinstance(data.get("id"), str) else None
-    if len(request_id or "") > MAX_ID_CHARS:
-        request_id = None  # do not echo an oversized id back
+    request_id = data.get("id")
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_ID_CHARS:
+        request_id = None  # echo back only an id the frontend could have sent
     try:
         version = data.get("v")
         if "v" not in data:
@@ -135,10 +135,8 @@ def _parse_complete(data: Mapping) -> Complete:
     suffix = _string(data, "suffix", MAX_SUFFIX_CHARS)
     language = _string(data, "language", MAX_LANGUAGE_CHARS)
     path = _string(data, "path", MAX_PATH_CHARS, required=False)
-    mode = data.get("mode", "auto")
-    if mode is None:
-        mode = "auto"
-    if mode not in MODES or not isinstance(mode, str):
+    mode = data.get("mode")
+    if mode is not None and (not isinstance(mode, str) or mode not in MODES):
         raise ProtocolError(BAD_REQUEST, f'"mode" must be one of {", ".join(MODES)}, got {mode!r:.40}')
     max_new_tokens = data.get("max_new_tokens")
     if max_new_tokens is not None:

@@ -157,6 +157,7 @@ class Service:
             engine = Engine.load(self.settings.model or None,
                                  EngineOptions(dtype=self.settings.dtype, cache_len=self.settings.context_len),
                                  progress=progress)
+            engine.warm_up(progress)
         except Exception as e:
             self.state, self.message = "error", str(e)
             raise

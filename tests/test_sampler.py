@@ -158,3 +158,38 @@ def test_an_interrupted_generation_leaves_the_sampler_usable(tiny):
     with pytest.raises(KeyboardInterrupt):
         generator.throw(KeyboardInterrupt)
     assert list(sampler.generate(prompt, max_new_tokens=8)) == expected
+
+
+def test_speculative_greedy_gives_the_same_ids_as_plain_greedy(tiny):
+    config, _ = tiny
+    # A prompt that repeats itself gives prompt lookup something to draft from.
+    unit = random_ids(config, 6, seed=11)
+    prompt = unit * 4 + unit[:3]
+    plain = list(make_sampler(tiny, speculative=False).generate(prompt, max_new_tokens=30))
+    stats = StepStats()
+    fast = list(make_sampler(tiny, speculative=True).generate(prompt, max_new_tokens=30, stats=stats))
+    assert fast == plain
+    assert stats.new_tokens == 30 and stats.draft_accepted > 0
+
+
+def test_speculative_greedy_respects_stops_limits_and_reuse(tiny):
+    config, _ = tiny
+    unit = random_ids(config, 5, seed=12)
+    prompt = unit * 3
+    sampler = make_sampler(tiny, cache_len=64, speculative=True)
+    plain_stats = StepStats()
+    plain = list(make_sampler(tiny, cache_len=64, speculative=False).generate(prompt, max_new_tokens=60,
+                                                                               stats=plain_stats))
+    assert len(plain) == 64 - 15 + 1 and plain_stats.finish_reason == "context"  # the last id needs no slot
+    stop = plain[4]
+    assert list(sampler.generate(prompt, max_new_tokens=40, stop_ids=[stop])) == plain[:plain.index(stop) + 1]
+    for n in (1, 2, 9):
+        assert list(sampler.generate(prompt, max_new_tokens=n)) == plain[:n]
+    stats = StepStats()
+    near_the_end = list(sampler.generate(prompt, max_new_tokens=60, stats=stats))  # 15 + 60 > 64
+    assert near_the_end == plain and stats.finish_reason == "context"
+    # The cache the loop left behind is right: extending the prompt reuses it and agrees.
+    extended = prompt + plain[:10]
+    stats = StepStats()
+    assert list(sampler.generate(extended, max_new_tokens=8, stats=stats)) == plain[10:18]
+    assert stats.reused_tokens > len(prompt)

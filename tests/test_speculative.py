@@ -10,7 +10,8 @@ def test_the_tokens_after_the_latest_match_of_the_last_ngram():
 
 def test_falls_back_to_shorter_ngrams():
     ids = [4, 5, 6, 0, 0, 9, 6]
-    assert draft_from_context(ids, max_ngram=3, max_draft=3) == [0, 0, 9]
+    assert draft_from_context(ids, max_ngram=3, min_ngram=1, max_draft=3) == [0, 0, 9]
+    assert draft_from_context(ids, max_ngram=3, max_draft=3) == []  # one id is too weak a match by default
 
 
 def test_no_match_no_draft():
@@ -20,4 +21,4 @@ def test_no_match_no_draft():
 
 
 def test_the_draft_stops_at_the_end_of_the_context():
-    assert draft_from_context([1, 2, 1], max_ngram=1, max_draft=5) == [2, 1]
+    assert draft_from_context([1, 2, 1], max_ngram=1, min_ngram=1, max_draft=5) == [2, 1]

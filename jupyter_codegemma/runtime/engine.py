@@ -40,6 +40,9 @@ class EngineOptions:
     # How many devices to spread the model over (a "model" mesh axis, see runtime/sharding.py).
     # None: every device present (one device: no mesh); 1: no sharding; N: the first N devices.
     devices: int | None = None
+    # Greedy decoding checks prompt-lookup guesses several at a time (runtime/speculative.py):
+    # the same ids; faster where the text repeats itself, slower where guesses fail.
+    speculative: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in WEIGHT_DTYPES:
@@ -193,7 +196,7 @@ class Engine:
             place_cache = None
         self.context_len = min(options.cache_len, self.config.max_context)
         self._sampler = Sampler(Transformer(self.config, dtype=dtype), params, self.context_len, cache_dtype=dtype,
-                                place_cache=place_cache)
+                                place_cache=place_cache, speculative=options.speculative)
         self.device = str(jax.devices()[0].platform)
         self.load_seconds = load_seconds
         self.stop_ids = self._default_stop_ids()
@@ -224,6 +227,17 @@ class Engine:
         engine = cls(checkpoint, options, load_seconds=0.0)
         engine.load_seconds = time.perf_counter() - started
         return engine
+
+    def warm_up(self, progress: Callable[[str], None] | None = None) -> float:
+        """Compile (or fetch from the compilation cache) the programs a short request uses, so
+        the first real request does not wait for them. Returns the seconds it took."""
+        if progress is not None:
+            progress("compiling the model's programs (kept in the compilation cache for next time)")
+        started = time.perf_counter()
+        for _ in self._sampler.generate([self.tokenizer.bos_id], max_new_tokens=2):
+            pass
+        self._sampler.reset()
+        return time.perf_counter() - started
 
     def _default_stop_ids(self) -> tuple[int, ...]:
         ids = {self.tokenizer.eos_id}

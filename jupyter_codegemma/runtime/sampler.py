@@ -27,8 +27,11 @@ from jax import lax
 from .config import GemmaConfig
 from .errors import SettingsError
 from .model import Cache, Transformer, init_cache
+from .speculative import draft_from_context
 
 PREFILL_BUCKETS = (16, 32, 64, 128, 256, 512)
+DRAFT_LEN = 7  # guesses checked per pass
+VERIFY_LEN = DRAFT_LEN + 1  # the last token and its guesses: one static shape
 MIN_KV_LEN = 256
 
 
@@ -116,6 +119,7 @@ class StepStats:
     reused_tokens: int = 0
     new_tokens: int = 0
     finish_reason: str = ""  # "stop", "length", "cancelled", "context"
+    draft_accepted: int = 0  # tokens that came from verified prompt-lookup guesses
 
 
 class Sampler:
@@ -123,10 +127,12 @@ class Sampler:
 
     def __init__(self, model: Transformer, params, cache_len: int, cache_dtype=jnp.float32,
                  prefill_buckets: Sequence[int] = PREFILL_BUCKETS,
-                 place_cache: Callable[[Cache], Cache] | None = None):
+                 place_cache: Callable[[Cache], Cache] | None = None, speculative: bool = False):
         """`place_cache` puts a fresh KV cache onto devices (e.g. sharded over a mesh, see sharding.py)."""
         self.model = model
         self._place_cache = place_cache or (lambda cache: cache)
+        # Greedy decoding checks prompt-lookup drafts (speculative.py): same ids, fewer passes.
+        self.speculative = speculative
         self.prefill_buckets = tuple(sorted(prefill_buckets))
         self.params = params
         self.config: GemmaConfig = model.config
@@ -226,6 +232,9 @@ class Sampler:
         token, logits = self.prefill(prompt_ids, sampling, stats)
         position = len(prompt_ids)  # where the pending token's keys and values will be written
         stats.finish_reason = "length"
+        if self.speculative and shape.greedy and on_logits is None:
+            yield from self._greedy_with_drafts(prompt_ids, int(token[0]), max_new_tokens, stop_ids, cancel, stats)
+            return
         try:
             for step in range(max_new_tokens):
                 pending = None
@@ -256,6 +265,64 @@ class Sampler:
                 position += 1
         except BaseException:
             # A step that failed (or a KeyboardInterrupt) may have consumed the donated cache.
+            self.reset()
+            raise
+
+    def _greedy_with_drafts(self, prompt_ids, first: int, max_new_tokens, stop_ids, cancel, stats):
+        """Greedy decoding that verifies prompt-lookup drafts: each pass feeds the last token and
+        up to DRAFT_LEN guesses, and keeps the model's own argmax for every position up to the
+        first wrong guess — the same ids as one token per pass."""
+        context = list(prompt_ids) + [first]
+        position = len(prompt_ids)  # where the last token's keys and values go
+        emitted = 0
+        try:
+            pending = [first]
+            while True:
+                for token_id in pending:
+                    emitted += 1
+                    stats.new_tokens += 1
+                    yield token_id
+                    if token_id in stop_ids:
+                        stats.finish_reason = "stop"
+                        return
+                    if emitted == max_new_tokens:
+                        return
+                if cancel is not None and cancel.is_set():
+                    stats.finish_reason = "cancelled"
+                    return
+                room = min(max_new_tokens - emitted - 1, self.cache_len - position - VERIFY_LEN, DRAFT_LEN)
+                draft = draft_from_context(context, max_draft=room) if room > 0 else []
+                if position + 1 > self.cache_len:
+                    stats.finish_reason = "context"
+                    return
+                if not draft:
+                    cache = self._take_cache()
+                    token, _, cache = _decode_step(
+                        self.model, self.params, jnp.asarray([context[-1]], jnp.int32), cache, jnp.int32(position),
+                        jax.random.PRNGKey(0), jnp.float32(1), jnp.float32(1),
+                        kv_len=kv_bucket(position + 1, self.cache_len), shape=_SamplerShape(True, None, False))
+                    self._cache = cache
+                    pending = [int(token[0])]
+                else:
+                    fed = np.zeros((1, VERIFY_LEN), np.int32)
+                    fed[0, :1 + len(draft)] = [context[-1]] + draft
+                    cache = self._take_cache()
+                    choices, cache = _verify_step(self.model, self.params, jnp.asarray(fed), cache, jnp.int32(position),
+                                                  kv_len=kv_bucket(position + VERIFY_LEN, self.cache_len))
+                    self._cache = cache
+                    choices = np.asarray(choices[0]).tolist()
+                    pending = [choices[0]]
+                    for guess, choice in zip(draft, choices[1:]):
+                        if pending[-1] != guess:
+                            break
+                        pending.append(choice)
+                    stats.draft_accepted += len(pending) - 1
+                # Keys and values are now valid for the fed tokens that were right: the last
+                # token and the accepted guesses (pending[:-1]).
+                self._cached_ids = context[:] + pending[:-1]
+                context += pending
+                position += len(pending)
+        except BaseException:
             self.reset()
             raise
 
@@ -293,6 +360,14 @@ def _decode_step(model: Transformer, params, token, cache, position, key, temper
     hidden, cache = model.apply({"params": params}, token[:, None], cache, position, kv_len)
     logits = model.apply({"params": params}, hidden[:, 0], method=Transformer.logits)
     return sample_token(logits, key, temperature, top_p, shape), logits, cache
+
+
+@functools.partial(jax.jit, static_argnames=("model", "kv_len"), donate_argnames=("cache",))
+def _verify_step(model: Transformer, params, tokens, cache, write_index, *, kv_len: int):
+    """tokens [B, T] at write_index -> (greedy choice after each of them [B, T], cache)."""
+    hidden, cache = model.apply({"params": params}, tokens, cache, write_index, kv_len)
+    logits = model.apply({"params": params}, hidden, method=Transformer.logits)
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32), cache
 
 
 @functools.partial(jax.jit, static_argnums=(0,))

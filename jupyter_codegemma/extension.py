@@ -1,0 +1,35 @@
+"""`%load_ext jupyter_codegemma`: the settings, the engine service, the magics and the comm target."""
+
+from __future__ import annotations
+
+from .service import Service
+from .settings import CodeGemma
+
+_loaded: dict = {}  # what load() set up in this process, for unload()
+
+
+def load(ip) -> None:
+    if _loaded:
+        return  # loading twice (the kernelspec pre-loads it, a notebook says %load_ext again) is harmless
+    from .comm import register_target
+    from .magics import CodeGemmaMagics
+
+    settings = CodeGemma(parent=ip)  # reads c.CodeGemma.* from the IPython config
+    ip.configurables.append(settings)  # so %config CodeGemma... works
+    service = Service(settings)
+    ip.register_magics(CodeGemmaMagics(ip, settings, service))
+    manager = register_target(service) if getattr(ip, "kernel", None) is not None else None
+    _loaded.update(ip=ip, settings=settings, service=service, comm_manager=manager)
+
+
+def unload(ip) -> None:
+    from . import protocol
+
+    if not _loaded:
+        return
+    if _loaded["comm_manager"] is not None:
+        _loaded["comm_manager"].unregister_target(protocol.TARGET, None)
+    if _loaded["settings"] in ip.configurables:
+        ip.configurables.remove(_loaded["settings"])
+    _loaded["service"].shutdown()
+    _loaded.clear()
