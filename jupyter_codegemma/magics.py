@@ -15,6 +15,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 
 from . import prompting
+from .conversation_commands import Conversation
 from .service import Job, Service
 from .settings import CodeGemma
 
@@ -47,6 +48,7 @@ class CodeGemmaMagics(Magics):
         super().__init__(shell)
         self.settings = settings
         self.service = service
+        self.conversation = Conversation(shell, settings, service, self._stream)
 
     # --- %%codegemma ----------------------------------------------------------------------------
 
@@ -62,6 +64,9 @@ class CodeGemmaMagics(Magics):
               help="the cell is code with one <FILL> marker: fill it in (fill-in-the-middle)")
     @argument("--no-insert", action="store_true", help="only show the code; do not insert a cell")
     @argument("--replace", action="store_true", help="replace this cell with the code")
+    @argument("--explain", action="store_true", help="explain the code in the cell (Markdown; nothing inserted)")
+    @argument("--chat", action="store_true",
+              help="the cell is a chat message; the conversation is kept (%%codegemma chat reset clears it)")
     @cell_magic
     def codegemma(self, line: str, cell: str):
         """Turn a request in plain words into code: streamed here, then inserted as a new cell below.
@@ -70,13 +75,18 @@ class CodeGemmaMagics(Magics):
             plot the column means of df as a bar chart
 
         With --fill the cell is code with one <FILL> marker, and the model fills it in. The code is
-        never run: read it, then run the new cell.
+        never run: read it, then run the new cell. With --explain the model explains the code in the
+        cell; with --chat the cell is a message in a conversation kept in this kernel.
         """
         args = parse_argstring(self.codegemma, line)
         if args.model:
             self.settings.model = args.model
         if not cell.strip():
             print("codegemma: the cell is empty: write a request under %%codegemma (see %codegemma help)")
+            return
+        if args.explain or args.chat:
+            talk = self.conversation.chat if args.chat else self.conversation.explain_code
+            self._talk(talk, cell, max_new_tokens=args.max_new_tokens)
             return
         max_new_tokens = args.max_new_tokens or self.settings.max_new_tokens
         temperature = self.settings.temperature if args.temperature is None else args.temperature
@@ -165,10 +175,10 @@ class CodeGemmaMagics(Magics):
                     continue
                 if kind == "progress":
                     handle.update({"text/plain": f"codegemma: {value}..."}, raw=True)
-                elif kind == "text":
+                elif kind == "text":  # the text so far, or a bundle of it ({"text/markdown": ...})
                     if value != shown and time.monotonic() - redrawn >= _REFRESH_S:
                         shown = value
-                        handle.update({"text/plain": shown}, raw=True)
+                        handle.update(shown if isinstance(shown, dict) else {"text/plain": shown}, raw=True)
                         redrawn = time.monotonic()
                 elif kind == "result":
                     code, result = value
@@ -181,30 +191,52 @@ class CodeGemmaMagics(Magics):
             job.cancel.set()
             job.drop_if_queued()
             job.finished.wait()  # one decode step: the engine is free for the next request
-            handle.update({"text/plain": (shown or "") + "\n[cancelled]"}, raw=True)
+            text = shown.get("text/plain", "") if isinstance(shown, dict) else (shown or "")
+            handle.update({"text/plain": text + "\n[cancelled]"}, raw=True)
             raise _Cancelled() from None
 
     # --- %codegemma -----------------------------------------------------------------------------
 
     @line_magic("codegemma")
     def codegemma_line(self, line: str):
-        """%codegemma status | load [PATH] | set KEY=VALUE | enable | disable | help
+        """%codegemma status | load [PATH] | set KEY=VALUE | enable | disable | explain | fix | chat | help
 
         status           the model, its state and device, and the settings
         load [PATH]      load a model file now (no PATH: the default model)
         set KEY=VALUE    change a setting, e.g. `set temperature=0.2` (same as %config CodeGemma.KEY)
         enable|disable   switch inline completions and exercise hints on or off
                          (`disable completions`, `disable hints` for one of them)
+        explain [--cell N]   explain the last exception (traceback, cell, values), or the code of In[N]
+        fix [--insert]   propose a fixed version of the cell that raised the last exception, as a diff;
+                         --insert puts it in a new cell below (never run)
+        chat reset | insert [N] | history
+                         clear the %%codegemma --chat conversation; put the N-th code block of the
+                         last answer in a new cell; show the conversation
+        debug last-prompt [--ids]   the prompt the engine last ran (as text, or its token ids)
         help             this text, and the settings with their current values
         """
         words = shlex.split(line)
         command, rest = (words[0], words[1:]) if words else ("status", [])
         handler = {"status": self._status, "load": self._load, "set": self._set, "enable": self._enable,
                    "disable": self._disable, "help": self._help}.get(command)
+        talk = {"explain": self.conversation.explain, "fix": self.conversation.fix,
+                "chat": self.conversation.chat_command, "debug": self.conversation.debug}.get(command)
+        if talk is not None:
+            self._talk(talk, rest)
+            return
         if handler is None:
             print(f"codegemma: unknown subcommand {command!r}; try %codegemma help")
             return
         handler(rest)
+
+    def _talk(self, action, *args, **kwargs):
+        """Run a conversation command (conversation_commands.py), reporting what stops it in one line."""
+        try:
+            action(*args, **kwargs)
+        except _Cancelled:
+            print("codegemma: cancelled (the kernel was interrupted); the model is ready for the next request")
+        except _Failed as e:
+            print(f"codegemma: {e}")
 
     def _status(self, rest):
         status = self.service.status()

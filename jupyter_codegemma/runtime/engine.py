@@ -200,6 +200,9 @@ class Engine:
         self.device = str(jax.devices()[0].platform)
         self.load_seconds = load_seconds
         self.stop_ids = self._default_stop_ids()
+        # The ids of the last prompt the engine ran (generate or complete), for debugging prompt
+        # building without mocking the engine: `%codegemma debug last-prompt` shows them.
+        self.last_prompt_ids: list[int] = []
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, options: EngineOptions = EngineOptions(),
@@ -313,6 +316,7 @@ class Engine:
 
     def _stream(self, prompt_ids, max_new_tokens, sampling, stops, cancel, result) -> Iterator[str]:
         started = time.perf_counter()
+        self.last_prompt_ids = list(prompt_ids)
         decoder = IncrementalDecoder(self.tokenizer)
         stop_set = set(stops)
         for token in self._sampler.generate(prompt_ids, max_new_tokens=max_new_tokens, sampling=sampling,

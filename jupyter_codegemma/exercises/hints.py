@@ -1,0 +1,196 @@
+"""The hint ladder: 1. where (line and caret), 2. what kind and why, 3. a fix by the model, shown as a diff.
+
+Levels 1 and 2 come from `check_code` alone. Level 3 samples several candidate fixes and shows one only
+when it can be trusted: it parses, it changes few characters of the student's code, the exercise's
+tests pass on it (when there are tests), and the samples agree (at least `min_agree` identical after
+normalisation, and more than any other). Otherwise the answer is "no confident suggestion" — with a
+small model that is the common, and the correct, outcome.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .checker import CheckResult, check_code
+
+__all__ = ["HINT_LEVELS", "ModelFix", "engine_sampler", "fix_prompt", "hint", "model_fix", "normalise",
+           "unified_diff", "where_html", "where_text"]
+
+HINT_LEVELS = 3
+NO_CONFIDENT = "No confident suggestion from the model: look again at the marked line and the explanation."
+
+# sample(prompt, *, max_new_tokens, temperature, seed) -> text
+Sampler = Callable[..., str]
+
+
+def where_text(source: str, result: CheckResult, context: int = 1) -> str:
+    """Level 1: 'Line 3, column 9' and the lines around it, numbered, with a caret under the place."""
+    if result.ok:
+        return "The code parses: no syntax error to point at."
+    lines = source.splitlines() or [""]
+    first, last = max(result.line - context, 1), min(result.line + context, len(lines))
+    width = len(str(last))
+    out = [f"Line {result.line}, column {result.col}:"]
+    for n in range(first, last + 1):
+        mark = ">" if n == result.line else " "
+        out.append(f"{mark}{n:>{width}} | {lines[n - 1]}")
+        if n == result.line:
+            out.append(" " + " " * width + " | " + _caret_pad(lines[n - 1], result.col) + "^")
+    return "\n".join(out)
+
+
+def _caret_pad(line: str, col: int) -> str:
+    return "".join("\t" if ch == "\t" else " " for ch in line[: max(col - 1, 0)])
+
+
+def where_html(source: str, result: CheckResult | None) -> str:
+    """The code with line numbers, the error line marked and a caret under the column (for the widget)."""
+    lines = source.splitlines() or [""]
+    width = len(str(len(lines)))
+    rows = []
+    for n, text in enumerate(lines, 1):
+        bad = result is not None and not result.ok and n == result.line
+        style = "background:#fde2e1;" if bad else ""
+        label = ' aria-label="error on this line"' if bad else ""
+        rows.append(f'<div style="{style}"{label}><span style="color:#888;user-select:none">{n:>{width}} </span>'
+                    f"{html.escape(text) or ' '}</div>")
+        if bad:
+            pad = html.escape(_caret_pad(text, result.col)).replace("\t", "    ")
+            rows.append(f'<div style="color:#c00;font-weight:bold"><span style="user-select:none">'
+                        f"{' ' * (width + 1)}</span>{pad}^ {html.escape(result.message or '')}</div>")
+    return ('<pre class="codegemma-exercise-code" style="font-family:monospace;margin:0;padding:4px;'
+            'border:1px solid #ddd">' + "".join(rows) + "</pre>")
+
+
+def hint(level: int, source: str, result: CheckResult | None = None) -> str:
+    """Hint `level` (1 or 2) as text; level 3 needs the model (`model_fix`)."""
+    result = result or check_code(source)
+    if result.ok:
+        return "The code parses. Press Check to run the tests."
+    if level <= 1:
+        return where_text(source, result)
+    if level == 2:
+        return f"{result.message}\n\n{result.explanation}"
+    raise ValueError("level 3 is the model's fix: use model_fix()")
+
+
+# --- level 3 -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelFix:
+    fix: str | None  # the agreed fixed code, or None: no confident suggestion
+    diff: str  # unified diff from the student's code to the fix ("" without a fix)
+    reason: str  # why it was shown or withheld
+    samples: int = 0
+    parsed: int = 0  # candidates that parse
+    close: int = 0  # ... and change few characters
+    agreeing: int = 0  # ... and equal the chosen one
+    candidates: list[str] = field(default_factory=list)
+
+    @property
+    def shown(self) -> bool:
+        return self.fix is not None
+
+    def message(self) -> str:
+        return f"A suggested fix (check it before you use it):\n{self.diff}" if self.fix else NO_CONFIDENT
+
+
+def normalise(code: str) -> str:
+    """Ignore trailing spaces and blank lines at the ends when comparing candidates."""
+    return "\n".join(line.rstrip() for line in code.strip("\n").splitlines()) + "\n"
+
+
+def changed_chars(a: str, b: str) -> int:
+    """Characters inserted, deleted or replaced to turn a into b (from difflib's opcodes)."""
+    ops = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    return sum(max(i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in ops if tag != "equal")
+
+
+def unified_diff(before: str, after: str) -> str:
+    return "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                        fromfile="your code", tofile="suggested fix", n=1))
+
+
+def fix_prompt(source: str, result: CheckResult) -> str:
+    """A completion-style prompt for a base model (no chat template, no FIM)."""
+    return (f"The following Python code has a syntax error on line {result.line}: {result.message}\n\n"
+            f"```python\n{source.rstrip()}\n```\n\n"
+            f"Here is the fixed version of this code, with only that error corrected:\n\n```python\n")
+
+
+def _extract(text: str) -> str:
+    return text.split("```", 1)[0]
+
+
+def model_fix(sample: Sampler, source: str, result: CheckResult | None = None, *, n: int = 5,
+              min_agree: int = 2, temperature: float = 0.7, max_change: int | None = None,
+              verify: Callable[[str], bool] | None = None) -> ModelFix:
+    """Level 3: sample up to `n` fixes; return the one that parses, changes at most `max_change` characters
+    (default: max(8, 10% of the code)), passes `verify` and is the first that `min_agree` samples agree on; else no confident suggestion."""
+    result = result or check_code(source)
+    if result.ok:
+        return ModelFix(None, "", "the code already parses")
+    source_n = normalise(source)
+    limit = max_change if max_change is not None else max(8, len(source_n) // 10)
+    prompt = fix_prompt(source, result)
+    budget = len(source_n) // 2 + 48  # tokens: a fix is about as long as the code; ~3 chars per token
+    votes: Counter[str] = Counter()
+    fix = ModelFix(None, "", "")
+    for i in range(n):
+        # the first sample is greedy, the rest are sampled with seeds 1..n-1 (deterministic per call)
+        text = _extract(sample(prompt, max_new_tokens=budget, temperature=0.0 if i == 0 else temperature, seed=i))
+        candidate = normalise(text)
+        fix.samples += 1
+        fix.candidates.append(candidate)
+        if not check_code(candidate).ok:
+            continue
+        fix.parsed += 1
+        if candidate == source_n or changed_chars(source_n, candidate) > limit:
+            continue
+        fix.close += 1
+        votes[candidate] += 1
+        if votes[candidate] >= min_agree:
+            break  # the first candidate that `min_agree` samples agree on wins: stop sampling
+    ranked = votes.most_common(2)
+    if not ranked:
+        fix.reason = f"none of {fix.samples} samples parsed and changed at most {limit} characters"
+        return fix
+    best, count = ranked[0]
+    if count < min_agree or (len(ranked) > 1 and ranked[1][1] == count):
+        fix.reason = f"the samples did not agree ({count} of {fix.samples} identical)"
+        return fix
+    if verify is not None and not verify(best):
+        fix.reason = "the agreed fix does not pass the exercise's tests"
+        return fix
+    fix.fix, fix.agreeing = best, count
+    fix.diff = unified_diff(source_n, best)
+    fix.reason = f"{count} of {fix.samples} samples agree; it parses and changes {changed_chars(source_n, best)} characters"
+    return fix
+
+
+def engine_sampler(engine, cancel=None) -> Sampler:
+    """A `Sampler` over a runtime Engine: stops at the closing code fence."""
+    from ..runtime import SamplingParams
+
+    class _UntilFence:
+        def __init__(self):
+            self.text = ""
+
+        def is_set(self) -> bool:
+            return "```" in self.text or (cancel is not None and cancel.is_set())
+
+    def sample(prompt: str, *, max_new_tokens: int, temperature: float, seed: int) -> str:
+        until = _UntilFence()
+        generation = engine.generate(prompt, max_new_tokens=max_new_tokens, truncate=True, cancel=until,
+                                     sampling=SamplingParams(temperature=temperature, top_p=0.95 if temperature else None,
+                                                             seed=seed))
+        for piece in generation:
+            until.text += piece
+        return until.text
+
+    return sample

@@ -1,0 +1,69 @@
+"""`%exercise` (a set of exercises as a widget) and `%%exercise` (this cell as an exercise)."""
+
+from __future__ import annotations
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from .checker import CATEGORIES
+
+
+def make_widget(exercises, *, settings=None, service=None, results_path=None):
+    """An ExerciseWidget wired to the kernel's settings (exam mode) and engine worker (level-3 hints)."""
+    from .results import Results
+    from .widget import ExerciseWidget, service_fix_provider
+
+    provider = service_fix_provider(service) if service is not None else None
+    return ExerciseWidget(exercises, results=Results(results_path), settings=settings, fix_provider=provider)
+
+
+@magics_class
+class ExerciseMagics(Magics):
+    def __init__(self, shell, settings=None, service=None):
+        super().__init__(shell)
+        self.settings, self.service = settings, service
+
+    @magic_arguments()
+    @argument("--file", default=None, metavar="PATH", help="exercises from a YAML or JSON file (default: built-in)")
+    @argument("--category", default=None, choices=list(CATEGORIES), help="only this category (line form); "
+              "the error to inject (cell form)")
+    @argument("--difficulty", type=int, default=None, choices=(1, 2, 3), help="only this difficulty / its difficulty")
+    @argument("--results", default=None, metavar="PATH", help="the results file (default: beside the notebook)")
+    @argument("--id", default="cell", help="cell form: the exercise id (its key in the results file)")
+    @argument("--title", default="", help="cell form: the title")
+    @argument("--seed", type=int, default=0, help="cell form: which variant of the injected error")
+    @line_cell_magic
+    def exercise(self, line: str, cell: str | None = None):
+        """Syntax-fix exercises as a widget.
+
+            %exercise                                   the built-in set
+            %exercise --category missing_colon --difficulty 1
+            %exercise --file week3.yaml
+
+            %%exercise --id avg --category missing_comma --seed 3
+            def mean(xs):
+                return sum(xs) / len(xs)
+            # tests
+            assert mean([1, 2, 3]) == 2
+
+        The cell form breaks the cell's code with the generator (or, with `# broken` / `# solution` /
+        `# tests` sections, uses them as written). Results go to codegemma_exercise_results.json.
+        """
+        from . import model
+
+        args = parse_argstring(self.exercise, line)
+        if cell is None:
+            exercises = model.load_exercises(args.file) if args.file else model.builtin_exercises()
+            exercises = [e for e in exercises if (args.category in (None, e.category))
+                         and (args.difficulty in (None, e.difficulty))]
+            if not exercises:
+                print("exercise: no exercises match those filters")
+                return None
+        else:
+            try:
+                exercises = [model.exercise_from_cell(cell, id=args.id, title=args.title, category=args.category,
+                                                      difficulty=args.difficulty or 1, seed=args.seed)]
+            except ValueError as e:
+                print(f"exercise: {e}")
+                return None
+        return make_widget(exercises, settings=self.settings, service=self.service, results_path=args.results)
