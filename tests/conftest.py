@@ -29,3 +29,24 @@ def engine():
     from jupyter_codegemma.runtime import Engine
 
     return Engine.load()
+
+
+@pytest.fixture(scope="module")
+def ks():
+    """A real kernel (jupyter_client) with the extension loaded, shared by a test module."""
+    from jupyter_codegemma.kernel_client import KernelSession
+
+    with KernelSession() as session:
+        reply, _ = session.execute("%load_ext jupyter_codegemma")
+        assert reply["status"] == "ok"
+        yield session
+
+
+def next_input_payloads(reply: dict) -> list[dict]:
+    """The `set_next_input` payloads of an execute reply (a cell the kernel asks to insert)."""
+    return [p for p in reply.get("payload", []) if p.get("source") == "set_next_input"]
+
+
+def stream_text(outputs: list[dict]) -> str:
+    """Everything a cell printed (stream messages), in order."""
+    return "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")

@@ -25,6 +25,7 @@ from typing import Any
 import gguf
 import numpy as np
 
+from jupyter_codegemma.runtime import config as configs
 from jupyter_codegemma.runtime.config import GemmaConfig
 
 SPACE = "\u2581"  # SentencePiece's "▁"
@@ -225,3 +226,14 @@ def write_gguf(
     finally:
         writer.close()
     return path
+
+
+# The tiny configs every checkpoint test writes, and a prompt longer than their sliding windows
+# (8 positions), so local layers really mask something; ids < 512.
+TINY_CONFIGS = {
+    "gemma1-mqa": configs.tiny_gemma1_mqa,
+    "gemma1-mha": configs.tiny_gemma1_mha,
+    "gemma2": configs.tiny_gemma2,
+    "gemma3": configs.tiny_gemma3,
+}
+TINY_IDS = [BOS_ID, 300, 17, 511, 260, 261, 400, 42, 5, 300, 300, 1, 77, 450]

@@ -22,7 +22,9 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from gguf_writer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, tiny_vocab, write_gguf
+import torch  # the reference implementation (test extra: torch==2.13.0, transformers)
+import transformers
+from gguf_writer import BOS_ID, EOS_ID, PAD_ID, TINY_CONFIGS, TINY_IDS, UNK_ID, tiny_vocab, write_gguf
 
 from jupyter_codegemma.runtime import config as configs
 from jupyter_codegemma.runtime.checkpoints import WeightsCache, detect_format, directory_key, load_checkpoint
@@ -33,17 +35,8 @@ from jupyter_codegemma.runtime.model import Transformer, init_params
 from jupyter_codegemma.runtime.sampler import Sampler
 from jupyter_codegemma.runtime.tokenizer import Tokenizer
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
 
-CONFIGS = {
-    "gemma1-mqa": configs.tiny_gemma1_mqa,
-    "gemma1-mha": configs.tiny_gemma1_mha,
-    "gemma2": configs.tiny_gemma2,
-    "gemma3": configs.tiny_gemma3,
-}
-# Longer than the tiny sliding windows (8), so local layers really mask something; ids < 512.
-IDS = [BOS_ID, 300, 17, 511, 260, 261, 400, 42, 5, 300, 300, 1, 77, 450]
+CONFIGS, IDS = TINY_CONFIGS, TINY_IDS
 ATOL_HF = 1e-4
 ATOL_LAYOUTS = 1e-5
 PADDED_VOCAB = 640  # Kaggle's Gemma 1 embedding is padded (256 000 -> 256 128); so is this one

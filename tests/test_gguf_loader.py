@@ -14,7 +14,7 @@ import dataclasses
 import gguf
 import numpy as np
 import pytest
-from gguf_writer import BOS_ID, EOS_ID, UNK_ID, gguf_tensors, write_gguf
+from gguf_writer import BOS_ID, EOS_ID, TINY_CONFIGS, TINY_IDS, UNK_ID, gguf_tensors, write_gguf
 
 import jupyter_codegemma.runtime.checkpoints as checkpoints
 from jupyter_codegemma.runtime import config as configs
@@ -25,14 +25,7 @@ from jupyter_codegemma.runtime.errors import CheckpointError
 from jupyter_codegemma.runtime.model import Transformer, init_params
 from jupyter_codegemma.runtime.sampler import Sampler
 
-CONFIGS = {
-    "gemma1-mqa": configs.tiny_gemma1_mqa,
-    "gemma1-mha": configs.tiny_gemma1_mha,
-    "gemma2": configs.tiny_gemma2,
-    "gemma3": configs.tiny_gemma3,
-}
-# Longer than the tiny sliding windows (8), so local layers really mask something.
-IDS = [BOS_ID, 300, 17, 511, 260, 261, 400, 42, 5, 300, 300, 1, 77, 450]
+CONFIGS, IDS = TINY_CONFIGS, TINY_IDS
 CACHE_LEN = 16
 
 

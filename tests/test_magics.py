@@ -7,23 +7,10 @@ import time
 import pytest
 
 from jupyter_codegemma import prompting
-from jupyter_codegemma.kernel_client import KernelSession
+from conftest import next_input_payloads, stream_text
 
 
-@pytest.fixture(scope="module")
-def ks():
-    with KernelSession() as session:
-        reply, _ = session.execute("%load_ext jupyter_codegemma")
-        assert reply["status"] == "ok"
-        yield session
-
-
-def _payload(reply):
-    return [p for p in reply.get("payload", []) if p.get("source") == "set_next_input"]
-
-
-def _text(outputs):
-    return "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
+_payload, _text = next_input_payloads, stream_text
 
 
 @pytest.mark.slow
