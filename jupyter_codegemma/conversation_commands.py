@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from . import context_limits as limits
 from . import conversation as cv
 from . import prompting
 
@@ -84,12 +85,12 @@ class Conversation:
             print(cv.NO_FAILURE)
             return
         files = self._cell_files()
-        contexts = cv.contexts_at_scales(lambda budget: cv.failure_context(failure, files, budget))
+        contexts = limits.contexts_at_scales(lambda budget: cv.failure_context(failure, files, budget))
         self._answer(contexts, "explain", True, args.max_new_tokens)
 
     def explain_code(self, source: str, label: str = "this cell", max_new_tokens: int | None = None) -> None:
         """%%codegemma --explain: what the code in the body does."""
-        contexts = cv.contexts_at_scales(lambda budget: cv.code_context(source, label, budget))
+        contexts = limits.contexts_at_scales(lambda budget: cv.code_context(source, label, budget))
         self._answer(contexts, "explain", False, max_new_tokens)
 
     def fix(self, words: list[str]) -> None:
@@ -106,7 +107,7 @@ class Conversation:
                   f"history; run it again, then %codegemma fix")
             return
         files = self._cell_files()
-        contexts = cv.contexts_at_scales(lambda budget: cv.failure_context(failure, files, budget))
+        contexts = limits.contexts_at_scales(lambda budget: cv.failure_context(failure, files, budget))
         answer, handle = self._run(contexts, "fix", True, args.max_new_tokens)
         if answer is None:
             return
@@ -212,7 +213,7 @@ class Conversation:
                            and has_chat_template(engine.tokenizer))
             limit = engine.context_len - max_new - _MARGIN
             build, count, context_text, summary = self._builders(engine, kind, failed, instruction, limit)
-            prompt, tokens, index = cv.fit_prompt(candidates, build, count, limit)
+            prompt, tokens, index = limits.fit_prompt(candidates, build, count, limit)
             note = self._note_for(instruction, model)
             stop = _Stop(job.cancel)
             generation = engine.generate(prompt, max_new_tokens=max_new, sampling=sampling, cancel=stop,

@@ -13,7 +13,7 @@ DATA = Path(__file__).parent / "data"
 def pytest_configure(config):
     """Keep compiled programs on disk between runs, as the engine does (see EngineOptions)."""
     from jupyter_codegemma.runtime.checkpoints import default_cache_dir
-    from jupyter_codegemma.runtime.engine import configure_compilation_cache
+    from jupyter_codegemma.runtime.process import configure_compilation_cache
 
     configure_compilation_cache(default_cache_dir() / "xla")
 

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from jupyter_codegemma import context_limits as limits
 from jupyter_codegemma import conversation as cv
 from conftest import next_input_payloads, stream_text
 
@@ -156,13 +157,13 @@ def test_chat_insert_puts_a_code_block_in_the_next_cell_unrun(ks):
 
 
 def test_truncate_and_excerpt():
-    assert cv.truncate("short", 10) == "short"
-    cut = cv.truncate("a" * 50 + "b" * 50, 20)
+    assert limits.truncate("short", 10) == "short"
+    cut = limits.truncate("a" * 50 + "b" * 50, 20)
     assert cut.startswith("a" * 10) and cut.endswith("b" * 10) and "80 characters cut" in cut
-    assert cv.truncate("x" * 100, 10, keep="tail").endswith("x" * 10)
-    assert cv.truncate("x" * 100, 10, keep="head").startswith("x" * 10)
+    assert limits.truncate("x" * 100, 10, keep="tail").endswith("x" * 10)
+    assert limits.truncate("x" * 100, 10, keep="head").startswith("x" * 10)
     source = "\n".join(f"line_{i} = {i}" for i in range(200))
-    part = cv.excerpt(source, 120, line=150)
+    part = limits.excerpt(source, 120, line=150)
     assert "line_150 = 150" in part and "lines above cut" in part and "lines below cut" in part
     assert len(part) < 220
 
@@ -170,11 +171,11 @@ def test_truncate_and_excerpt():
 def test_redact_hides_credentials_and_keeps_code():
     text = ('password = "hunter2"\nclient(api_key=\'AIza' + "x" * 35 + "')\n"
             'key = "sk-' + "a" * 30 + '"\nheaders = {"token": "abc123"}\nx = 1')
-    out = cv.redact(text)
+    out = limits.redact(text)
     assert "hunter2" not in out and "abc123" not in out and "a" * 30 not in out and "x" * 35 not in out
     assert 'password = "<redacted>"' in out and "x = 1" in out
-    assert cv.redact("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----") == "<redacted>"
-    assert cv.is_secret_name("DB_PASSWORD") and not cv.is_secret_name("total")
+    assert limits.redact("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----") == "<redacted>"
+    assert limits.is_secret_name("DB_PASSWORD") and not limits.is_secret_name("total")
 
 
 def test_values_of_the_names_involved_are_cut_and_redacted():
@@ -187,7 +188,7 @@ def test_values_of_the_names_involved_are_cut_and_redacted():
         failing()
     except IndexError as e:
         error = e
-    values = cv.involved_values(error, {}, cv.Budget(value=60))
+    values = cv.involved_values(error, {}, limits.Budget(value=60))
     text = "\n".join(values)
     assert "data = list of length 1000" in text and "(in failing)" in text and len(values[0]) < 120
     assert "secret_token = <redacted>" in text and "s3cr3t" not in text
@@ -219,13 +220,13 @@ def test_last_failure_falls_back_to_sys_last_value():
 
 def test_fit_prompt_shrinks_the_context_until_it_fits():
     def make(budget):
-        return cv.Context(source=cv.truncate("x" * 10_000, budget.source), label="In[1]",
-                          traceback=cv.truncate("t" * 10_000, budget.traceback, keep="tail"))
+        return cv.Context(source=limits.truncate("x" * 10_000, budget.source), label="In[1]",
+                          traceback=limits.truncate("t" * 10_000, budget.traceback, keep="tail"))
 
-    contexts = cv.contexts_at_scales(make)
-    prompt, tokens, index = cv.fit_prompt(contexts, lambda c: cv.base_explain_prompt(c, True), len, 2000)
+    contexts = limits.contexts_at_scales(make)
+    prompt, tokens, index = limits.fit_prompt(contexts, lambda c: cv.base_explain_prompt(c, True), len, 2000)
     assert tokens <= 2000 and index == 2 and "In[1]" in prompt  # a quarter of the budget
-    assert cv.Budget().scaled(0.5).source == 1500
+    assert limits.Budget().scaled(0.5).source == 1500
 
 
 def test_chat_history_drops_the_oldest_exchanges_to_fit():

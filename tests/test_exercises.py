@@ -7,7 +7,6 @@ import csv
 import inspect
 import json
 import json.decoder
-import os
 import random
 import textwrap
 from collections import Counter

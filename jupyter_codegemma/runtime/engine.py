@@ -7,16 +7,14 @@ call from several threads (the sampler serialises the device work).
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import os
 import time
-from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from . import fim
+from . import fim, process
 from .checkpoints import Checkpoint, WeightsCache, load_checkpoint
 from .config import GemmaConfig, count_params
 from .errors import PromptError, SettingsError
@@ -133,38 +131,6 @@ class _Either:
         return self.first.is_set() or (self.second is not None and self.second.is_set())
 
 
-def configure_compilation_cache(directory: Path) -> None:
-    """Keep every compiled program on disk, so a new process (a new kernel) does not recompile."""
-    import jax
-
-    directory.mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(directory))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
-def _release_freed_memory() -> None:
-    """Give the heap that XLA's temporary buffers used back to the OS (glibc keeps it otherwise).
-
-    Each compiled program allocates its own scratch buffers; glibc's allocator retains freed
-    ones, so a kernel that has run several prompt shapes holds hundreds of MB it does not use.
-    """
-    if _libc is not None:
-        _libc.malloc_trim(0)
-
-
-def _load_libc():
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim  # absent on musl and non-Linux systems
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-_libc = _load_libc()
-
-
 class Engine:
     def __init__(self, checkpoint: Checkpoint, options: EngineOptions = EngineOptions(),
                  load_seconds: float = 0.0):
@@ -214,7 +180,7 @@ class Engine:
         started = time.perf_counter()
         cache = WeightsCache(options.cache_dir)
         if options.compilation_cache:
-            configure_compilation_cache(cache.root / "xla")
+            process.configure_compilation_cache(cache.root / "xla")
         if model is None:
             digest = default_model.default_model_sha256()
             if cache.has(digest):
@@ -336,7 +302,7 @@ class Engine:
             result.text += tail
             yield tail
         result.total_ms = (time.perf_counter() - started) * 1e3
-        _release_freed_memory()
+        process.release_freed_memory()
 
     def complete(self, prefix: str, suffix: str = "", *, mode: str = "auto", layout: str = "psm",
                  path: str | None = None, context_files: Sequence[fim.ContextFile] = (),

@@ -177,7 +177,7 @@ def load_gguf(path: str | os.PathLike) -> Checkpoint:
     """Read a GGUF file whole: config from its metadata, float32 params, the tokenizer."""
     import gguf
 
-    from ..tokenizer import read_gguf_vocab
+    from ..gguf_vocab import read_gguf_vocab
 
     path = Path(path)
     reader = _open_reader(path)
