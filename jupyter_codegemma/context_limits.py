@@ -3,7 +3,8 @@
 Everything sent is bounded twice: in characters by a `Budget` (tracebacks, sources, values each
 have their own), then in tokens by `fit_prompt`, which retries the context at half the budget, a
 quarter, ... until the prompt leaves room for the answer. Secrets (names like `api_key`, values
-that look like tokens) are replaced by `<redacted>` before any of it is counted.
+that look like tokens) are replaced by `<redacted>` before any of it is counted. What was sent is
+shown back to the user (`context_section`, `render_prompt`).
 """
 
 from __future__ import annotations
@@ -129,3 +130,33 @@ def redact(text: str) -> str:
     return text
 
 
+# --- showing what was sent -----------------------------------------------------------------------------
+
+
+def render_prompt(tokenizer, ids: Sequence[int]) -> str:
+    """Prompt ids as text, control tokens (<bos>, <start_of_turn>, ...) written out as their pieces."""
+    control = {tokenizer.bos_id, tokenizer.eos_id}
+    for piece in ("<start_of_turn>", "<end_of_turn>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
+                  "<|file_separator|>"):
+        i = tokenizer.piece_to_id(piece)
+        if i is not None:
+            control.add(i)
+    out, run = [], []
+    for i in ids:
+        if i in control:
+            if run:
+                out.append(tokenizer.decode(run))
+                run = []
+            out.append(tokenizer.id_to_piece(i))
+        else:
+            run.append(i)
+    if run:
+        out.append(tokenizer.decode(run))
+    return "".join(out)
+
+
+def context_section(context_text: str, tokens: int, summary: str) -> str:
+    """The collapsible "Context sent to the model" part of an answer."""
+    fence = "````" if "```" in context_text else "```"
+    return (f"\n\n<details><summary>Context sent to the model: {summary}; {tokens} tokens</summary>\n\n"
+            f"{fence}text\n{context_text}\n{fence}\n\n</details>\n")

@@ -387,35 +387,3 @@ def diff(original: str, proposal: str, label: str) -> str:
     lines = difflib.unified_diff(original.rstrip("\n").splitlines(), proposal.rstrip("\n").splitlines(),
                                  f"{label} (as run)", f"{label} (proposed fix)", lineterm="")
     return "\n".join(lines)
-
-
-# --- showing the prompt -----------------------------------------------------------------------------
-
-
-def render_prompt(tokenizer, ids: Sequence[int]) -> str:
-    """Prompt ids as text, control tokens (<bos>, <start_of_turn>, ...) written out as their pieces."""
-    control = {tokenizer.bos_id, tokenizer.eos_id}
-    for piece in ("<start_of_turn>", "<end_of_turn>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
-                  "<|file_separator|>"):
-        i = tokenizer.piece_to_id(piece)
-        if i is not None:
-            control.add(i)
-    out, run = [], []
-    for i in ids:
-        if i in control:
-            if run:
-                out.append(tokenizer.decode(run))
-                run = []
-            out.append(tokenizer.id_to_piece(i))
-        else:
-            run.append(i)
-    if run:
-        out.append(tokenizer.decode(run))
-    return "".join(out)
-
-
-def context_section(context_text: str, tokens: int, summary: str) -> str:
-    """The collapsible "Context sent to the model" part of an answer."""
-    fence = "````" if "```" in context_text else "```"
-    return (f"\n\n<details><summary>Context sent to the model: {summary}; {tokens} tokens</summary>\n\n"
-            f"{fence}text\n{context_text}\n{fence}\n\n</details>\n")

@@ -114,7 +114,7 @@ class Conversation:
         proposal = answer.text
         why_not = cv.judge_fix(failure.source, proposal, self._transform)
         note = self._note(answer)
-        section = cv.context_section(answer.context_text, answer.prompt_tokens, answer.summary)
+        section = limits.context_section(answer.context_text, answer.prompt_tokens, answer.summary)
         if why_not is not None:
             text = (f"{note}**No confident fix** for {failure.label} ({type(failure.error).__name__}): "
                     f"{why_not}. Nothing was inserted; read the traceback, or try `%codegemma explain`.")
@@ -141,7 +141,7 @@ class Conversation:
         if blocks:
             text += "\n\n" + "; ".join(f"`%codegemma chat insert {i}` puts code block {i} in a new cell"
                                        for i in range(1, len(blocks) + 1)[:3])
-        text += cv.context_section(answer.context_text, answer.prompt_tokens, answer.summary)
+        text += limits.context_section(answer.context_text, answer.prompt_tokens, answer.summary)
         handle.update({"text/markdown": text, "text/plain": answer.text}, raw=True,
                       metadata={"jupyter_codegemma": {"code_blocks": blocks}})
 
@@ -186,7 +186,7 @@ class Conversation:
             print(ids)
         else:
             print(f"--- the last prompt: {len(ids)} tokens ---")
-            print(cv.render_prompt(engine.tokenizer, ids))
+            print(limits.render_prompt(engine.tokenizer, ids))
 
     # --- running on the engine ----------------------------------------------------------------------
 
@@ -195,7 +195,7 @@ class Conversation:
         if answer is None:
             return
         text = self._note(answer) + (answer.text or "*(the model wrote nothing)*")
-        handle.update({"text/markdown": text + cv.context_section(answer.context_text, answer.prompt_tokens,
+        handle.update({"text/markdown": text + limits.context_section(answer.context_text, answer.prompt_tokens,
                                                                   answer.summary),
                        "text/plain": answer.text}, raw=True)
 

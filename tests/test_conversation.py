@@ -277,12 +277,12 @@ def test_instruction_model_prompts_use_the_chat_template(engine):
     talk.history.add("first question", "first answer")
     build, count, context_text, summary = talk._builders(engine, "chat", False, True, limit=1000)
     ids = build("second question")
-    text = cv.render_prompt(engine.tokenizer, ids)
+    text = limits.render_prompt(engine.tokenizer, ids)
     assert text.startswith("<bos><start_of_turn>user\n" + cv.SYSTEM + "\n\nfirst question<end_of_turn>\n")
     assert text.endswith("<start_of_turn>user\nsecond question<end_of_turn>\n<start_of_turn>model\n")
     assert count(ids) == len(ids) and "1 earlier exchanges" in summary("second question")
     build, *_ = talk._builders(engine, "fix", True, True, limit=1000)
-    text = cv.render_prompt(engine.tokenizer, build(cv.Context(source="print(totl)", label="In[3]")))
+    text = limits.render_prompt(engine.tokenizer, build(cv.Context(source="print(totl)", label="In[3]")))
     assert "reply with the whole corrected cell" in text and "Cell In[3]:\n```python\nprint(totl)\n```" in text
     assert Conversation._shape("Here:\n```python\nprint(total)\n```\nDone.", "fix", True) == ("print(total)", False)
     assert Turn  # the template's turns are runtime.chat.Turn

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..config import GemmaConfig, alternating_local_global, all_global, local_global_pattern
 from ..errors import CheckpointError
-from .base import Checkpoint, Params
+from .base import Checkpoint, Params, load_tokenizer_file
 
 # Files orbax writes at the top of a checkpoint directory (OCDBT: _METADATA, manifest.ocdbt,
 # _CHECKPOINT_METADATA; the older per-array format: a msgpack file named `checkpoint`).
@@ -227,8 +227,6 @@ def relevant_files(path: Path) -> list[Path]:
 
 def load_orbax(path: str | os.PathLike, *, overrides: dict | None = None) -> Checkpoint:
     """Load a Kaggle Flax checkpoint: the orbax directory, or the variant directory holding it."""
-    from ..tokenizer import Tokenizer, TokenizerError
-
     path = Path(path)
     checkpoint_dir = find_checkpoint_dir(path)
     if checkpoint_dir is None:
@@ -248,8 +246,5 @@ def load_orbax(path: str | os.PathLike, *, overrides: dict | None = None) -> Che
         except (TypeError, ValueError) as e:
             raise CheckpointError(checkpoint_dir, f"the config overrides are invalid ({e})") from None
     params = convert_tree(tree, config, checkpoint_dir)
-    try:
-        tokenizer = Tokenizer.from_sentencepiece_file(tokenizer_path)
-    except TokenizerError as e:
-        raise CheckpointError(tokenizer_path, f"not a valid tokenizer.model ({e.problem})") from None
+    tokenizer = load_tokenizer_file(tokenizer_path)
     return Checkpoint(config=config, params=params, tokenizer=tokenizer, source=str(path), format="orbax")

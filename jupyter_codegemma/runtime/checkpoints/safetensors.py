@@ -29,7 +29,7 @@ import numpy as np
 
 from ..config import AttentionKind, GemmaConfig, alternating_local_global, all_global, local_global_pattern
 from ..errors import CheckpointError
-from .base import Checkpoint, Params
+from .base import Checkpoint, Params, load_tokenizer_file
 
 CONFIG_FILE = "config.json"
 INDEX_FILE = "model.safetensors.index.json"
@@ -272,8 +272,6 @@ def relevant_files(directory: Path) -> list[Path]:
 
 
 def load_safetensors(directory: str | os.PathLike) -> Checkpoint:
-    from ..tokenizer import Tokenizer, TokenizerError
-
     directory = Path(directory)
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
@@ -285,8 +283,5 @@ def load_safetensors(directory: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(tokenizer_path, "the SentencePiece tokenizer (tokenizer.model) is missing; copy it "
                                               "from the model's repository into this directory")
     params = convert_hf_tensors(files, config, config_path)
-    try:
-        tokenizer = Tokenizer.from_sentencepiece_file(tokenizer_path)
-    except TokenizerError as e:
-        raise CheckpointError(tokenizer_path, f"not a valid tokenizer.model ({e.problem})") from None
+    tokenizer = load_tokenizer_file(tokenizer_path)
     return Checkpoint(config=config, params=params, tokenizer=tokenizer, source=str(directory), format="safetensors")
