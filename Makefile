@@ -2,27 +2,67 @@
 #   make lab     JupyterLab on notebooks/, with the default model installed
 #   make test    every test suite
 #   make demo    a headless demo with timings
-#   make bench   the runtime benchmark
+#   make bench   keystroke-to-suggestion latency and speed, against llama.cpp
+#   make llama-cpp   llama-cpp-python (reference engine, test server), built once into ~/.cache
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lab test demo bench clean
+.PHONY: setup llama-cpp lab test demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 
-# Reinstall when the package's requirements change. pip's cache makes this quick the second time.
-$(STAMP): pyproject.toml | $(BIN)/python
+# The JupyterLab extension's sources: the install builds it (jlpm, through the package's build hook).
+LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/schema/*.json labextension/style/*) \
+                  labextension/package.json labextension/yarn.lock
+
+# Reinstall when the package's requirements or the extension's sources change. pip's cache makes this
+# quick the second time. The old extension build goes first, so the install rebuilds it from the sources.
+$(STAMP): pyproject.toml $(LABEXT_SOURCES) | $(BIN)/python
+	rm -rf jupyter_codegemma/labextension
 	$(BIN)/python -m pip install -e ".[test,lab]"
+	@# An editable install does not write the wheel's shared data: install the "CodeGemma (JAX)"
+	@# kernelspec (the one the notebooks name) into the venv explicitly.
+	$(BIN)/codegemma kernel install
 	@# Assemble and convert the default model once (later loads read the converted weights).
 	$(BIN)/codegemma info
 	touch $(STAMP)
 
-setup: $(STAMP)
+# Debian's chromium for the browser tests (tests/test_labextension.py): Playwright cannot download one here.
+CHROMIUM := /usr/bin/chromium
+SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
+setup: $(STAMP) $(CHROMIUM)
+
+# llama-cpp-python: the reference engine (bench/) and the shared server of the remote-backend tests.
+# Built from source once into a cache outside the repo (a clean venv reinstalls from there in seconds).
+# Without -mno-amx-* its native build emits AMX instructions these machines forbid, and the first
+# evaluation dies with a segmentation fault (DESIGN.md §7); --no-cache-dir keeps pip from reusing a
+# wheel built without the flags.
+LLAMA_CPP_VERSION := 0.3.36
+WHEELS    ?= $(HOME)/.cache/jupyter-codegemma/wheels
+LLAMA_CPP := $(VENV)/.llama_cpp
+NO_AMX    := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_WHEEL = $(firstword $(wildcard $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl))
+
+$(LLAMA_CPP): | $(STAMP)
+	@if [ -z "$(LLAMA_WHEEL)" ]; then \
+	  echo "building llama-cpp-python $(LLAMA_CPP_VERSION) from source once (a few minutes) into $(WHEELS)"; \
+	  CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)" $(BIN)/python -m pip wheel --no-cache-dir --no-deps \
+	    -w $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION) || exit 1; \
+	fi
+	$(BIN)/python -m pip install "$$(ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl | head -n 1)[server]"
+	touch $(LLAMA_CPP)
+
+llama-cpp: $(LLAMA_CPP)
 
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -30,15 +70,19 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: setup
 	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG)
 
-test: setup
+test: setup $(LLAMA_CPP)
 	$(BIN)/python -m pytest
+	@# Every notebook, top to bottom on the default model, on the "CodeGemma (JAX)" kernel (nbval).
+	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks/
 
 # A real kernel started with jupyter_client: completions over the comm as JupyterLab sends them, one %%codegemma cell.
 demo: setup
 	$(BIN)/codegemma kernel demo
 
-bench: setup
-	$(BIN)/python bench/runtime.py
+# Keystroke to suggestion and the speed figures, against llama.cpp on the same file (bench/latency.py).
+bench: setup $(LLAMA_CPP)
+	$(BIN)/python bench/latency.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist *.egg-info
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info jupyter_codegemma/labextension labextension/lib \
+	  labextension/node_modules labextension/tsconfig.tsbuildinfo

@@ -1,6 +1,6 @@
 """Runtime benchmark: load, compile, time to first token, prefill and decode speed, memory.
 
-    python bench/runtime.py [--model PATH] [--runs 3] [--dtype float32]
+    python bench/runtime.py [--model PATH] [--runs 3] [--dtype auto]
 
 Each run is a fresh process (a new kernel starts the same way), so the figures include what
 a user waits for. The first process gets empty caches (cold: GGUF conversion and XLA
@@ -112,7 +112,7 @@ ROWS = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a GGUF file (default: Gemma 3 270M)")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "int8"))
     parser.add_argument("--runs", type=int, default=3, help="warm processes (default 3)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats inside a process (default 3)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

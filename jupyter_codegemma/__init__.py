@@ -10,6 +10,11 @@ from ._version import __version__
 __all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
 
 
+def _jupyter_labextension_paths() -> list[dict]:
+    """Where JupyterLab finds the prebuilt extension (labextension/ builds it into the package)."""
+    return [{"src": "labextension", "dest": "jupyter-codegemma"}]
+
+
 def load_ipython_extension(ip) -> None:
     from .extension import load
 

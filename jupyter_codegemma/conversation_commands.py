@@ -179,6 +179,11 @@ class Conversation:
             return
         engine = self.service.engine
         ids = list(getattr(engine, "last_prompt_ids", []) or []) if engine is not None else []
+        text = getattr(engine, "last_prompt", "")  # a remote backend sends text; the server tokenizes it
+        if not ids and text and "--ids" not in words:
+            print(f"--- the last prompt sent to the server: {len(text)} characters ---")
+            print(text)
+            return
         if not ids:
             print("codegemma: the engine has not run a prompt yet")
             return

@@ -203,6 +203,10 @@ class CodeGemmaMagics(Magics):
 
         status           the model, its state and device, and the settings
         load [PATH]      load a model file now (no PATH: the default model)
+        use URL [--model NAME] | use local
+                         use a shared OpenAI-compatible server (vLLM, llama.cpp, Ollama) instead of a
+                         model in this kernel; the API key comes from $CODEGEMMA_API_KEY
+                         (CodeGemma.api_key_env). `use local` goes back to the model in this kernel
         set KEY=VALUE    change a setting, e.g. `set temperature=0.2` (same as %config CodeGemma.KEY)
         enable|disable   switch inline completions and exercise hints on or off
                          (`disable completions`, `disable hints` for one of them)
@@ -218,7 +222,7 @@ class CodeGemmaMagics(Magics):
         words = shlex.split(line)
         command, rest = (words[0], words[1:]) if words else ("status", [])
         handler = {"status": self._status, "load": self._load, "set": self._set, "enable": self._enable,
-                   "disable": self._disable, "help": self._help}.get(command)
+                   "disable": self._disable, "help": self._help, "use": self._use}.get(command)
         talk = {"explain": self.conversation.explain, "fix": self.conversation.fix,
                 "chat": self.conversation.chat_command, "debug": self.conversation.debug}.get(command)
         if talk is not None:
@@ -254,8 +258,34 @@ class CodeGemmaMagics(Magics):
             print(f"codegemma: {e or 'cancelled'}")
             return
         info = self.service.engine.info()
+        if info.get("backend") == "remote":
+            handle.update({"text/plain": _remote_line(info)}, raw=True)
+            return
         handle.update({"text/plain": f"codegemma: loaded {info['model']} ({info['parameters'] / 1e6:.0f}M parameters, {info['dtype']} "
               f"on {info['device']}, FIM: {'yes' if info['fim'] else 'no'})"}, raw=True)
+
+    def _use(self, rest):
+        """`use URL [--model NAME]`: connect to a server now (a clear line if it is down); `use local`."""
+        if len(rest) == 1 and rest[0] == "local":
+            self.settings.server_url = ""
+            self.service.forget_engine()
+            print(f"codegemma: using the model in this kernel ({self.settings.model_label()}); it loads on first use")
+            return
+        words, model = list(rest), ""
+        if "--model" in words:
+            at = words.index("--model")
+            model = words[at + 1] if at + 1 < len(words) else ""
+            del words[at:at + 2]
+        if len(words) != 1 or words[0].startswith("-") or ("--model" in rest and not model):
+            print("codegemma: expected `%codegemma use URL [--model NAME]` or `%codegemma use local`")
+            return
+        self.settings.server_model, self.settings.server_url = model, words[0]
+        try:  # connect now: a server that is down is said here, not at the first completion
+            _, _, handle = self._stream(lambda engine, job, out: ("", None))
+        except (_Failed, _Cancelled) as e:
+            print(f"codegemma: {e or 'cancelled'}")
+            return
+        handle.update({"text/plain": _remote_line(self.service.engine.info())}, raw=True)
 
     def _set(self, rest):
         for item in rest:
@@ -293,6 +323,11 @@ class CodeGemmaMagics(Magics):
         print("Settings (%codegemma set KEY=VALUE or %config CodeGemma.KEY = VALUE):")
         for name, trait in sorted(self.settings.traits(config=True).items()):
             print(f"  {name:<20} {getattr(self.settings, name)!r:<12} {trait.help}")
+
+
+def _remote_line(info: dict) -> str:
+    return (f"codegemma: using {info['model']} on the server at {info['server']} (context {info['context']} "
+            f"tokens, FIM: {'yes' if info['fim'] else 'no'}); this kernel loads no model")
 
 
 def _summary(result) -> str:

@@ -102,6 +102,14 @@ class Service:
                                completions_enabled=self.settings.completions_enabled,
                                hints_enabled=self.settings.hints_enabled, message=self.message or None)
 
+    def forget_engine(self) -> None:
+        """After a switch of backend (`%codegemma use`): drop the old engine and its error, unless a job
+        is using it; the next request loads what the settings now say."""
+        with self._lock:
+            if self._pending == 0 and self.state != "busy":
+                self.engine, self._engine_key = None, None
+                self.state, self.message = "loading", ""
+
     def shutdown(self) -> None:
         self._queue.put(None)
 
@@ -125,7 +133,8 @@ class Service:
                 try:
                     engine = self._engine_for(job.progress)
                 except Exception as e:
-                    job.on_error(protocol.MODEL_ERROR, f"the model did not load: {e}")
+                    what = "the server did not answer" if self.settings.server_url else "the model did not load"
+                    job.on_error(protocol.MODEL_ERROR, f"{what}: {e}")
                     continue
                 if job.cancel.is_set():
                     job.on_cancelled()
@@ -144,19 +153,33 @@ class Service:
                     self.state = "ready"
                 job._end()
 
-    def _engine_for(self, progress: Callable[[str], None] | None):
-        """The engine for the current settings, loading it (again) when they changed."""
+    def _engine_key_now(self) -> tuple:
+        s = self.settings
+        if s.server_url:
+            return ("remote", s.server_url, s.server_model, s.api_key_env, s.server_fim, s.context_len)
+        return (s.model, s.dtype, s.context_len)
+
+    def _load_engine(self, progress: Callable[[str], None] | None):
+        """A remote backend when a server is set (a thin client: no local model), else the JAX engine."""
+        s = self.settings
+        if s.server_url:
+            from .runtime.remote import RemoteEngine, RemoteOptions
+
+            return RemoteEngine.load(RemoteOptions(url=s.server_url, model=s.server_model, api_key_env=s.api_key_env,
+                                                   fim=s.server_fim, context_len=s.context_len), progress=progress)
         from .runtime import Engine, EngineOptions
 
-        key = (self.settings.model, self.settings.dtype, self.settings.context_len)
+        return Engine.load(s.model or None, EngineOptions(dtype=s.dtype, cache_len=s.context_len), progress=progress)
+
+    def _engine_for(self, progress: Callable[[str], None] | None):
+        """The engine for the current settings, loading it (again) when they changed."""
+        key = self._engine_key_now()
         if self.engine is not None and key == self._engine_key:
             return self.engine
         self.engine, self._engine_key = None, None
         self.state, self.message = "loading", ""
         try:
-            engine = Engine.load(self.settings.model or None,
-                                 EngineOptions(dtype=self.settings.dtype, cache_len=self.settings.context_len),
-                                 progress=progress)
+            engine = self._load_engine(progress)
             engine.warm_up(progress)
         except Exception as e:
             self.state, self.message = "error", str(e)

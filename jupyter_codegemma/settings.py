@@ -7,8 +7,15 @@
 
 from __future__ import annotations
 
-from traitlets import Bool, Enum, Float, Int, Unicode
+import os
+
+from traitlets import Bool, Enum, Float, Int, Unicode, default
 from traitlets.config import Configurable
+
+# JupyterHub deployments point every kernel at the class's server through the environment
+# (c.Spawner.environment), with no per-user configuration: see docs/deployment.md.
+SERVER_URL_ENV = "CODEGEMMA_SERVER_URL"
+SERVER_MODEL_ENV = "CODEGEMMA_SERVER_MODEL"
 
 
 class CodeGemma(Configurable):
@@ -27,6 +34,25 @@ class CodeGemma(Configurable):
                 ).tag(config=True)
     completions_enabled = Bool(True, help="Answer inline-completion requests from the editor.").tag(config=True)
     hints_enabled = Bool(True, help="Give exercise hints (teachers switch this off for exams).").tag(config=True)
+    server_url = Unicode(help="An OpenAI-compatible completions server (vLLM, llama.cpp, Ollama) to use instead "
+                         "of a model in this kernel; empty = the local model. Default: $CODEGEMMA_SERVER_URL."
+                         ).tag(config=True)
+    server_model = Unicode(help="The server's name for the model; empty = the first it lists. "
+                           "Default: $CODEGEMMA_SERVER_MODEL.").tag(config=True)
+    api_key_env = Unicode("CODEGEMMA_API_KEY", help="The environment variable holding the server's API key "
+                          "(the key itself is never stored in settings or notebooks).").tag(config=True)
+    server_fim = Enum(("auto", "yes", "no"), "auto", help="Whether the server's model takes FIM prompts; auto: "
+                      "CodeGemma base models do (from the model's name).").tag(config=True)
+
+    @default("server_url")
+    def _server_url_default(self) -> str:
+        return os.environ.get(SERVER_URL_ENV, "")
+
+    @default("server_model")
+    def _server_model_default(self) -> str:
+        return os.environ.get(SERVER_MODEL_ENV, "")
 
     def model_label(self) -> str:
+        if self.server_url:
+            return f"{self.server_model or 'the model'} at {self.server_url}"
         return self.model or "Gemma 3 270M (default)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,10 @@ def pytest_configure(config):
     from jupyter_codegemma.runtime.process import configure_compilation_cache
 
     configure_compilation_cache(default_cache_dir() / "xla")
+    # A shell set up for a shared server (docs/deployment.md) would turn every test kernel into a thin
+    # client; the tests that want one (test_remote_*.py) set these for their own kernels.
+    for name in ("CODEGEMMA_SERVER_URL", "CODEGEMMA_SERVER_MODEL"):
+        os.environ.pop(name, None)
 
 
 def oracle_records(kind: str) -> list[dict]:

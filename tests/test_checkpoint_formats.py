@@ -398,6 +398,7 @@ def test_engine_loads_a_directory(hf_mqa, tmp_path):
 
     engine = Engine.load(hf_mqa, EngineOptions(cache_dir=str(tmp_path / "cache"), cache_len=64,
                                                compilation_cache=False))
-    assert engine.info()["format"] == "safetensors" and engine.info()["dtype"] == "float32"  # auto on CPU
+    # auto on CPU: int8 where the native kernel runs (AVX-512 VNNI and g++), else float32.
+    assert engine.info()["format"] == "safetensors" and engine.info()["dtype"] in ("int8", "float32")
     result = engine.generate([BOS_ID, 300, 17], max_new_tokens=3).wait()
     assert len(result.ids) >= 1

@@ -104,7 +104,8 @@ def test_kv_cache_sharded_by_kv_heads_when_they_divide(sharded_run):
 
 def test_dtype_policy():
     assert EngineOptions().dtype == "auto"
-    assert resolve_dtype("auto", "cpu") == "float32"
+    assert resolve_dtype("auto", "cpu", native_int8=False) == "float32"
+    assert resolve_dtype("auto", "cpu", native_int8=True) == "int8"  # the AVX-512 VNNI kernel runs
     assert resolve_dtype("auto", "gpu") == "bfloat16"
     assert resolve_dtype("auto", "tpu") == "bfloat16"
     assert resolve_dtype("bfloat16", "cpu") == "bfloat16"

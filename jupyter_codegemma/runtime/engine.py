@@ -7,8 +7,10 @@ call from several threads (the sampler serialises the device work).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
+import threading
 import time
 from typing import Callable, Iterator, Sequence
 
@@ -21,7 +23,8 @@ from .errors import PromptError, SettingsError
 from .sampler import CancelToken, SamplingParams, StepStats
 from .tokenizer import IncrementalDecoder, Tokenizer
 
-WEIGHT_DTYPES = ("auto", "float32", "bfloat16")
+WEIGHT_DTYPES = ("auto", "float32", "bfloat16", "int8")
+PREFILL_DTYPES = ("auto", "float32", "bfloat16", "int8")
 DEFAULT_CACHE_LEN = 4096
 
 
@@ -29,9 +32,14 @@ DEFAULT_CACHE_LEN = 4096
 class EngineOptions:
     """How to load and run a model (not what to generate)."""
 
-    # Weights and activations. "auto": bfloat16 on TPU and GPU, float32 on CPU (XLA's CPU
-    # matrix-vector products, i.e. decoding, are several times slower in bfloat16 there).
+    # Decode weights. "auto": bfloat16 on TPU and GPU; on CPU int8 (weight-only, one scale per
+    # row, multiplied by runtime/kernels' AVX-512 VNNI kernel) where that kernel builds, else
+    # float32 (XLA's CPU matrix-vector products are several times slower in bfloat16 or int8).
     dtype: str = "auto"
+    # Prefill weights when `dtype` is int8. "auto": float32 on CPU (large float32 matmuls are
+    # the fastest prompt path there, measured in bench/latency.py), else the decode dtype.
+    # "int8" prefills with the decode weights too: slower prompts, 400 MB less memory (270M).
+    prefill_dtype: str = "auto"
     cache_len: int = DEFAULT_CACHE_LEN  # KV cache positions: the longest prompt + completion
     cache_dir: str | None = None  # converted weights and compiled programs; default ~/.cache/jupyter-codegemma
     compilation_cache: bool = True
@@ -39,27 +47,49 @@ class EngineOptions:
     # None: every device present (one device: no mesh); 1: no sharding; N: the first N devices.
     devices: int | None = None
     # Greedy decoding checks prompt-lookup guesses several at a time (runtime/speculative.py):
-    # the same ids; faster where the text repeats itself, slower where guesses fail.
-    speculative: bool = False
+    # the same ids (up to near-ties with the int8 kernel, which rounds activations); faster
+    # where the text repeats itself, which code in a notebook does: on the typing session of
+    # bench/latency.py it cut the time after the first token by ~15 %, so it is on by default.
+    speculative: bool = True
+    # After Engine.load, compile the programs of every prompt-length bucket in a background
+    # thread (most urgent first; from the persistent compilation cache when it has them), so
+    # that requests do not wait for tracing and compiling. See Sampler.precompile.
+    warm_up: bool = True
 
     def __post_init__(self) -> None:
         if self.dtype not in WEIGHT_DTYPES:
             raise SettingsError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {self.dtype!r}")
+        if self.prefill_dtype not in PREFILL_DTYPES:
+            raise SettingsError(f"prefill_dtype must be one of {', '.join(PREFILL_DTYPES)}, "
+                                f"got {self.prefill_dtype!r}")
         if self.cache_len < 64:
             raise SettingsError(f"cache_len must be at least 64, got {self.cache_len}")
         if self.devices is not None and self.devices < 1:
             raise SettingsError(f"devices must be at least 1, got {self.devices}")
 
 
-def resolve_dtype(dtype: str, platform: str | None = None) -> str:
-    """"auto" -> "bfloat16" on TPU/GPU, "float32" on CPU; explicit names pass through."""
+def resolve_dtype(dtype: str, platform: str | None = None, native_int8: bool | None = None) -> str:
+    """"auto" -> "bfloat16" on TPU/GPU; on CPU "int8" where the native kernel runs, else
+    "float32". Explicit names pass through."""
     if dtype != "auto":
         return dtype
     if platform is None:
         import jax
 
         platform = jax.devices()[0].platform
-    return "float32" if platform == "cpu" else "bfloat16"
+    if platform != "cpu":
+        return "bfloat16"
+    if native_int8 is None:
+        from . import kernels
+
+        native_int8 = kernels.enable_native()
+    return "int8" if native_int8 else "float32"
+
+
+def resolve_prefill_dtype(prefill_dtype: str, dtype: str, platform: str) -> str:
+    if prefill_dtype != "auto":
+        return prefill_dtype if dtype == "int8" else dtype
+    return "float32" if dtype == "int8" and platform == "cpu" else dtype
 
 
 @dataclasses.dataclass
@@ -110,6 +140,22 @@ class Completion(Generation):
     """A running completion: iterate for the whole suggestion so far; `result` at the end."""
 
 
+def _to_device(params, float_dtype):
+    """numpy tree -> device arrays: int8 matrices stay int8, scales (of norms and of int8 rows)
+    stay float32 (norms compute in float32 anyway), the other weights become float_dtype."""
+    import jax
+    import jax.numpy as jnp
+
+    def put(path, a):
+        a = np.asarray(a)
+        if a.dtype == np.int8:
+            return jnp.asarray(a)
+        name = str(getattr(path[-1], "key", path[-1]))
+        return jnp.asarray(a, dtype=jnp.float32 if name.endswith("scale") else float_dtype)
+
+    return jax.tree_util.tree_map_with_path(put, params)
+
+
 class _Flag:
     def __init__(self):
         self._set = False
@@ -147,28 +193,76 @@ class Engine:
         self.format = checkpoint.format
         from . import sharding
 
-        self.dtype = resolve_dtype(options.dtype)
-        dtype = jnp.float32 if self.dtype == "float32" else jnp.bfloat16
+        platform = jax.devices()[0].platform
         self.num_devices = sharding.device_count_to_use(options.devices)
         self.mesh = sharding.make_mesh(self.num_devices) if self.num_devices > 1 else None
-        if self.mesh is not None:
-            # One array at a time: the host never holds a second copy of the whole model.
-            shardings = sharding.param_shardings(checkpoint.params, self.mesh)
-            params = jax.tree.map(lambda a, s: jax.device_put(np.asarray(a).astype(dtype), s),
-                                  checkpoint.params, shardings)
-            place_cache = sharding.cache_placer(self.config, self.mesh)
-        else:
-            params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), dtype=dtype), checkpoint.params)
-            place_cache = None
+        native_int8 = False
+        if platform == "cpu" and self.mesh is None and options.dtype in ("auto", "int8"):
+            from . import kernels
+
+            native_int8 = kernels.enable_native(WeightsCache(options.cache_dir).root / "kernels")
+        self.dtype = resolve_dtype(options.dtype, platform, native_int8)
+        if self.dtype == "int8" and self.mesh is not None:
+            raise SettingsError("dtype int8 runs on one device; use dtype bfloat16 (or float32) with several devices")
+        self.prefill_dtype = resolve_prefill_dtype(options.prefill_dtype, self.dtype, platform)
         self.context_len = min(options.cache_len, self.config.max_context)
-        self._sampler = Sampler(Transformer(self.config, dtype=dtype), params, self.context_len, cache_dtype=dtype,
-                                place_cache=place_cache, speculative=options.speculative)
+        if self.dtype == "int8":
+            self._sampler = self._int8_sampler(checkpoint, platform)
+        else:
+            dtype = jnp.float32 if self.dtype == "float32" else jnp.bfloat16
+            if self.mesh is not None:
+                # One array at a time: the host never holds a second copy of the whole model.
+                shardings = sharding.param_shardings(checkpoint.params, self.mesh)
+                params = jax.tree.map(lambda a, s: jax.device_put(np.asarray(a).astype(dtype), s),
+                                      checkpoint.params, shardings)
+                place_cache = sharding.cache_placer(self.config, self.mesh)
+            else:
+                params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), dtype=dtype), checkpoint.params)
+                place_cache = None
+            self._sampler = Sampler(Transformer(self.config, dtype=dtype), params, self.context_len,
+                                    cache_dtype=dtype, place_cache=place_cache, speculative=options.speculative)
         self.device = str(jax.devices()[0].platform)
         self.load_seconds = load_seconds
         self.stop_ids = self._default_stop_ids()
         # The ids of the last prompt the engine ran (generate or complete), for debugging prompt
         # building without mocking the engine: `%codegemma debug last-prompt` shows them.
         self.last_prompt_ids: list[int] = []
+        self._warm_up: threading.Thread | None = None
+
+    def _int8_sampler(self, checkpoint: Checkpoint, platform: str):
+        """Decode with int8 weights; prefill with float weights of `prefill_dtype` (or the same
+        int8 ones). The int8 tree is kept in the converted-weights cache next to the float one."""
+        import jax.numpy as jnp
+
+        from . import quantize
+        from .model import Transformer
+        from .sampler import Sampler
+
+        store = WeightsCache(self.options.cache_dir) if checkpoint.sha256 else None
+        if store is not None and store.has_variant(checkpoint.sha256, "int8"):
+            quantized = store.load_variant(checkpoint.sha256, "int8")
+        else:
+            quantized = quantize.quantize_int8(checkpoint.params)
+            if store is not None:
+                try:
+                    store.store_variant(checkpoint.sha256, "int8", quantized)
+                except OSError:
+                    pass  # a read-only or full cache directory only costs speed next time
+        # Activations stay float32 on CPU: the int8 kernel takes float32 and XLA's CPU
+        # elementwise work is no faster in bfloat16.
+        act = jnp.float32 if platform == "cpu" else jnp.bfloat16
+        params = _to_device(quantized, act)
+        model = Transformer(self.config, dtype=act)
+        prefill_model = prefill_params = None
+        if self.prefill_dtype != "int8":
+            dense = jnp.float32 if self.prefill_dtype == "float32" else jnp.bfloat16
+            # The embedding (the largest matrix) is shared: the prefill reads it only for its
+            # last position's logits and to look up the prompt's rows.
+            prefill_params = {**_to_device(quantize.dense_layers(checkpoint.params), dense),
+                              "embedder": params["embedder"]}
+            prefill_model = Transformer(self.config, dtype=dense)
+        return Sampler(model, params, self.context_len, cache_dtype=act, speculative=self.options.speculative,
+                       prefill_model=prefill_model, prefill_params=prefill_params)
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, options: EngineOptions = EngineOptions(),
@@ -195,7 +289,37 @@ class Engine:
             checkpoint = load_checkpoint(model, cache=cache)
         engine = cls(checkpoint, options, load_seconds=0.0)
         engine.load_seconds = time.perf_counter() - started
+        if options.warm_up:
+            engine.warm_up_in_background()
         return engine
+
+    def warm_up_in_background(self) -> threading.Thread:
+        """Start compiling the usual buckets' programs in a daemon thread (Sampler.precompile);
+        requests meanwhile run alongside it. Stopped, and waited for, when the process exits."""
+        if self._warm_up is not None:
+            return self._warm_up
+        stop = threading.Event()
+
+        def run():
+            try:
+                # A real run first: it also reads every weight once, so the first request does
+                # not pay for faulting in the memory-mapped arrays.
+                if not self.last_prompt_ids:
+                    for _ in self._sampler.generate([self.tokenizer.bos_id] * 20, max_new_tokens=2):
+                        pass
+                self._sampler.precompile(stop)
+            except Exception:  # noqa: BLE001 — an optimisation only: requests compile what they need
+                pass
+
+        self._warm_up = threading.Thread(target=run, name="codegemma-warm-up", daemon=True)
+        self._warm_up.start()
+
+        def finish(thread=self._warm_up):
+            stop.set()
+            thread.join()
+
+        atexit.register(finish)
+        return self._warm_up
 
     def warm_up(self, progress: Callable[[str], None] | None = None) -> float:
         """Compile (or fetch from the compilation cache) the programs a short request uses, so
@@ -207,6 +331,13 @@ class Engine:
             pass
         self._sampler.reset()
         return time.perf_counter() - started
+
+    def wait_for_warm_up(self, timeout: float | None = None) -> bool:
+        """Wait for the background warm-up (if one runs); True once it has finished."""
+        if self._warm_up is not None:
+            self._warm_up.join(timeout)
+            return not self._warm_up.is_alive()
+        return True
 
     def _default_stop_ids(self) -> tuple[int, ...]:
         ids = {self.tokenizer.eos_id}
@@ -231,6 +362,7 @@ class Engine:
             "architecture": self.config.architecture,
             "device": self.device,
             "dtype": self.dtype,
+            "prefill_dtype": self.prefill_dtype,
             "devices": self.num_devices,
             "parameters": count_params(self.config),
             "layers": self.config.num_layers,

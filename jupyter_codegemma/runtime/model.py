@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from . import kernels
 from .config import AttentionKind, GemmaConfig
 
 # A large finite negative rather than -inf, so fully-masked rows (padding) stay finite.
@@ -69,14 +70,25 @@ class Embedder(nn.Module):
     def setup(self):
         self.input_embedding = self.param(
             "input_embedding", nn.initializers.normal(), (self.vocab_size, self.embed_dim))
+        if self.input_embedding.dtype == jnp.int8:  # quantized (see quantize.py): one scale per row
+            self.input_embedding_scale = self.param("input_embedding_scale", nn.initializers.ones_init(),
+                                                    (self.vocab_size,))
+
+    @property
+    def quantized(self) -> bool:
+        return self.input_embedding.dtype == jnp.int8
 
     def encode(self, tokens: jax.Array, dtype) -> jax.Array:
         x = jnp.take(self.input_embedding, tokens, axis=0).astype(dtype)  # [B, T, D]
+        if self.quantized:
+            x = x * jnp.take(self.input_embedding_scale, tokens, axis=0)[..., None].astype(dtype)
         # The scale is rounded to the activation dtype first, as the reference implementations do.
         return x * jnp.asarray(self.embed_dim**0.5, dtype)
 
     def decode(self, x: jax.Array) -> jax.Array:
         """The output head is tied to the embedding: [..., D] -> [..., V]."""
+        if self.quantized:
+            return kernels.int8_matmul(x, self.input_embedding, self.input_embedding_scale)
         return jnp.einsum("...D,VD->...V", x, self.input_embedding.astype(x.dtype))
 
 
@@ -86,6 +98,8 @@ class Linear(nn.Module):
     On CPU, a matrix-vector product with this layout streams each weight row once (decode
     is bound by reading the weights), and fusing projections that share an input (q, k, v;
     gate, up) into one matrix turns several small products into one large one.
+
+    An int8 weight (see quantize.py) comes with `scale` [out]: the float weight is w * scale[:, None].
     """
 
     features: int
@@ -93,6 +107,8 @@ class Linear(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         w = self.param("w", nn.initializers.normal(), (self.features, x.shape[-1]))
+        if w.dtype == jnp.int8:
+            return kernels.int8_matmul(x, w, self.param("scale", nn.initializers.ones_init(), (self.features,)))
         return jnp.einsum("...i,oi->...o", x, w.astype(x.dtype))
 
 

@@ -33,6 +33,10 @@ PREFILL_BUCKETS = (16, 32, 64, 128, 256, 512)
 DRAFT_LEN = 7  # guesses checked per pass
 VERIFY_LEN = DRAFT_LEN + 1  # the last token and its guesses: one static shape
 MIN_KV_LEN = 256
+# Prompt chunks up to this many positions run with the decode weights: typing extends the
+# cached prompt by a few tokens, and a pass over so few positions is bound by reading the
+# weights, like decoding (int8 weights read a quarter of the bytes of float32 ones).
+SMALL_CHUNK = 16
 
 
 class CancelToken(Protocol):
@@ -127,9 +131,17 @@ class Sampler:
 
     def __init__(self, model: Transformer, params, cache_len: int, cache_dtype=jnp.float32,
                  prefill_buckets: Sequence[int] = PREFILL_BUCKETS,
-                 place_cache: Callable[[Cache], Cache] | None = None, speculative: bool = False):
-        """`place_cache` puts a fresh KV cache onto devices (e.g. sharded over a mesh, see sharding.py)."""
+                 place_cache: Callable[[Cache], Cache] | None = None, speculative: bool = False,
+                 prefill_model: Transformer | None = None, prefill_params=None):
+        """`place_cache` puts a fresh KV cache onto devices (e.g. sharded over a mesh, see sharding.py).
+
+        `prefill_model`/`prefill_params`, when given, run prompt chunks longer than
+        SMALL_CHUNK (many positions per pass, bound by arithmetic) while `model`/`params` decode
+        and run the short chunks that extend a cached prompt (bound by reading the weights): on
+        CPU the fastest weights differ between the two (see Engine). Both write the same cache."""
         self.model = model
+        self.prefill_model = prefill_model or model
+        self.prefill_params = prefill_params if prefill_params is not None else params
         self._place_cache = place_cache or (lambda cache: cache)
         # Greedy decoding checks prompt-lookup drafts (speculative.py): same ids, fewer passes.
         self.speculative = speculative
@@ -193,8 +205,10 @@ class Sampler:
             tokens = np.zeros((1, padded), np.int32)
             tokens[0, :chunk] = prompt_ids[start:start + chunk]
             key = jax.random.fold_in(base_key, start + chunk)
+            model, params = ((self.model, self.params) if padded <= SMALL_CHUNK
+                             else (self.prefill_model, self.prefill_params))
             token, logits, cache = _prefill_step(
-                self.model, self.params, jnp.asarray(tokens), cache, jnp.int32(start), jnp.int32(chunk - 1), key,
+                model, params, jnp.asarray(tokens), cache, jnp.int32(start), jnp.int32(chunk - 1), key,
                 temperature, top_p, kv_len=kv_bucket(start + padded, self.cache_len), shape=shape)
             start += chunk
         self._cache = cache
@@ -326,6 +340,55 @@ class Sampler:
             self.reset()
             raise
 
+    def warm_up_programs(self) -> list[tuple[str, int, int]]:
+        """(step, positions, kv_len) of the programs a typing session needs first, in order:
+        a short prompt; then a long one (prefilled in the largest chunks, each attending over
+        a longer view of the cache) and the keystrokes that extend it. Each compiled program
+        holds tens of MB, so the others are compiled when a request first needs them."""
+        largest = self.prefill_buckets[-1]
+        small = max([b for b in self.prefill_buckets if b <= SMALL_CHUNK] or self.prefill_buckets[:1])
+        shortest = kv_bucket(1, self.cache_len)
+        programs = [("decode", 1, shortest), ("prefill", small, shortest)]
+        kv = kv_bucket(largest, self.cache_len)
+        while True:
+            programs.append(("prefill", min(largest, kv), kv))
+            if kv >= self.cache_len:
+                break
+            kv = kv_bucket(2 * kv, self.cache_len)
+        programs += [("prefill", small, self.cache_len), ("decode", 1, self.cache_len)]
+        if self.speculative:
+            programs += [("verify", VERIFY_LEN, self.cache_len)]
+        return list(dict.fromkeys(programs))
+
+    def precompile(self, stop: CancelToken | None = None) -> int:
+        """Compile (or read from the persistent compilation cache) `warm_up_programs()`. The
+        lock is not held: a request meanwhile shares the CPU but never waits for a compilation
+        it does not need. Returns how many were compiled; stops early when `stop` is set."""
+        greedy = _SamplerShape(True, None, False)
+        # Real arrays, not ShapeDtypeStructs: a program lowered from abstract values is cached
+        # under a different key (no placement) and would not serve the real calls. Lowering
+        # neither runs nor donates anything, so one zero cache serves every program.
+        cache = self._place_cache(init_cache(self.config, 1, self.cache_len, self.cache_dtype))
+        scalar, key, f32 = jnp.int32(0), jax.random.PRNGKey(0), jnp.float32(1)
+        done = 0
+        for step, positions, kv_len in self.warm_up_programs():
+            if stop is not None and stop.is_set():
+                break
+            tokens = jnp.zeros((1, positions), jnp.int32)
+            if step == "decode":
+                lowered = _decode_step.lower(self.model, self.params, tokens[0], cache, scalar, key, f32, f32,
+                                             kv_len=kv_len, shape=greedy)
+            elif step == "verify":
+                lowered = _verify_step.lower(self.model, self.params, tokens, cache, scalar, kv_len=kv_len)
+            else:
+                model, params = ((self.model, self.params) if positions <= SMALL_CHUNK
+                                 else (self.prefill_model, self.prefill_params))
+                lowered = _prefill_step.lower(model, params, tokens, cache, scalar, scalar, key, f32, f32,
+                                              kv_len=kv_len, shape=greedy)
+            lowered.compile()
+            done += 1
+        return done
+
     def forward_logits(self, ids: Sequence[int]) -> np.ndarray:
         """Logits at every position of `ids` in one full pass (no cache reuse): [len(ids), V].
 
@@ -334,7 +397,8 @@ class Sampler:
         n = len(ids)
         with self._lock:
             cache = self._place_cache(init_cache(self.config, 1, max(n, 1), self.cache_dtype))
-            hidden, _ = _full_forward(self.model, self.params, jnp.asarray([list(ids)], jnp.int32), cache)
+            hidden, _ = _full_forward(self.prefill_model, self.prefill_params, jnp.asarray([list(ids)], jnp.int32),
+                                      cache)
             return np.asarray(hidden[0])
 
 

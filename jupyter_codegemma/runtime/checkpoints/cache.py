@@ -99,19 +99,45 @@ class WeightsCache:
                           format=meta["format"], sha256=sha256)
 
     def store(self, checkpoint: Checkpoint, sha256: str) -> None:
-        entry = self.entry_dir(sha256)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=entry.parent))
-        try:
+        def write(tmp: Path) -> None:
             for name, array in _flatten(checkpoint.params).items():
                 np.save(tmp / f"{name}.npy", np.asarray(array, dtype=np.float32))
             (tmp / "tokenizer.model").write_bytes(checkpoint.tokenizer.serialized())
             meta = {"config": checkpoint.config.to_dict(), "format": checkpoint.format, "source": checkpoint.source}
             (tmp / "config.json").write_text(json.dumps(meta, indent=1))
+
+        self._write_dir_atomic(self.entry_dir(sha256), write)
+
+    # --- variants: the same weights in another form (e.g. int8, see runtime/quantize.py) ---------
+
+    def variant_dir(self, sha256: str, variant: str) -> Path:
+        return self.entry_dir(sha256) / "variants" / variant
+
+    def has_variant(self, sha256: str, variant: str) -> bool:
+        return (self.variant_dir(sha256, variant) / "done").exists()
+
+    def load_variant(self, sha256: str, variant: str) -> Params:
+        """The stored tree, memory-mapped, in the dtypes it was stored with."""
+        return _unflatten({p.stem: np.load(p, mmap_mode="r")
+                           for p in sorted(self.variant_dir(sha256, variant).glob("*.npy"))})
+
+    def store_variant(self, sha256: str, variant: str, params: Params) -> None:
+        def write(tmp: Path) -> None:
+            for name, array in _flatten(params).items():
+                np.save(tmp / f"{name}.npy", np.asarray(array))
+
+        self._write_dir_atomic(self.variant_dir(sha256, variant), write)
+
+    def _write_dir_atomic(self, target: Path, write) -> None:
+        """Fill a temporary directory with `write(tmp)`, mark it done and rename it to `target`."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+        try:
+            write(tmp)
             (tmp / "done").write_text("")
-            if entry.exists():
-                shutil.rmtree(entry)
-            os.replace(tmp, entry)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -1,0 +1,135 @@
+"""Hand-written CPU kernels for what XLA's CPU backend does slowly, with pure-XLA fallbacks.
+
+`int8_matmul(x, w, scale)` multiplies activations by int8 weights with one scale per output
+row. XLA's CPU matrix-vector products on int8 (or bfloat16) operands run at a few GB/s, so
+on an x86 CPU with AVX-512 VNNI it calls `int8_matmul.cc` through the XLA FFI instead: the
+source is compiled with g++ on first use into the cache directory (a few seconds, once per
+jaxlib version) and loaded from there afterwards. Anywhere else — no g++, another CPU, a GPU
+or TPU — the same function is a plain einsum on the dequantized weights.
+
+The two paths differ slightly: the kernel also rounds the activations to int8 (blocks of 64,
+as llama.cpp does), the fallback does not.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+_SOURCE = Path(__file__).with_name("int8_matmul.cc")
+_TARGET = "codegemma_int8_matmul"
+# Only the instruction sets the kernel uses; never -march=native, which would allow AMX.
+_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni",
+          "-mfma", "-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16")
+_CPU_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")
+BLOCK = 64  # the kernel needs K to be a multiple of this
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}  # "ok": bool once decided, "why": the reason when not
+
+
+def _cpu_has_vnni() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return all(flag in flags for flag in _CPU_FLAGS)
+    except OSError:
+        pass
+    return False
+
+
+def _build(cache_dir: Path) -> Path:
+    """Compile the kernel once per (source, flags, jaxlib) into cache_dir; returns the .so path."""
+    import jaxlib
+
+    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_FLAGS).encode() + jaxlib.__version__.encode())
+    library = cache_dir / f"int8_matmul-{key.hexdigest()[:16]}.so"
+    if library.exists():
+        return library
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".so", dir=cache_dir)
+    os.close(fd)
+    try:
+        subprocess.run(["g++", *_FLAGS, "-I", jax.ffi.include_dir(), str(_SOURCE), "-o", tmp],
+                       check=True, capture_output=True, text=True, timeout=300)
+        os.replace(tmp, library)  # atomic: a second process never loads half a file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return library
+
+
+def enable_native(cache_dir: Path | None = None) -> bool:
+    """Build (once) and register the CPU kernel; False, with `native_unavailable_reason()`, if it
+    cannot run here. Safe to call from several threads and several times."""
+    with _lock:
+        if "ok" in _state:
+            return bool(_state["ok"])
+        _state["ok"], _state["why"] = False, ""
+        if os.environ.get("CODEGEMMA_NATIVE_KERNELS", "1") == "0":
+            _state["why"] = "disabled by CODEGEMMA_NATIVE_KERNELS=0"
+        elif jax.default_backend() != "cpu":
+            _state["why"] = f"the default backend is {jax.default_backend()}, not cpu"
+        elif not _cpu_has_vnni():
+            _state["why"] = "this CPU lacks AVX-512 VNNI"
+        else:
+            from ..checkpoints import default_cache_dir
+
+            try:
+                library = _build(Path(cache_dir) if cache_dir else default_cache_dir() / "kernels")
+                handler = ctypes.cdll.LoadLibrary(str(library)).CodegemmaInt8Matmul
+                jax.ffi.register_ffi_target(_TARGET, jax.ffi.pycapsule(handler), platform="cpu")
+                _state["ok"] = True
+            except (OSError, subprocess.SubprocessError) as e:
+                detail = getattr(e, "stderr", "") or str(e)
+                _state["why"] = f"building the int8 kernel failed: {detail.strip()[-500:]}"
+        return bool(_state["ok"])
+
+
+def native_enabled() -> bool:
+    return bool(_state.get("ok"))
+
+
+def native_unavailable_reason() -> str:
+    return str(_state.get("why", "not tried"))
+
+
+def int8_matmul(x: jax.Array, w: jax.Array, scale: jax.Array) -> jax.Array:
+    """x [..., K] · w [N, K] (int8) scaled by scale [N] -> [..., N] in x's dtype."""
+    *lead, k = x.shape
+    n = w.shape[0]
+    if native_enabled() and k % BLOCK == 0:
+        rows = x.reshape(-1, k).astype(jnp.float32)
+        y = jax.ffi.ffi_call(_TARGET, jax.ShapeDtypeStruct((rows.shape[0], n), jnp.float32))(
+            rows, w, scale.astype(jnp.float32))
+        return y.reshape(*lead, n).astype(x.dtype)
+    return (jnp.einsum("...i,oi->...o", x, w.astype(x.dtype)) * scale.astype(x.dtype))
+
+
+def quantize_rows(w, chunk: int = 16384) -> tuple:
+    """A float weight [N, K] -> (int8 [N, K], float32 scale [N]), symmetric per row (numpy).
+
+    Works through `chunk` rows at a time, so quantizing a memory-mapped embedding of hundreds
+    of MB never holds a second float copy of it."""
+    import numpy as np
+
+    n = w.shape[0]
+    q = np.empty(w.shape, np.int8)
+    scale = np.empty(n, np.float32)
+    for begin in range(0, n, chunk):
+        rows = np.asarray(w[begin:begin + chunk], dtype=np.float32)
+        amax = np.abs(rows).max(axis=-1)
+        s = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+        q[begin:begin + chunk] = np.clip(np.rint(rows / s[:, None]), -127, 127)
+        scale[begin:begin + chunk] = s
+    return q, scale

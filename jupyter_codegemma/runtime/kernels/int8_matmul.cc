@@ -1,0 +1,165 @@
+// y[M, N] = x[M, K] · W[N, K]ᵀ · diag(scale[N]) for int8 weights W with one scale per output row.
+//
+// Decoding multiplies one activation row by every weight matrix: the speed is how fast the
+// weights stream from memory, so they are read as int8 (a quarter of float32) and the
+// arithmetic must keep up with that stream on two cores. It does with AVX-512 VNNI:
+// VPDPBUSD multiplies 64 unsigned bytes by 64 signed bytes and accumulates into 16 int32s in
+// one instruction. The activations are therefore rounded to int8 too, in blocks of 64 along K
+// with one float scale per block (as llama.cpp rounds them to 8-bit blocks), and
+//
+//   y[m, n] = scale[n] · Σ_b sx[m, b] · Σ_{k in b} W[n, k] · q[m, k].
+//
+// VPDPBUSD wants one unsigned operand: W xor 0x80 is W + 128 read as unsigned, and the extra
+// 128 · Σ_k q[m, k] · sx[m, b(k)] is the same for every row n, so it is subtracted once.
+//
+// Rows are split over XLA's intra-op thread pool. The calling thread claims row chunks too
+// and never waits for a task that has not started, so a busy pool only costs parallelism.
+// Built by runtime/kernels/__init__.py with -mavx512f -mavx512bw -mavx512vnni (no AMX).
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int64_t kBlock = 64;     // activation block: one VPDPBUSD
+constexpr int64_t kRows = 4;       // weight rows per inner step (4 accumulators)
+constexpr int64_t kChunkRows = 256;  // rows per unit of work shared between threads
+
+struct Quantized {
+  std::vector<int8_t> q;       // [M, K]
+  std::vector<float> scale;    // [M, K / kBlock]
+  std::vector<float> offset;   // [M]: 128 · Σ_b sx[m, b] · Σ_{k in b} q[m, k]
+};
+
+Quantized QuantizeRows(const float* x, int64_t m_rows, int64_t k) {
+  const int64_t blocks = k / kBlock;
+  Quantized out{std::vector<int8_t>(m_rows * k), std::vector<float>(m_rows * blocks),
+                std::vector<float>(m_rows, 0.0f)};
+  for (int64_t m = 0; m < m_rows; ++m) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const float* xb = x + m * k + b * kBlock;
+      float amax = 0.0f;
+      for (int64_t i = 0; i < kBlock; ++i) amax = std::max(amax, std::fabs(xb[i]));
+      const float s = amax / 127.0f;
+      const float inv = s > 0.0f ? 1.0f / s : 0.0f;
+      int32_t sum = 0;
+      int8_t* qb = out.q.data() + m * k + b * kBlock;
+      for (int64_t i = 0; i < kBlock; ++i) {
+        const int32_t v = static_cast<int32_t>(std::nearbyint(xb[i] * inv));
+        qb[i] = static_cast<int8_t>(std::clamp(v, -127, 127));
+        sum += qb[i];
+      }
+      out.scale[m * blocks + b] = s;
+      out.offset[m] += 128.0f * s * static_cast<float>(sum);
+    }
+  }
+  return out;
+}
+
+// Rows [row_begin, row_end) of the output, for every activation row.
+void MatmulRows(const Quantized& xq, int64_t m_rows, int64_t k, const int8_t* w, const float* scale,
+                float* y, int64_t n, int64_t row_begin, int64_t row_end) {
+  const int64_t blocks = k / kBlock;
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i zero = _mm512_setzero_si512();
+  int64_t r = row_begin;
+  for (; r + kRows <= row_end; r += kRows) {
+    const int8_t* w0 = w + r * k;
+    for (int64_t m = 0; m < m_rows; ++m) {
+      const int8_t* q = xq.q.data() + m * k;
+      const float* sx = xq.scale.data() + m * blocks;
+      __m512 acc[kRows] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+      for (int64_t b = 0; b < blocks; ++b) {
+        const __m512i qv = _mm512_loadu_si512(q + b * kBlock);
+        const __m512 sb = _mm512_set1_ps(sx[b]);
+        for (int64_t j = 0; j < kRows; ++j) {
+          const __m512i wv = _mm512_xor_si512(_mm512_loadu_si512(w0 + j * k + b * kBlock), flip);
+          const __m512i dot = _mm512_dpbusd_epi32(zero, wv, qv);
+          acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sb, acc[j]);
+        }
+      }
+      for (int64_t j = 0; j < kRows; ++j) {
+        y[m * n + r + j] = scale[r + j] * (_mm512_reduce_add_ps(acc[j]) - xq.offset[m]);
+      }
+    }
+  }
+  for (; r < row_end; ++r) {
+    const int8_t* wr = w + r * k;
+    for (int64_t m = 0; m < m_rows; ++m) {
+      const int8_t* q = xq.q.data() + m * k;
+      const float* sx = xq.scale.data() + m * blocks;
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t b = 0; b < blocks; ++b) {
+        const __m512i wv = _mm512_xor_si512(_mm512_loadu_si512(wr + b * kBlock), flip);
+        const __m512i dot = _mm512_dpbusd_epi32(zero, wv, _mm512_loadu_si512(q + b * kBlock));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(sx[b]), acc);
+      }
+      y[m * n + r] = scale[r] * (_mm512_reduce_add_ps(acc) - xq.offset[m]);
+    }
+  }
+}
+
+struct Work {
+  Quantized xq;
+  int64_t m_rows, k, n, chunks;
+  const int8_t* w;
+  const float* scale;
+  float* y;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+
+  // Claims and runs chunks until none are left.
+  void Drain() {
+    for (int64_t c; (c = next.fetch_add(1)) < chunks;) {
+      const int64_t begin = c * kChunkRows;
+      MatmulRows(xq, m_rows, k, w, scale, y, n, begin, std::min(n, begin + kChunkRows));
+      done.fetch_add(1, std::memory_order_release);
+    }
+  }
+};
+
+ffi::Error Int8Matmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S8> w,
+                      ffi::Buffer<ffi::F32> scale, ffi::ResultBuffer<ffi::F32> y) {
+  const auto xd = x.dimensions();
+  const auto wd = w.dimensions();
+  if (xd.size() != 2 || wd.size() != 2 || xd[1] != wd[1] || xd[1] % kBlock != 0 ||
+      scale.element_count() != static_cast<size_t>(wd[0])) {
+    return ffi::Error::InvalidArgument("int8_matmul: expected x [M, K], w [N, K], scale [N], K % 64 == 0");
+  }
+  auto work = std::make_shared<Work>();
+  work->m_rows = xd[0];
+  work->k = xd[1];
+  work->n = wd[0];
+  work->chunks = (work->n + kChunkRows - 1) / kChunkRows;
+  work->w = w.typed_data();
+  work->scale = scale.typed_data();
+  work->y = y->typed_data();
+  work->xq = QuantizeRows(x.typed_data(), work->m_rows, work->k);
+  const int64_t helpers = std::min<int64_t>(pool.num_threads(), work->chunks - 1);
+  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([work] { work->Drain(); });
+  work->Drain();
+  // Every chunk is claimed; wait for those still running on other threads.
+  while (work->done.load(std::memory_order_acquire) < work->chunks) std::this_thread::yield();
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CodegemmaInt8Matmul, Int8Matmul,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S8>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());

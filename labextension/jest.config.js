@@ -1,0 +1,10 @@
+// Jest runs the pure modules (protocol, context) straight from TypeScript; nothing here needs a browser.
+module.exports = {
+  preset: 'ts-jest',
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.spec.ts'],
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.test.json' }]
+  }
+};

@@ -1,0 +1,69 @@
+/**
+ * The plugins of jupyter-codegemma. Only plugin objects live here; the logic is in the modules
+ * they import (provider, commands, statusItem, kernelConnection, context, protocol, settings).
+ */
+
+import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ICommandPalette } from '@jupyterlab/apputils';
+import { ICompletionProviderManager } from '@jupyterlab/completer';
+import { INotebookTracker } from '@jupyterlab/notebook';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { IStatusBar } from '@jupyterlab/statusbar';
+
+import { addCommands, CommandIDs } from './commands';
+import { CodeGemmaKernels } from './kernelConnection';
+import { CodeGemmaProvider } from './provider';
+import { refreshAfterRuns } from './refresh';
+import { CodeGemmaSettings } from './settings';
+import { CodeGemmaStatus } from './statusItem';
+import { ICodeGemma, PLUGIN_ID } from './tokens';
+
+/** Completions, commands and settings; shares the kernel connections with the other plugins. */
+const plugin: JupyterFrontEndPlugin<ICodeGemma> = {
+  id: PLUGIN_ID,
+  description: 'CodeGemma ghost-text completions and commands in notebooks',
+  autoStart: true,
+  requires: [ICompletionProviderManager, INotebookTracker],
+  optional: [ISettingRegistry, ICommandPalette],
+  provides: ICodeGemma,
+  activate: (
+    app: JupyterFrontEnd,
+    completions: ICompletionProviderManager,
+    tracker: INotebookTracker,
+    registry: ISettingRegistry | null,
+    palette: ICommandPalette | null
+  ): ICodeGemma => {
+    const kernels = new CodeGemmaKernels();
+    const settings = new CodeGemmaSettings(PLUGIN_ID);
+    if (registry) {
+      registry
+        .load(PLUGIN_ID)
+        .then(loaded => settings.connect(loaded))
+        .catch(reason => console.error('codegemma: cannot load the settings; using the defaults', reason));
+    }
+    completions.registerInlineProvider(new CodeGemmaProvider(kernels, settings));
+    addCommands({ app, tracker, kernels, settings, palette });
+    refreshAfterRuns(kernels, tracker);
+    return { kernels, settings };
+  }
+};
+
+/** The status bar item: model, state and the last completion's latency for the current notebook. */
+const statusPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-codegemma:status',
+  description: 'CodeGemma model, state and latency in the status bar',
+  autoStart: true,
+  requires: [ICodeGemma, INotebookTracker, IStatusBar],
+  activate: (app: JupyterFrontEnd, codegemma: ICodeGemma, tracker: INotebookTracker, statusBar: IStatusBar) => {
+    const item = new CodeGemmaStatus(tracker, codegemma.kernels, codegemma.settings, () => {
+      void app.commands.execute(CommandIDs.toggleCompletions);
+    });
+    statusBar.registerStatusItem('jupyter-codegemma:status', {
+      item,
+      align: 'left',
+      rank: 4
+    });
+  }
+};
+
+export default [plugin, statusPlugin];

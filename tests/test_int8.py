@@ -1,0 +1,94 @@
+"""int8 weights: the quantizer, the native kernel against its pure-XLA fallback, and a tiny
+model decoding with int8 weights the same way it runs a full pass."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jupyter_codegemma.runtime import config as configs
+from jupyter_codegemma.runtime import kernels, quantize
+from jupyter_codegemma.runtime.model import Transformer, init_params
+from jupyter_codegemma.runtime.sampler import Sampler
+
+
+def test_rows_are_quantized_symmetrically_with_one_scale_each():
+    w = np.random.RandomState(0).randn(300, 64).astype(np.float32)
+    w[3] = 0.0  # an all-zero row must not divide by zero
+    q, scale = kernels.quantize_rows(w, chunk=64)  # several chunks
+    assert q.dtype == np.int8 and scale.shape == (300,)
+    assert np.abs(q).max() == 127 and not q[3].any()
+    # Rounding to the nearest step: at most half a step off.
+    assert np.all(np.abs(q * scale[:, None] - w) <= scale[:, None] / 2 + 1e-7)
+
+
+@pytest.mark.parametrize("rows,n,k", [(1, 1536, 640), (8, 640, 2048), (3, 1001, 128), (1, 7, 64)])
+def test_int8_matmul_equals_the_dequantized_product(rows, n, k):
+    """Native or not, the product is the float product of the dequantized weights, up to the
+    kernel's rounding of the activations to int8 blocks (a relative 1/127 per block)."""
+    kernels.enable_native()
+    rng = np.random.RandomState(1)
+    q, scale = kernels.quantize_rows(rng.randn(n, k).astype(np.float32))
+    x = rng.randn(rows, k).astype(np.float32)
+    y = np.asarray(jax.jit(kernels.int8_matmul)(jnp.asarray(x), jnp.asarray(q), jnp.asarray(scale)))
+    expected = x @ (q.astype(np.float32) * scale[:, None]).T
+    tolerance = 0.02 if kernels.native_enabled() else 1e-5
+    assert y.shape == (rows, n)
+    assert np.abs(y - expected).max() <= tolerance * np.abs(expected).max()
+
+
+def test_native_kernel_is_used_where_it_can_run():
+    enabled = kernels.enable_native()
+    assert enabled or kernels.native_unavailable_reason()
+
+
+def test_quantized_tree_keeps_norms_in_float32():
+    config = configs.tiny_gemma3()
+    params = jax.tree.map(np.asarray, init_params(config))
+    q = quantize.quantize_int8(params)
+    assert quantize.is_quantized(q)
+    layer = q["layer_0"]
+    assert layer["attn"]["qkv"]["w"].dtype == np.int8 and layer["attn"]["qkv"]["scale"].dtype == np.float32
+    assert layer["pre_attention_norm"]["scale"].dtype == np.float32
+    assert q["embedder"]["input_embedding_scale"].shape == (config.vocab_size,)
+
+
+def test_int8_decoding_matches_a_full_int8_pass_and_stays_close_to_float():
+    """Prefill + cached decoding with int8 weights equals one full pass with the same weights
+    (the cache, buckets and windows work alike), and tracks the float model's logits."""
+    config = configs.tiny_gemma3()
+    params = init_params(config, seed=1)
+    q = jax.tree.map(jnp.asarray, quantize.quantize_int8(jax.tree.map(np.asarray, params)))
+    sampler = Sampler(Transformer(config), q, 128, prefill_buckets=(16,))
+    prompt = [int(i) for i in np.random.RandomState(0).randint(3, config.vocab_size, size=37)]
+    steps = []
+    generated = list(sampler.generate(prompt, max_new_tokens=12, on_logits=lambda l: steps.append(np.asarray(l[0]))))
+    full = sampler.forward_logits(prompt + generated)
+    # The native kernel rounds activations to int8, so float noise of 1e-6 can move a value by
+    # one rounding step: the two agree to that step, not to float precision.
+    tolerance = 0.02 * np.abs(full).max() if kernels.native_enabled() else 1e-4
+    for i, logits in enumerate(steps):
+        np.testing.assert_allclose(logits, full[len(prompt) - 1 + i], atol=tolerance, rtol=0)
+    float_logits = Sampler(Transformer(config), params, 128).forward_logits(prompt)
+    int8_logits = sampler.forward_logits(prompt)
+    assert np.abs(int8_logits - float_logits).max() < 0.05 * np.abs(float_logits).max()
+
+
+def test_short_chunks_use_the_decode_weights_and_long_ones_the_prefill_weights():
+    """With separate prefill weights (float) and decode weights (int8), prefix reuse that
+    prefills a short chunk gives the same tokens as prefilling everything afresh."""
+    config = configs.tiny_gemma3()
+    params = init_params(config, seed=2)
+    q = jax.tree.map(jnp.asarray, quantize.quantize_int8(jax.tree.map(np.asarray, params)))
+    dense = {**quantize.dense_layers(params), "embedder": q["embedder"]}
+
+    def make():
+        return Sampler(Transformer(config), q, 128, prefill_buckets=(16, 32), prefill_params=dense)
+
+    prompt = [int(i) for i in np.random.RandomState(3).randint(3, config.vocab_size, size=40)]
+    sampler = make()
+    list(sampler.generate(prompt, max_new_tokens=4))
+    longer = prompt + [5, 6, 7]
+    assert list(sampler.generate(longer, max_new_tokens=8)) == list(make().generate(longer, max_new_tokens=8))
