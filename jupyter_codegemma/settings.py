@@ -34,6 +34,9 @@ class CodeGemma(Configurable):
                 ).tag(config=True)
     completions_enabled = Bool(True, help="Answer inline-completion requests from the editor.").tag(config=True)
     hints_enabled = Bool(True, help="Give exercise hints (teachers switch this off for exams).").tag(config=True)
+    exercise_editor = Enum(("auto", "codemirror", "textarea"), "auto",
+                           help="The exercise widgets' code editor: the labextension's CodeMirror view, a plain "
+                           "Textarea, or auto (CodeMirror where the labextension is installed).").tag(config=True)
     server_url = Unicode(help="An OpenAI-compatible completions server (vLLM, llama.cpp, Ollama) to use instead "
                          "of a model in this kernel; empty = the local model. Default: $CODEGEMMA_SERVER_URL."
                          ).tag(config=True)

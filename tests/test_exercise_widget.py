@@ -48,7 +48,8 @@ def _latest(ks, comm_id: str, predicate, timeout: float = 30) -> str:
 
 
 def test_widget_wrong_attempt_hint_and_solution_through_comms(ks):
-    _run(ks, "w = %exercise --category missing_colon --difficulty 1 --results results.json")
+    # The Textarea fallback and its marked code view (the CodeMirror editor: tests/test_code_editor.py).
+    _run(ks, "w = %exercise --category missing_colon --difficulty 1 --editor textarea --results results.json")
     ids = _ids(ks, "w")
     assert _run(ks, "print(w.exercise.id)").strip() == "colon-if"
 

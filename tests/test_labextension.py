@@ -80,6 +80,8 @@ NOTEBOOKS = {
     "generate.ipynb": _notebook("numbers = [3, 1, 2]"),
     "disabled.ipynb": _notebook(GREET, "%codegemma disable", ""),
     "plain-python.ipynb": _notebook(GREET, "", kernel="python3"),
+    "exercise.ipynb": _notebook("%exercise --category missing_colon --difficulty 1 --editor codemirror "
+                                "--results results.json"),
 }
 
 
@@ -145,7 +147,7 @@ def lab_server(tmp_path_factory):
 @pytest.mark.slow
 def test_browser(lab_server):
     """labextension/ui-tests: ghost text + Tab, the generate command, completions disabled in the kernel,
-    the enable command in a plain Python kernel."""
+    the enable command in a plain Python kernel, the exercise widget's CodeMirror editor."""
     _node_ready()
     env = dict(os.environ, CODEGEMMA_LAB_URL=lab_server["url"], CODEGEMMA_CHROMIUM=CHROMIUM,
                PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1")
@@ -156,5 +158,5 @@ def test_browser(lab_server):
         pytest.fail(f"browser tests failed:\n{done.stdout[-12000:]}\n{done.stderr[-4000:]}\n"
                     f"--- jupyter lab log ---\n{server_log}")
     shots = LABEXT / "ui-tests" / "test-results" / "screenshots"
-    for name in ("ghost-text.png", "generated-cell.png"):
+    for name in ("ghost-text.png", "generated-cell.png", "exercise.png"):
         assert (shots / name).stat().st_size > 1000, f"{shots / name} was not saved"

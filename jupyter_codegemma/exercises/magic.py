@@ -8,13 +8,14 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from .checker import CATEGORIES
 
 
-def make_widget(exercises, *, settings=None, service=None, results_path=None):
-    """An ExerciseWidget wired to the kernel's settings (exam mode) and engine worker (level-3 hints)."""
+def make_widget(exercises, *, settings=None, service=None, results_path=None, editor=None):
+    """An ExerciseWidget wired to the kernel's settings (exam mode, the editor) and engine worker (level-3 hints)."""
     from .results import Results
     from .widget import ExerciseWidget, service_fix_provider
 
     provider = service_fix_provider(service) if service is not None else None
-    return ExerciseWidget(exercises, results=Results(results_path), settings=settings, fix_provider=provider)
+    return ExerciseWidget(exercises, results=Results(results_path), settings=settings, fix_provider=provider,
+                          editor=editor)
 
 
 @magics_class
@@ -32,6 +33,9 @@ class ExerciseMagics(Magics):
     @argument("--id", default="cell", help="cell form: the exercise id (its key in the results file)")
     @argument("--title", default="", help="cell form: the title")
     @argument("--seed", type=int, default=0, help="cell form: which variant of the injected error")
+    @argument("--editor", default=None, choices=("auto", "codemirror", "textarea"),
+              help="the code editor (default: CodeGemma.exercise_editor, auto: CodeMirror where the "
+              "labextension is installed)")
     @line_cell_magic
     def exercise(self, line: str, cell: str | None = None):
         """Syntax-fix exercises as a widget.
@@ -66,4 +70,5 @@ class ExerciseMagics(Magics):
             except ValueError as e:
                 print(f"exercise: {e}")
                 return None
-        return make_widget(exercises, settings=self.settings, service=self.service, results_path=args.results)
+        return make_widget(exercises, settings=self.settings, service=self.service, results_path=args.results,
+                           editor=args.editor)

@@ -3,9 +3,11 @@
     from jupyter_codegemma.exercises import ExerciseWidget, builtin_exercises
     ExerciseWidget(builtin_exercises())
 
-The code editor is a Textarea; the view under it shows the code with line numbers, the error line
-marked and a caret. A labextension may later register a CodeMirror view: `editor_factory` is the one
-place that makes the editor, and everything else only reads and writes its `value`.
+The code editor is the labextension's CodeMirror view (`editor.CodeEditor`: highlighting, the error
+line marked in the editor) where the labextension is installed, else a Textarea with a view under it
+that shows the code with line numbers, the error line marked and a caret. `editor="codemirror"` or
+`"textarea"` (or `%config CodeGemma.exercise_editor`) forces one. Everything else only reads and writes
+the editor's `value`, so an `editor_factory` may supply any widget that has one.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from typing import Callable, Sequence
 import ipywidgets as widgets
 
 from .checker import CheckResult, check_code
+from .editor import CodeEditor, labextension_installed
 from .hints import NO_CONFIDENT, ModelFix, hint, model_fix, where_html
 from .model import Exercise
 from .results import Results
 from .sandbox import Limits, run_tests
 
-__all__ = ["ExerciseWidget", "service_fix_provider"]
+__all__ = ["EDITORS", "ExerciseWidget", "service_fix_provider"]
 
 # (exercise, source, check result) -> ModelFix; None where no model is available
 FixProvider = Callable[[Exercise, str, CheckResult], ModelFix]
@@ -39,12 +42,35 @@ def _textarea(value: str) -> widgets.Textarea:
     return editor
 
 
+def _code_editor(value: str) -> CodeEditor:
+    return CodeEditor(value=value, language="python", description="Your code: fix the syntax error",
+                      layout=widgets.Layout(width="100%"))
+
+
+# auto: the CodeMirror view where the labextension is installed, the Textarea elsewhere
+EDITORS = ("auto", "codemirror", "textarea")
+
+
+def editor_factory_for(editor: str = "auto") -> Callable[[str], widgets.Widget]:
+    """The factory of the editor named `editor` (one of EDITORS)."""
+    if editor not in EDITORS:
+        raise ValueError(f"editor must be one of {', '.join(EDITORS)}, not {editor!r}")
+    if editor == "auto":
+        editor = "codemirror" if labextension_installed() else "textarea"
+    return _code_editor if editor == "codemirror" else _textarea
+
+
 class ExerciseWidget(widgets.VBox):
-    """One exercise at a time from a set, with Check / Hint / Reset / Next, attempts and progress."""
+    """One exercise at a time from a set, with Check / Hint / Reset / Next, attempts and progress.
+
+    `editor`: "codemirror", "textarea" or "auto" (default: the settings' `exercise_editor`, else auto);
+    an `editor_factory(value) -> widget with a value` overrides it.
+    """
 
     def __init__(self, exercises: Exercise | Sequence[Exercise], *, results: Results | None = None,
                  settings=None, fix_provider: FixProvider | None = None, limits: Limits | None = None,
-                 editor_factory: Callable[[str], widgets.Widget] = _textarea, **kwargs):
+                 editor: str | None = None, editor_factory: Callable[[str], widgets.Widget] | None = None,
+                 **kwargs):
         self.exercises = [exercises] if isinstance(exercises, Exercise) else list(exercises)
         if not self.exercises:
             raise ValueError("ExerciseWidget needs at least one exercise")
@@ -58,7 +84,10 @@ class ExerciseWidget(widgets.VBox):
 
         self.title = widgets.HTML()
         self.instructions = widgets.HTML()
+        if editor_factory is None:
+            editor_factory = editor_factory_for(editor or getattr(settings, "exercise_editor", "auto"))
         self.editor = editor_factory("")
+        # The CodeMirror view marks the error in the editor itself; the Textarea needs this view beside it.
         self.code_view = widgets.HTML(description="", layout=widgets.Layout(width="100%"))
         self.check_button = self._button("Check", "check", "Check the syntax and run the exercise's tests",
                                          "success")
@@ -75,11 +104,12 @@ class ExerciseWidget(widgets.VBox):
         self.hint_button.on_click(lambda _: self.next_hint())
         self.reset_button.on_click(lambda _: self.reset())
         self.next_button.on_click(lambda _: self.next())
-        self.editor.observe(lambda change: self._show_code(), names="value")
+        self.editor.observe(self._on_edit, names="value")
         buttons = widgets.HBox([self.check_button, self.hint_button, self.reset_button, self.next_button,
                                 self.attempts])
         footer = widgets.HBox([self.progress, self.progress_label])
-        super().__init__([widgets.HTML(_STYLE), self.title, self.instructions, self.editor, self.code_view,
+        code = [self.editor] if self._marks_in_editor else [self.editor, self.code_view]
+        super().__init__([widgets.HTML(_STYLE), self.title, self.instructions, *code,
                           buttons, self.status, self.hint_view, footer], **kwargs)
         self.add_class("codegemma-exercise")
         self.load(0)
@@ -111,7 +141,23 @@ class ExerciseWidget(widgets.VBox):
         self.results.opened(ex.id)
         self._show_counts()
 
+    @property
+    def _marks_in_editor(self) -> bool:
+        return isinstance(self.editor, CodeEditor)
+
+    def _on_edit(self, change) -> None:
+        # The Textarea's view re-checks the code on every edit. The CodeMirror mark follows the
+        # student's edits by itself (the view sends its new place), so there nothing is re-checked
+        # until the next Check.
+        if not self._marks_in_editor:
+            self._show_code()
+
     def _show_code(self, result: CheckResult | None = None) -> None:
+        """Mark the error of a Check's `result`; with None (a new exercise, Reset), the fresh code."""
+        if self._marks_in_editor:
+            bad = result is not None and not result.ok
+            self.editor.mark(result.line if bad else None, result.col if bad else None)
+            return
         source = self.editor.value
         self.code_view.value = where_html(source, result if result is not None else check_code(source))
 

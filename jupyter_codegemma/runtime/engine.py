@@ -302,10 +302,12 @@ class Engine:
 
         def run():
             try:
-                # A real run first: it also reads every weight once, so the first request does
-                # not pay for faulting in the memory-mapped arrays.
+                # A short real run first: it reads every weight once (the first request then
+                # does not fault in the memory-mapped arrays) and compiles the small programs
+                # around the steps. The prompt repeats itself so that drafts get verified too.
                 if not self.last_prompt_ids:
-                    for _ in self._sampler.generate([self.tokenizer.bos_id] * 20, max_new_tokens=2):
+                    prompt = [self.tokenizer.bos_id] + [1000, 1001, 1002] * 7
+                    for _ in self._sampler.generate(prompt, max_new_tokens=6):
                         pass
                 self._sampler.precompile(stop)
             except Exception:  # noqa: BLE001 — an optimisation only: requests compile what they need

@@ -32,7 +32,10 @@ from .speculative import draft_from_context
 PREFILL_BUCKETS = (16, 32, 64, 128, 256, 512)
 DRAFT_LEN = 7  # guesses checked per pass
 VERIFY_LEN = DRAFT_LEN + 1  # the last token and its guesses: one static shape
-MIN_KV_LEN = 256
+# Every cache view length is a separate compiled program, and each holds tens of MB; below
+# 1 024 positions a shorter view saves almost nothing (decoding reads ~270 MB of weights and
+# at most 6 MB of keys and values at this length), so the shortest view is 1 024.
+MIN_KV_LEN = 1024
 # Prompt chunks up to this many positions run with the decode weights: typing extends the
 # cached prompt by a few tokens, and a pass over so few positions is bound by reading the
 # weights, like decoding (int8 weights read a quarter of the bytes of float32 ones).
@@ -348,7 +351,10 @@ class Sampler:
         largest = self.prefill_buckets[-1]
         small = max([b for b in self.prefill_buckets if b <= SMALL_CHUNK] or self.prefill_buckets[:1])
         shortest = kv_bucket(1, self.cache_len)
-        programs = [("decode", 1, shortest), ("prefill", small, shortest)]
+        medium = bucket(4 * small, self.prefill_buckets)
+        programs = [("decode", 1, shortest), ("prefill", small, shortest), ("prefill", medium, shortest)]
+        if self.speculative:
+            programs.append(("verify", VERIFY_LEN, shortest))
         kv = kv_bucket(largest, self.cache_len)
         while True:
             programs.append(("prefill", min(largest, kv), kv))
@@ -361,30 +367,36 @@ class Sampler:
         return list(dict.fromkeys(programs))
 
     def precompile(self, stop: CancelToken | None = None) -> int:
-        """Compile (or read from the persistent compilation cache) `warm_up_programs()`. The
-        lock is not held: a request meanwhile shares the CPU but never waits for a compilation
-        it does not need. Returns how many were compiled; stops early when `stop` is set."""
+        """Compile (or read from the persistent compilation cache) `warm_up_programs()`. Only
+        tracing holds the lock: a request meanwhile waits at most for one program's tracing,
+        never for a compilation. Returns how many were compiled; stops early when `stop` is set."""
         greedy = _SamplerShape(True, None, False)
-        # Real arrays, not ShapeDtypeStructs: a program lowered from abstract values is cached
-        # under a different key (no placement) and would not serve the real calls. Lowering
-        # neither runs nor donates anything, so one zero cache serves every program.
-        cache = self._place_cache(init_cache(self.config, 1, self.cache_len, self.cache_dtype))
         scalar, key, f32 = jnp.int32(0), jax.random.PRNGKey(0), jnp.float32(1)
         done = 0
         for step, positions, kv_len in self.warm_up_programs():
             if stop is not None and stop.is_set():
                 break
             tokens = jnp.zeros((1, positions), jnp.int32)
-            if step == "decode":
-                lowered = _decode_step.lower(self.model, self.params, tokens[0], cache, scalar, key, f32, f32,
-                                             kv_len=kv_len, shape=greedy)
-            elif step == "verify":
-                lowered = _verify_step.lower(self.model, self.params, tokens, cache, scalar, kv_len=kv_len)
-            else:
-                model, params = ((self.model, self.params) if positions <= SMALL_CHUNK
-                                 else (self.prefill_model, self.prefill_params))
-                lowered = _prefill_step.lower(model, params, tokens, cache, scalar, scalar, key, f32, f32,
-                                              kv_len=kv_len, shape=greedy)
+            # Lowering needs real arrays (a program lowered from ShapeDtypeStructs is cached under
+            # another key and would not serve the real calls), so it borrows the sampler's own
+            # KV cache — a second one would cost 150 MB — under the lock, as a request would.
+            # Lowering neither runs nor donates; compiling, the slow part, needs no arrays.
+            with self._lock:
+                if self._cache is None:
+                    self._cache = self._place_cache(init_cache(self.config, 1, self.cache_len, self.cache_dtype))
+                    self._cached_ids = []
+                cache = self._cache
+                if step == "decode":
+                    lowered = _decode_step.lower(self.model, self.params, tokens[0], cache, scalar, key, f32, f32,
+                                                 kv_len=kv_len, shape=greedy)
+                elif step == "verify":
+                    lowered = _verify_step.lower(self.model, self.params, tokens, cache, scalar, kv_len=kv_len)
+                else:
+                    model, params = ((self.model, self.params) if positions <= SMALL_CHUNK
+                                     else (self.prefill_model, self.prefill_params))
+                    lowered = _prefill_step.lower(model, params, tokens, cache, scalar, scalar, key, f32, f32,
+                                                  kv_len=kv_len, shape=greedy)
+                del cache
             lowered.compile()
             done += 1
         return done

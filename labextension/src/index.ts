@@ -1,15 +1,19 @@
 /**
  * The plugins of jupyter-codegemma. Only plugin objects live here; the logic is in the modules
- * they import (provider, commands, statusItem, kernelConnection, context, protocol, settings).
+ * they import (provider, commands, statusItem, kernelConnection, context, protocol, settings,
+ * codeEditorWidget).
  */
 
+import { IJupyterWidgetRegistry } from '@jupyter-widgets/base';
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
+import { IEditorServices } from '@jupyterlab/codeeditor';
 import { ICompletionProviderManager } from '@jupyterlab/completer';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
+import { codeEditorWidgetExports } from './codeEditorWidget';
 import { addCommands, CommandIDs } from './commands';
 import { CodeGemmaKernels } from './kernelConnection';
 import { CodeGemmaProvider } from './provider';
@@ -66,4 +70,15 @@ const statusPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, statusPlugin];
+/** The exercise widgets' code editor (jupyter_codegemma.exercises.CodeEditor) as a CodeMirror view. */
+const codeEditorWidgetPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-codegemma:code-editor-widget',
+  description: 'A CodeMirror code editor for the exercise widgets, with the error line marked',
+  autoStart: true,
+  requires: [IJupyterWidgetRegistry, IEditorServices],
+  activate: (app: JupyterFrontEnd, widgets: IJupyterWidgetRegistry, services: IEditorServices) => {
+    widgets.registerWidget(codeEditorWidgetExports(services));
+  }
+};
+
+export default [plugin, statusPlugin, codeEditorWidgetPlugin];
