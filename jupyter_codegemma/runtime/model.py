@@ -3,7 +3,8 @@
 Parameters follow the paper's parts: `embedder/input_embedding` [V, D], and per layer
 `attn/qkv/w`, `attn/output/w`, `mlp/gate_up/w`, `mlp/down/w` (matrices stored [out, in], the
 projections that share an input fused), the norms' `scale`. `checkpoints/layout.py` converts
-each checkpoint format into this tree.
+each checkpoint format into this tree. A quantized tree (quantize.py) holds int8 matrices, each
+with a float32 `scale` per output row beside it (`input_embedding_scale` for the embedding).
 
 Shapes are written with einsum letters:
   B batch, T query positions (this call), S cache positions, L attended cache positions,
