@@ -47,6 +47,20 @@ def ks():
         yield session
 
 
+@pytest.fixture(scope="module")
+def ks_in_folder(tmp_path_factory):
+    """Like `ks`, with the kernel working in a fresh folder (`session.folder`): the exercise widgets write
+    their results file beside the notebook, i.e. in the kernel's working directory."""
+    from jupyter_codegemma.kernel_client import KernelSession
+
+    folder = tmp_path_factory.mktemp("notebook")
+    with KernelSession() as session:
+        reply, _ = session.execute(f"import os; os.chdir({str(folder)!r})\n%load_ext jupyter_codegemma")
+        assert reply["status"] == "ok"
+        session.folder = folder
+        yield session
+
+
 def next_input_payloads(reply: dict) -> list[dict]:
     """The `set_next_input` payloads of an execute reply (a cell the kernel asks to insert)."""
     return [p for p in reply.get("payload", []) if p.get("source") == "set_next_input"]

@@ -12,18 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_codegemma.kernel_client import KernelSession
 
 ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
-def ks(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("notebook")
-    with KernelSession() as session:
-        reply, _ = session.execute(f"import os; os.chdir({str(folder)!r})\n%load_ext jupyter_codegemma")
-        assert reply["status"] == "ok"
-        yield session
+def ks(ks_in_folder):
+    return ks_in_folder
 
 
 def _run(ks, code: str) -> str:
