@@ -88,6 +88,23 @@ def test_stop_ids_stop_and_are_yielded_last(tiny):
     assert stats.finish_reason == "stop"
 
 
+@pytest.mark.parametrize("speculative", [False, True], ids=["plain", "speculative"])
+def test_a_consumer_that_stops_reading_keeps_the_cache_for_the_next_prompt(tiny, speculative):
+    # The engine stops reading once a suggestion is complete (a stop id, a finished line): closing the
+    # generator must not throw the cache away, or the next keystroke re-prefills the whole prompt.
+    config, _ = tiny
+    sampler = make_sampler(tiny, speculative=speculative)
+    prompt = random_ids(config, 12, seed=13) * 2
+    stream = sampler.generate(prompt, max_new_tokens=20)
+    first = [next(stream) for _ in range(3)]
+    stream.close()
+    extended = prompt + first
+    stats = StepStats()
+    again = list(sampler.generate(extended, max_new_tokens=6, stats=stats))
+    assert stats.reused_tokens >= len(prompt)
+    assert again == list(make_sampler(tiny).generate(extended, max_new_tokens=6))
+
+
 def test_max_new_tokens_and_context_limits(tiny):
     config, _ = tiny
     sampler = make_sampler(tiny, cache_len=64)

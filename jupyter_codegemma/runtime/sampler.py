@@ -36,10 +36,6 @@ VERIFY_LEN = DRAFT_LEN + 1  # the last token and its guesses: one static shape
 # 1 024 positions a shorter view saves almost nothing (decoding reads ~270 MB of weights and
 # at most 6 MB of keys and values at this length), so the shortest view is 1 024.
 MIN_KV_LEN = 1024
-# Prompt chunks up to this many positions run with the decode weights: typing extends the
-# cached prompt by a few tokens, and a pass over so few positions is bound by reading the
-# weights, like decoding (int8 weights read a quarter of the bytes of float32 ones).
-SMALL_CHUNK = 16
 
 
 class CancelToken(Protocol):
@@ -138,10 +134,10 @@ class Sampler:
                  prefill_model: Transformer | None = None, prefill_params=None):
         """`place_cache` puts a fresh KV cache onto devices (e.g. sharded over a mesh, see sharding.py).
 
-        `prefill_model`/`prefill_params`, when given, run prompt chunks longer than
-        SMALL_CHUNK (many positions per pass, bound by arithmetic) while `model`/`params` decode
-        and run the short chunks that extend a cached prompt (bound by reading the weights): on
-        CPU the fastest weights differ between the two (see Engine). Both write the same cache."""
+        `prefill_model`/`prefill_params`, when given, run every prompt chunk (many positions per
+        pass, bound by arithmetic) while `model`/`params` decode (one position, bound by reading
+        the weights): on CPU the fastest weights differ between the two (see Engine). Both write
+        the same cache."""
         self.model = model
         self.prefill_model = prefill_model or model
         self.prefill_params = prefill_params if prefill_params is not None else params
@@ -208,10 +204,12 @@ class Sampler:
             tokens = np.zeros((1, padded), np.int32)
             tokens[0, :chunk] = prompt_ids[start:start + chunk]
             key = jax.random.fold_in(base_key, start + chunk)
-            model, params = ((self.model, self.params) if padded <= SMALL_CHUNK
-                             else (self.prefill_model, self.prefill_params))
+            # Every prompt position goes through the prefill weights, however short the chunk: with
+            # int8 decode weights, prefilling a few positions in int8 would be cheaper, but the keys and
+            # values (and the first token) would then depend on where the cached prefix ended, so the
+            # same prompt could get a different suggestion cold and warm.
             token, logits, cache = _prefill_step(
-                model, params, jnp.asarray(tokens), cache, jnp.int32(start), jnp.int32(chunk - 1), key,
+                self.prefill_model, self.prefill_params, jnp.asarray(tokens), cache, jnp.int32(start), jnp.int32(chunk - 1), key,
                 temperature, top_p, kv_len=kv_bucket(start + padded, self.cache_len), shape=shape)
             start += chunk
         self._cache = cache
@@ -280,6 +278,10 @@ class Sampler:
                     return
                 token, logits = pending[0], pending[1]
                 position += 1
+        except GeneratorExit:
+            # The consumer stopped reading (a stop id, a shaped suggestion that is complete): the cache
+            # holds exactly `_cached_ids`, so the next prompt can reuse it.
+            raise
         except BaseException:
             # A step that failed (or a KeyboardInterrupt) may have consumed the donated cache.
             self.reset()
@@ -339,6 +341,8 @@ class Sampler:
                 self._cached_ids = context[:] + pending[:-1]
                 context += pending
                 position += len(pending)
+        except GeneratorExit:
+            raise  # closed between passes: the cache holds exactly `_cached_ids` (see above)
         except BaseException:
             self.reset()
             raise
@@ -349,7 +353,7 @@ class Sampler:
         a longer view of the cache) and the keystrokes that extend it. Each compiled program
         holds tens of MB, so the others are compiled when a request first needs them."""
         largest = self.prefill_buckets[-1]
-        small = max([b for b in self.prefill_buckets if b <= SMALL_CHUNK] or self.prefill_buckets[:1])
+        small = self.prefill_buckets[0]  # the chunk a keystroke adds to a cached prompt
         shortest = kv_bucket(1, self.cache_len)
         medium = bucket(4 * small, self.prefill_buckets)
         programs = [("decode", 1, shortest), ("prefill", small, shortest), ("prefill", medium, shortest)]
@@ -392,9 +396,7 @@ class Sampler:
                 elif step == "verify":
                     lowered = _verify_step.lower(self.model, self.params, tokens, cache, scalar, kv_len=kv_len)
                 else:
-                    model, params = ((self.model, self.params) if positions <= SMALL_CHUNK
-                                     else (self.prefill_model, self.prefill_params))
-                    lowered = _prefill_step.lower(model, params, tokens, cache, scalar, scalar, key, f32, f32,
+                    lowered = _prefill_step.lower(self.prefill_model, self.prefill_params, tokens, cache, scalar, scalar, key, f32, f32,
                                                   kv_len=kv_len, shape=greedy)
                 del cache
             lowered.compile()
