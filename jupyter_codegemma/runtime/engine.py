@@ -19,12 +19,12 @@ import numpy as np
 from . import fim, process
 from .checkpoints import Checkpoint, WeightsCache, load_checkpoint
 from .config import GemmaConfig, count_params
+from .dtypes import PREFILL_DTYPES, WEIGHT_DTYPES, resolve_dtype, resolve_prefill_dtype
 from .errors import PromptError, SettingsError
+from .results import Completion, CompletionResult, Either, Flag, Generation, GenerationResult
 from .sampler import CancelToken, SamplingParams, StepStats
 from .tokenizer import IncrementalDecoder, Tokenizer
 
-WEIGHT_DTYPES = ("auto", "float32", "bfloat16", "int8")
-PREFILL_DTYPES = ("auto", "float32", "bfloat16", "int8")
 DEFAULT_CACHE_LEN = 4096
 
 
@@ -68,78 +68,6 @@ class EngineOptions:
             raise SettingsError(f"devices must be at least 1, got {self.devices}")
 
 
-def resolve_dtype(dtype: str, platform: str | None = None, native_int8: bool | None = None) -> str:
-    """"auto" -> "bfloat16" on TPU/GPU; on CPU "int8" where the native kernel runs, else
-    "float32". Explicit names pass through."""
-    if dtype != "auto":
-        return dtype
-    if platform is None:
-        import jax
-
-        platform = jax.devices()[0].platform
-    if platform != "cpu":
-        return "bfloat16"
-    if native_int8 is None:
-        from . import kernels
-
-        native_int8 = kernels.enable_native()
-    return "int8" if native_int8 else "float32"
-
-
-def resolve_prefill_dtype(prefill_dtype: str, dtype: str, platform: str) -> str:
-    if prefill_dtype != "auto":
-        return prefill_dtype if dtype == "int8" else dtype
-    return "float32" if dtype == "int8" and platform == "cpu" else dtype
-
-
-@dataclasses.dataclass
-class GenerationResult:
-    prompt_ids: list[int]
-    ids: list[int]  # generated ids only (a stop id, if one ended generation, is included)
-    text: str  # generated text, stop tokens excluded
-    stats: StepStats
-    ttft_ms: float = 0.0
-    total_ms: float = 0.0
-
-    def to_json(self) -> dict:
-        return {
-            "prompt_ids": self.prompt_ids, "ids": self.ids, "text": self.text,
-            "ttft_ms": round(self.ttft_ms, 2), "total_ms": round(self.total_ms, 2),
-            "prompt_tokens": self.stats.prompt_tokens, "reused_tokens": self.stats.reused_tokens,
-            "new_tokens": self.stats.new_tokens, "finish_reason": self.stats.finish_reason,
-        }
-
-
-class Generation:
-    """A running generation: iterate for text pieces; `result` once it has finished."""
-
-    def __init__(self, pieces: Iterator[str], result: GenerationResult):
-        self._pieces = pieces
-        self.result = result
-
-    def __iter__(self) -> Iterator[str]:
-        return self._pieces
-
-    def wait(self) -> GenerationResult:
-        for _ in self._pieces:
-            pass
-        return self.result
-
-
-@dataclasses.dataclass
-class CompletionResult(GenerationResult):
-    raw_text: str = ""  # what the model wrote, before shaping to the mode
-    mode: str = "line"  # the mode used ("auto" resolved)
-    layout: str = "psm"  # the prompt layout: "psm", "spm" or "prefix-only"
-
-    def to_json(self) -> dict:
-        return {**super().to_json(), "raw_text": self.raw_text, "mode": self.mode, "layout": self.layout}
-
-
-class Completion(Generation):
-    """A running completion: iterate for the whole suggestion so far; `result` at the end."""
-
-
 def _to_device(params, float_dtype):
     """numpy tree -> device arrays: int8 matrices stay int8, scales (of norms and of int8 rows)
     stay float32 (norms compute in float32 anyway), the other weights become float_dtype."""
@@ -154,27 +82,6 @@ def _to_device(params, float_dtype):
         return jnp.asarray(a, dtype=jnp.float32 if name.endswith("scale") else float_dtype)
 
     return jax.tree_util.tree_map_with_path(put, params)
-
-
-class _Flag:
-    def __init__(self):
-        self._set = False
-
-    def set(self) -> None:
-        self._set = True
-
-    def is_set(self) -> bool:
-        return self._set
-
-
-class _Either:
-    """Cancelled when either token is."""
-
-    def __init__(self, first, second):
-        self.first, self.second = first, second
-
-    def is_set(self) -> bool:
-        return self.first.is_set() or (self.second is not None and self.second.is_set())
 
 
 class Engine:
@@ -467,8 +374,8 @@ class Engine:
                                                 sampling, cancel, result), result)
 
     def _complete_stream(self, prefix, suffix, mode, prompt_ids, max_new_tokens, sampling, cancel, result):
-        finished = _Flag()
-        either = _Either(finished, cancel)
+        finished = Flag()
+        either = Either(finished, cancel)
         shown = ""
         inner = GenerationResult(prompt_ids=prompt_ids, ids=[], text="", stats=result.stats)
         for _piece in self._stream(prompt_ids, max_new_tokens, sampling, fim.stop_ids(self.tokenizer), either, inner):

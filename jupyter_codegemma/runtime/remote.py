@@ -30,6 +30,7 @@ from typing import Callable, Iterator, Sequence
 from . import fim
 from .errors import CodeGemmaError, PromptError, SettingsError
 from .http_sse import Endpoint, ServerError, ServerUnavailable, request_json, stream_events
+from .results import Either, Flag, Generation
 
 FIM_SETTINGS = ("auto", "yes", "no")
 DEFAULT_API_KEY_ENV = "CODEGEMMA_API_KEY"
@@ -106,40 +107,8 @@ class RemoteResult:
                 "raw_text": self.raw_text, "mode": self.mode, "layout": self.layout}
 
 
-class RemoteGeneration:
+class RemoteGeneration(Generation):
     """A running request: iterate for text (pieces for generate, the whole suggestion for complete)."""
-
-    def __init__(self, pieces: Iterator[str], result: RemoteResult):
-        self._pieces, self.result = pieces, result
-
-    def __iter__(self) -> Iterator[str]:
-        return self._pieces
-
-    def wait(self) -> RemoteResult:
-        for _ in self._pieces:
-            pass
-        return self.result
-
-
-class _Either:
-    """Set when either token is (the caller's cancel, or our own "the suggestion is complete")."""
-
-    def __init__(self, first, second):
-        self.first, self.second = first, second
-
-    def is_set(self) -> bool:
-        return self.first.is_set() or (self.second is not None and self.second.is_set())
-
-
-class _Flag:
-    def __init__(self):
-        self.value = False
-
-    def set(self) -> None:
-        self.value = True
-
-    def is_set(self) -> bool:
-        return self.value
 
 
 # --- the backend -----------------------------------------------------------------------------------
@@ -326,10 +295,10 @@ class RemoteEngine:
                               f"false)")
 
     def _suggestions(self, body, prefix, suffix, mode, cancel, result: RemoteResult) -> Iterator[str]:
-        finished = _Flag()
+        finished = Flag()
         raw = RemoteResult(prompt=body["prompt"], stats=result.stats)
         shown = ""
-        for _ in self._pieces(body, _Either(finished, cancel), raw):
+        for _ in self._pieces(body, Either(finished, cancel), raw):
             shaped = fim.shape(raw.text, prefix, suffix, mode)
             if shaped.complete:
                 finished.set()  # closes the stream: the server stops generating
