@@ -6,6 +6,12 @@ logit-level noise we measured on these prompts, teacher-forced along the referen
 the gap |ours - reference| between the chosen token's logit and the runner-up averages 0.17
 and stays below 1.0. So each step is compared where the reference's margin exceeds that
 noise (NOISE); below it, either token is a correct answer of a correct implementation.
+
+The default engine on a CPU with AVX-512 VNNI runs int8 weights (one scale per row, requantized
+from the file's 4-bit blocks), which adds its own noise to the margins: measured on these
+prompts, |our margin - reference margin| averages 0.28 and peaks at 1.12 (float32: 0.22 and
+0.96). The argmax must still agree at every confident step; the margins are held to
+INT8_MARGIN_NOISE instead of NOISE.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from conftest import oracle_records
 GREEDY = oracle_records("greedy")
 TOKENIZE = oracle_records("tokenize")
 NOISE = 1.0  # logits: above this reference margin, float32 and llama.cpp must agree
+INT8_MARGIN_NOISE = 1.25  # how far int8 weights may move a margin (measured peak 1.12)
 
 
 def _steps_to_compare(record: dict, tolerance: float) -> int:
@@ -50,7 +57,8 @@ def test_teacher_forced_argmax_matches_where_the_reference_is_confident(engine, 
     chosen = logits[np.arange(len(reference)), reference]
     masked = logits.copy()
     masked[np.arange(len(reference)), reference] = -np.inf
-    assert np.abs((chosen - masked.max(-1)) - gaps).max() < NOISE
+    margin_noise = INT8_MARGIN_NOISE if engine.info()["dtype"] == "int8" else NOISE
+    assert np.abs((chosen - masked.max(-1)) - gaps).max() < margin_noise
 
 
 @pytest.mark.parametrize("record", GREEDY, ids=[r["name"] for r in GREEDY])

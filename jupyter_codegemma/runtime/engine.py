@@ -36,9 +36,9 @@ class EngineOptions:
     # row, multiplied by runtime/kernels' AVX-512 VNNI kernel) where that kernel builds, else
     # float32 (XLA's CPU matrix-vector products are several times slower in bfloat16 or int8).
     dtype: str = "auto"
-    # Prefill weights when `dtype` is int8. "auto": float32 on CPU (large float32 matmuls are
-    # the fastest prompt path there, measured in bench/latency.py), else the decode dtype.
-    # "int8" prefills with the decode weights too: slower prompts, 400 MB less memory (270M).
+    # Prefill weights when `dtype` is int8. "auto" on CPU: the int8 weights where AMX multiplies
+    # them, else float32 (measured in bench/latency.py); elsewhere the decode dtype. A float
+    # prefill dtype keeps a second copy of the weights (400 MB in float32 for 270M).
     prefill_dtype: str = "auto"
     cache_len: int = DEFAULT_CACHE_LEN  # KV cache positions: the longest prompt + completion
     cache_dir: str | None = None  # converted weights and compiled programs; default ~/.cache/jupyter-codegemma
@@ -103,15 +103,17 @@ class Engine:
         platform = jax.devices()[0].platform
         self.num_devices = sharding.device_count_to_use(options.devices)
         self.mesh = sharding.make_mesh(self.num_devices) if self.num_devices > 1 else None
-        native_int8 = False
+        native_int8 = amx = False
         if platform == "cpu" and self.mesh is None and options.dtype in ("auto", "int8"):
             from . import kernels
 
             native_int8 = kernels.enable_native(WeightsCache(options.cache_dir).root / "kernels")
+            amx = kernels.amx_enabled()
         self.dtype = resolve_dtype(options.dtype, platform, native_int8)
         if self.dtype == "int8" and self.mesh is not None:
             raise SettingsError("dtype int8 runs on one device; use dtype bfloat16 (or float32) with several devices")
-        self.prefill_dtype = resolve_prefill_dtype(options.prefill_dtype, self.dtype, platform)
+        self.prefill_dtype = resolve_prefill_dtype(options.prefill_dtype, self.dtype, platform,
+                                                   amx=amx)
         self.context_len = min(options.cache_len, self.config.max_context)
         if self.dtype == "int8":
             self._sampler = self._int8_sampler(checkpoint, platform)
@@ -263,6 +265,16 @@ class Engine:
         return all(self.tokenizer.piece_to_id(p) is not None
                    for p in ("<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>"))
 
+    def _kernels(self) -> str:
+        """Which native CPU kernels multiply the int8 weights ("xla" when none do)."""
+        if self.dtype != "int8":
+            return "xla"
+        from . import kernels
+
+        if not kernels.native_enabled():
+            return "xla"
+        return "avx512-vnni + amx-bf16 (prompts)" if kernels.amx_enabled() else "avx512-vnni"
+
     def info(self) -> dict:
         return {
             "model": self.config.name,
@@ -272,6 +284,7 @@ class Engine:
             "device": self.device,
             "dtype": self.dtype,
             "prefill_dtype": self.prefill_dtype,
+            "kernels": self._kernels(),
             "devices": self.num_devices,
             "parameters": count_params(self.config),
             "layers": self.config.num_layers,

@@ -2,19 +2,22 @@
 
 `int8_matmul(x, w, scale)` multiplies activations by int8 weights with one scale per output
 row. XLA's CPU matrix-vector products on int8 (or bfloat16) operands run at a few GB/s, so
-on an x86 CPU with AVX-512 VNNI it calls `int8_matmul.cc` through the XLA FFI instead: the
-source is compiled with g++ on first use into the cache directory (a few seconds, once per
-jaxlib version) and loaded from there afterwards. Anywhere else — no g++, another CPU, a GPU
-or TPU — the same function is a plain einsum on the dequantized weights.
+on an x86 CPU with AVX-512 VNNI it calls `int8_matmul.cc` through the XLA FFI instead, and
+for prompt chunks (at least `AMX_MIN_ROWS` rows) `amx_matmul.cc` where the CPU has AMX and
+Linux grants it to the process. The sources are compiled with g++ on first use into the cache
+directory (a few seconds, once per jaxlib version) and loaded from there afterwards. Anywhere
+else — no g++, another CPU, a GPU or TPU — the same function is a plain einsum on the
+dequantized weights.
 
-The two paths differ slightly: the kernel also rounds the activations to int8 (blocks of 64,
-as llama.cpp does), the fallback does not.
+The paths differ slightly in how they round the activations: the VNNI kernel to int8 (blocks
+of 64, as llama.cpp does), the AMX kernel to bfloat16, the fallback not at all.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import subprocess
 import tempfile
@@ -24,13 +27,22 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-_SOURCE = Path(__file__).with_name("int8_matmul.cc")
+_HERE = Path(__file__).parent
+_SOURCES = (_HERE / "int8_matmul.cc", _HERE / "amx_matmul.cc")
+_HEADERS = (_HERE / "parallel_for.h",)
 _TARGET = "codegemma_int8_matmul"
-# Only the instruction sets the kernel uses; never -march=native, which would allow AMX.
+_AMX_TARGET = "codegemma_amx_int8_matmul"
+# Only the instruction sets the VNNI kernel uses, never -march=native: AMX instructions run only
+# after the process has asked Linux for them, so amx_matmul.cc enables them for its own
+# functions alone, and they are called only after CodegemmaAmxRequest() said yes.
 _FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni",
-          "-mfma", "-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16")
+          "-mfma")
 _CPU_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")
-BLOCK = 64  # the kernel needs K to be a multiple of this
+BLOCK = 64  # the VNNI kernel needs K to be a multiple of this
+AMX_TILE = 32  # the AMX kernel needs K and N to be multiples of this
+# From this many activation rows on, AMX is faster than VNNI (bench/kernels.py); fewer rows
+# (decoding, verifying drafts) stay on the VNNI kernel.
+AMX_MIN_ROWS = 16
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}  # "ok": bool once decided, "why": the reason when not
@@ -52,15 +64,18 @@ def _build(cache_dir: Path) -> Path:
     """Compile the kernel once per (source, flags, jaxlib) into cache_dir; returns the .so path."""
     import jaxlib
 
-    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_FLAGS).encode() + jaxlib.__version__.encode())
-    library = cache_dir / f"int8_matmul-{key.hexdigest()[:16]}.so"
+    key = hashlib.sha256()
+    for path in (*_SOURCES, *_HEADERS):
+        key.update(path.read_bytes())
+    key.update(" ".join(_FLAGS).encode() + jaxlib.__version__.encode())
+    library = cache_dir / f"codegemma_kernels-{key.hexdigest()[:16]}.so"
     if library.exists():
         return library
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".so", dir=cache_dir)
     os.close(fd)
     try:
-        subprocess.run(["g++", *_FLAGS, "-I", jax.ffi.include_dir(), str(_SOURCE), "-o", tmp],
+        subprocess.run(["g++", *_FLAGS, "-I", jax.ffi.include_dir(), *map(str, _SOURCES), "-o", tmp],
                        check=True, capture_output=True, text=True, timeout=300)
         os.replace(tmp, library)  # atomic: a second process never loads half a file
     finally:
@@ -70,12 +85,13 @@ def _build(cache_dir: Path) -> Path:
 
 
 def enable_native(cache_dir: Path | None = None) -> bool:
-    """Build (once) and register the CPU kernel; False, with `native_unavailable_reason()`, if it
-    cannot run here. Safe to call from several threads and several times."""
+    """Build (once) and register the CPU kernels; False, with `native_unavailable_reason()`, if
+    they cannot run here. The AMX kernel is registered too where the CPU and Linux allow it
+    (`amx_enabled()`), unless CODEGEMMA_AMX=0. Safe to call from several threads and several times."""
     with _lock:
         if "ok" in _state:
             return bool(_state["ok"])
-        _state["ok"], _state["why"] = False, ""
+        _state["ok"], _state["why"], _state["amx"] = False, "", False
         if os.environ.get("CODEGEMMA_NATIVE_KERNELS", "1") == "0":
             _state["why"] = "disabled by CODEGEMMA_NATIVE_KERNELS=0"
         elif jax.default_backend() != "cpu":
@@ -87,9 +103,13 @@ def enable_native(cache_dir: Path | None = None) -> bool:
 
             try:
                 library = _build(Path(cache_dir) if cache_dir else default_cache_dir() / "kernels")
-                handler = ctypes.cdll.LoadLibrary(str(library)).CodegemmaInt8Matmul
-                jax.ffi.register_ffi_target(_TARGET, jax.ffi.pycapsule(handler), platform="cpu")
+                loaded = ctypes.cdll.LoadLibrary(str(library))
+                jax.ffi.register_ffi_target(_TARGET, jax.ffi.pycapsule(loaded.CodegemmaInt8Matmul), platform="cpu")
                 _state["ok"] = True
+                if os.environ.get("CODEGEMMA_AMX", "1") != "0" and loaded.CodegemmaAmxRequest() == 1:
+                    jax.ffi.register_ffi_target(_AMX_TARGET, jax.ffi.pycapsule(loaded.CodegemmaAmxInt8Matmul),
+                                                platform="cpu")
+                    _state["amx"] = True
             except (OSError, subprocess.SubprocessError) as e:
                 detail = getattr(e, "stderr", "") or str(e)
                 _state["why"] = f"building the int8 kernel failed: {detail.strip()[-500:]}"
@@ -100,6 +120,11 @@ def native_enabled() -> bool:
     return bool(_state.get("ok"))
 
 
+def amx_enabled() -> bool:
+    """Whether prompt chunks multiply with AMX tiles (see enable_native)."""
+    return bool(_state.get("amx"))
+
+
 def native_unavailable_reason() -> str:
     return str(_state.get("why", "not tried"))
 
@@ -108,12 +133,16 @@ def int8_matmul(x: jax.Array, w: jax.Array, scale: jax.Array) -> jax.Array:
     """x [..., K] · w [N, K] (int8) scaled by scale [N] -> [..., N] in x's dtype."""
     *lead, k = x.shape
     n = w.shape[0]
-    if native_enabled() and k % BLOCK == 0:
-        rows = x.reshape(-1, k).astype(jnp.float32)
-        y = jax.ffi.ffi_call(_TARGET, jax.ShapeDtypeStruct((rows.shape[0], n), jnp.float32))(
-            rows, w, scale.astype(jnp.float32))
-        return y.reshape(*lead, n).astype(x.dtype)
-    return (jnp.einsum("...i,oi->...o", x, w.astype(x.dtype)) * scale.astype(x.dtype))
+    rows = math.prod(lead)
+    if amx_enabled() and rows >= AMX_MIN_ROWS and k % AMX_TILE == 0 and n % AMX_TILE == 0:
+        target = _AMX_TARGET
+    elif native_enabled() and k % BLOCK == 0:
+        target = _TARGET
+    else:
+        return (jnp.einsum("...i,oi->...o", x, w.astype(x.dtype)) * scale.astype(x.dtype))
+    y = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct((rows, n), jnp.float32))(
+        x.reshape(rows, k).astype(jnp.float32), w, scale.astype(jnp.float32))
+    return y.reshape(*lead, n).astype(x.dtype)
 
 
 def quantize_rows(w, chunk: int = 16384) -> tuple:

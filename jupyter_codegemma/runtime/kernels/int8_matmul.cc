@@ -12,20 +12,17 @@
 // VPDPBUSD wants one unsigned operand: W xor 0x80 is W + 128 read as unsigned, and the extra
 // 128 · Σ_k q[m, k] · sx[m, b(k)] is the same for every row n, so it is subtracted once.
 //
-// Rows are split over XLA's intra-op thread pool. The calling thread claims row chunks too
-// and never waits for a task that has not started, so a busy pool only costs parallelism.
-// Built by runtime/kernels/__init__.py with -mavx512f -mavx512bw -mavx512vnni (no AMX).
+// Weight rows are split, in chunks, over XLA's intra-op thread pool (parallel_for.h). Decoding
+// and short chunks come here; amx_matmul.cc multiplies longer prompt chunks.
 
 #include <immintrin.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <memory>
-#include <thread>
 #include <vector>
 
+#include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -110,25 +107,6 @@ void MatmulRows(const Quantized& xq, int64_t m_rows, int64_t k, const int8_t* w,
   }
 }
 
-struct Work {
-  Quantized xq;
-  int64_t m_rows, k, n, chunks;
-  const int8_t* w;
-  const float* scale;
-  float* y;
-  std::atomic<int64_t> next{0};
-  std::atomic<int64_t> done{0};
-
-  // Claims and runs chunks until none are left.
-  void Drain() {
-    for (int64_t c; (c = next.fetch_add(1)) < chunks;) {
-      const int64_t begin = c * kChunkRows;
-      MatmulRows(xq, m_rows, k, w, scale, y, n, begin, std::min(n, begin + kChunkRows));
-      done.fetch_add(1, std::memory_order_release);
-    }
-  }
-};
-
 ffi::Error Int8Matmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S8> w,
                       ffi::Buffer<ffi::F32> scale, ffi::ResultBuffer<ffi::F32> y) {
   const auto xd = x.dimensions();
@@ -137,20 +115,15 @@ ffi::Error Int8Matmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer
       scale.element_count() != static_cast<size_t>(wd[0])) {
     return ffi::Error::InvalidArgument("int8_matmul: expected x [M, K], w [N, K], scale [N], K % 64 == 0");
   }
-  auto work = std::make_shared<Work>();
-  work->m_rows = xd[0];
-  work->k = xd[1];
-  work->n = wd[0];
-  work->chunks = (work->n + kChunkRows - 1) / kChunkRows;
-  work->w = w.typed_data();
-  work->scale = scale.typed_data();
-  work->y = y->typed_data();
-  work->xq = QuantizeRows(x.typed_data(), work->m_rows, work->k);
-  const int64_t helpers = std::min<int64_t>(pool.num_threads(), work->chunks - 1);
-  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([work] { work->Drain(); });
-  work->Drain();
-  // Every chunk is claimed; wait for those still running on other threads.
-  while (work->done.load(std::memory_order_acquire) < work->chunks) std::this_thread::yield();
+  const int64_t m_rows = xd[0], k = xd[1], n = wd[0];
+  const Quantized xq = QuantizeRows(x.typed_data(), m_rows, k);
+  const int8_t* weights = w.typed_data();
+  const float* scales = scale.typed_data();
+  float* out = y->typed_data();
+  codegemma::ParallelFor(pool, (n + kChunkRows - 1) / kChunkRows, [&](int64_t chunk) {
+    const int64_t begin = chunk * kChunkRows;
+    MatmulRows(xq, m_rows, k, weights, scales, out, n, begin, std::min(n, begin + kChunkRows));
+  });
   return ffi::Error::Success();
 }
 
