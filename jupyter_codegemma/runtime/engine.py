@@ -129,7 +129,8 @@ class Engine:
                 params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), dtype=dtype), checkpoint.params)
                 place_cache = None
             self._sampler = Sampler(Transformer(self.config, dtype=dtype), params, self.context_len,
-                                    cache_dtype=dtype, place_cache=place_cache, speculative=options.speculative)
+                                    cache_dtype=dtype, place_cache=place_cache, speculative=options.speculative,
+                                    programs=self._programs())
         self.device = str(jax.devices()[0].platform)
         self.load_seconds = load_seconds
         self.stop_ids = self._default_stop_ids()
@@ -137,6 +138,10 @@ class Engine:
         # building without mocking the engine: `%codegemma debug last-prompt` shows them.
         self.last_prompt_ids: list[int] = []
         self._warm_up: threading.Thread | None = None
+        # Set while no warm-up is compiling what a short request runs. A request waits for it:
+        # the warm-up compiles those programs two at a time, a request one after another.
+        self._short_programs_ready = threading.Event()
+        self._short_programs_ready.set()
 
     def _int8_sampler(self, checkpoint: Checkpoint, platform: str):
         """Decode with int8 weights; prefill with float weights of `prefill_dtype` (or the same
@@ -171,7 +176,15 @@ class Engine:
                               "embedder": params["embedder"]}
             prefill_model = Transformer(self.config, dtype=dense)
         return Sampler(model, params, self.context_len, cache_dtype=act, speculative=self.options.speculative,
-                       prefill_model=prefill_model, prefill_params=prefill_params)
+                       prefill_model=prefill_model, prefill_params=prefill_params, programs=self._programs())
+
+    def _programs(self):
+        """Saved steps (programs.py) beside the compilation cache, for one device; None otherwise."""
+        if not self.options.compilation_cache or self.mesh is not None:
+            return None
+        from .programs import Programs
+
+        return Programs(WeightsCache(self.options.cache_dir).root / "programs")
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, options: EngineOptions = EngineOptions(),
@@ -208,19 +221,25 @@ class Engine:
         if self._warm_up is not None:
             return self._warm_up
         stop = threading.Event()
+        self._short_programs_ready.clear()
 
         def run():
             try:
-                # A short real run first: it reads every weight once (the first request then
-                # does not fault in the memory-mapped arrays) and compiles the small programs
-                # around the steps. The prompt repeats itself so that drafts get verified too.
-                if not self.last_prompt_ids:
+                # What a first, short request needs, first; then a short real run: it reads every
+                # weight once (the first request then does not fault in the memory-mapped arrays)
+                # and compiles the small programs around the steps. The prompt repeats itself so
+                # that drafts get verified too. Then the programs of long prompts.
+                self._sampler.precompile(stop, self._sampler.short_prompt_programs())
+                self._short_programs_ready.set()
+                if not self.last_prompt_ids and not stop.is_set():
                     prompt = [self.tokenizer.bos_id] + [1000, 1001, 1002] * 7
                     for _ in self._sampler.generate(prompt, max_new_tokens=6):
                         pass
                 self._sampler.precompile(stop)
             except Exception:  # noqa: BLE001 — an optimisation only: requests compile what they need
                 pass
+            finally:
+                self._short_programs_ready.set()
 
         self._warm_up = threading.Thread(target=run, name="codegemma-warm-up", daemon=True)
         self._warm_up.start()
@@ -339,6 +358,8 @@ class Engine:
         self.last_prompt_ids = list(prompt_ids)
         decoder = IncrementalDecoder(self.tokenizer)
         stop_set = set(stops)
+        while not self._short_programs_ready.wait(0.05) and not (cancel is not None and cancel.is_set()):
+            pass
         for token in self._sampler.generate(prompt_ids, max_new_tokens=max_new_tokens, sampling=sampling,
                                             stop_ids=stops, cancel=cancel, stats=result.stats):
             if not result.ids:

@@ -14,6 +14,7 @@ previous one is only prefilled from the first token that differs.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import threading
@@ -27,6 +28,7 @@ from jax import lax
 from .config import GemmaConfig
 from .errors import SettingsError
 from .model import Cache, Transformer, init_cache
+from .programs import Programs
 from .speculative import draft_from_context
 
 PREFILL_BUCKETS = (16, 32, 64, 128, 256, 512)
@@ -131,17 +133,23 @@ class Sampler:
     def __init__(self, model: Transformer, params, cache_len: int, cache_dtype=jnp.float32,
                  prefill_buckets: Sequence[int] = PREFILL_BUCKETS,
                  place_cache: Callable[[Cache], Cache] | None = None, speculative: bool = False,
-                 prefill_model: Transformer | None = None, prefill_params=None):
+                 prefill_model: Transformer | None = None, prefill_params=None, programs: Programs | None = None):
         """`place_cache` puts a fresh KV cache onto devices (e.g. sharded over a mesh, see sharding.py).
 
         `prefill_model`/`prefill_params`, when given, run every prompt chunk (many positions per
         pass, bound by arithmetic) while `model`/`params` decode (one position, bound by reading
         the weights): on CPU the fastest weights differ between the two (see Engine). Both write
-        the same cache."""
+        the same cache.
+
+        `programs`, when given, saves each traced step for later processes (programs.py)."""
         self.model = model
+        self._programs = programs
         self.prefill_model = prefill_model or model
         self.prefill_params = prefill_params if prefill_params is not None else params
-        self._place_cache = place_cache or (lambda cache: cache)
+        # A fresh cache is put on the device explicitly ("committed", like every step's output):
+        # jit compiles separately for uncommitted arguments, so a fresh cache would otherwise
+        # cost each program a second compilation at its second call.
+        self._place_cache = place_cache or (lambda cache: jax.device_put(cache, jax.devices()[0]))
         # Greedy decoding checks prompt-lookup drafts (speculative.py): same ids, fewer passes.
         self.speculative = speculative
         self.prefill_buckets = tuple(sorted(prefill_buckets))
@@ -152,6 +160,7 @@ class Sampler:
         self._cache: Cache | None = None
         self._cached_ids: list[int] = []  # ids whose keys and values are in the cache, in order
         self._lock = threading.Lock()
+        self._precompiled: set[tuple[str, int, int]] = set()  # (step, positions, kv_len) done by precompile
 
     # --- cache bookkeeping -----------------------------------------------------------------------
 
@@ -208,9 +217,10 @@ class Sampler:
             # int8 decode weights, prefilling a few positions in int8 would be cheaper, but the keys and
             # values (and the first token) would then depend on where the cached prefix ended, so the
             # same prompt could get a different suggestion cold and warm.
-            token, logits, cache = _prefill_step(
-                self.prefill_model, self.prefill_params, jnp.asarray(tokens), cache, jnp.int32(start), jnp.int32(chunk - 1), key,
-                temperature, top_p, kv_len=kv_bucket(start + padded, self.cache_len), shape=shape)
+            token, logits, cache = self._run(
+                _prefill_step, self.prefill_model, self.prefill_params, jnp.asarray(tokens), cache, jnp.int32(start),
+                jnp.int32(chunk - 1), key, temperature, top_p, kv_len=kv_bucket(start + padded, self.cache_len),
+                shape=shape)
             start += chunk
         self._cache = cache
         self._cached_ids = list(prompt_ids)
@@ -256,8 +266,8 @@ class Sampler:
                 if step + 1 < max_new_tokens and position < self.cache_len:
                     cache = self._take_cache()
                     key = jax.random.fold_in(base_key, position + 1)
-                    pending = _decode_step(self.model, self.params, token, cache, jnp.int32(position), key, temperature,
-                                           top_p, kv_len=kv_bucket(position + 1, self.cache_len), shape=shape)
+                    pending = self._run(_decode_step, self.model, self.params, token, cache, jnp.int32(position), key,
+                                        temperature, top_p, kv_len=kv_bucket(position + 1, self.cache_len), shape=shape)
                     self._cache = pending[2]
                 if on_logits is not None:
                     on_logits(logits)
@@ -316,8 +326,9 @@ class Sampler:
                     return
                 if not draft:
                     cache = self._take_cache()
-                    token, _, cache = _decode_step(
-                        self.model, self.params, jnp.asarray([context[-1]], jnp.int32), cache, jnp.int32(position),
+                    token, _, cache = self._run(
+                        _decode_step, self.model, self.params, jnp.asarray([context[-1]], jnp.int32), cache,
+                        jnp.int32(position),
                         jax.random.PRNGKey(0), jnp.float32(1), jnp.float32(1),
                         kv_len=kv_bucket(position + 1, self.cache_len), shape=_SamplerShape(True, None, False))
                     self._cache = cache
@@ -326,8 +337,8 @@ class Sampler:
                     fed = np.zeros((1, VERIFY_LEN), np.int32)
                     fed[0, :1 + len(draft)] = [context[-1]] + draft
                     cache = self._take_cache()
-                    choices, cache = _verify_step(self.model, self.params, jnp.asarray(fed), cache, jnp.int32(position),
-                                                  kv_len=kv_bucket(position + VERIFY_LEN, self.cache_len))
+                    choices, cache = self._run(_verify_step, self.model, self.params, jnp.asarray(fed), cache,
+                                               jnp.int32(position), kv_len=kv_bucket(position + VERIFY_LEN, self.cache_len))
                     self._cache = cache
                     choices = np.asarray(choices[0]).tolist()
                     pending = [choices[0]]
@@ -347,6 +358,29 @@ class Sampler:
             self.reset()
             raise
 
+    # --- compiled steps ----------------------------------------------------------------------------
+
+    def _run(self, step, model, params, *args, **statics):
+        """Run a jitted step (one of the module-level `_*_step`s), through `programs` when set."""
+        if self._programs is None:
+            return step(model, params, *args, **statics)
+        return self._programs.get(step, model, params, args, statics)(params, *args)
+
+    def _lower(self, step, model, params, *args, **statics):
+        if self._programs is None:
+            return step.lower(model, params, *args, **statics)
+        return self._programs.get(step, model, params, args, statics).lower(params, *args)
+
+    def short_prompt_programs(self) -> list[tuple[str, int, int]]:
+        """(step, positions, kv_len) of what a first, short request runs: a prompt of up to
+        two small chunks, decoding, and (greedy) draft checks, all over the shortest view."""
+        shortest = kv_bucket(1, self.cache_len)
+        programs = [("decode", 1, shortest)]
+        if self.speculative:
+            programs.append(("verify", VERIFY_LEN, shortest))
+        programs += [("prefill", b, shortest) for b in self.prefill_buckets if b <= 2 * self.prefill_buckets[0]]
+        return programs
+
     def warm_up_programs(self) -> list[tuple[str, int, int]]:
         """(step, positions, kv_len) of the programs a typing session needs first, in order:
         a short prompt; then a long one (prefilled in the largest chunks, each attending over
@@ -354,11 +388,8 @@ class Sampler:
         holds tens of MB, so the others are compiled when a request first needs them."""
         largest = self.prefill_buckets[-1]
         small = self.prefill_buckets[0]  # the chunk a keystroke adds to a cached prompt
-        shortest = kv_bucket(1, self.cache_len)
         medium = bucket(4 * small, self.prefill_buckets)
-        programs = [("decode", 1, shortest), ("prefill", small, shortest), ("prefill", medium, shortest)]
-        if self.speculative:
-            programs.append(("verify", VERIFY_LEN, shortest))
+        programs = self.short_prompt_programs() + [("prefill", medium, kv_bucket(1, self.cache_len))]
         kv = kv_bucket(largest, self.cache_len)
         while True:
             programs.append(("prefill", min(largest, kv), kv))
@@ -370,38 +401,46 @@ class Sampler:
             programs += [("verify", VERIFY_LEN, self.cache_len)]
         return list(dict.fromkeys(programs))
 
-    def precompile(self, stop: CancelToken | None = None) -> int:
-        """Compile (or read from the persistent compilation cache) `warm_up_programs()`. Only
-        tracing holds the lock: a request meanwhile waits at most for one program's tracing,
-        never for a compilation. Returns how many were compiled; stops early when `stop` is set."""
+    def precompile(self, stop: CancelToken | None = None, programs: Sequence[tuple[str, int, int]] | None = None,
+                   workers: int = 2) -> int:
+        """Compile (or read from the persistent compilation cache) `programs` (default
+        `warm_up_programs()`), skipping those compiled before. Only tracing holds the lock: a
+        request meanwhile waits at most for one program's tracing, never for a compilation.
+        Compilations run on `workers` threads (XLA releases the GIL): loading a cached program
+        is mostly waiting, so two load in about the time of one. Returns how many were
+        compiled; stops early when `stop` is set."""
         greedy = _SamplerShape(True, None, False)
         scalar, key, f32 = jnp.int32(0), jax.random.PRNGKey(0), jnp.float32(1)
-        done = 0
-        for step, positions, kv_len in self.warm_up_programs():
-            if stop is not None and stop.is_set():
-                break
-            tokens = jnp.zeros((1, positions), jnp.int32)
-            # Lowering needs real arrays (a program lowered from ShapeDtypeStructs is cached under
-            # another key and would not serve the real calls), so it borrows the sampler's own
-            # KV cache — a second one would cost 150 MB — under the lock, as a request would.
-            # Lowering neither runs nor donates; compiling, the slow part, needs no arrays.
-            with self._lock:
-                if self._cache is None:
-                    self._cache = self._place_cache(init_cache(self.config, 1, self.cache_len, self.cache_dtype))
-                    self._cached_ids = []
-                cache = self._cache
-                if step == "decode":
-                    lowered = _decode_step.lower(self.model, self.params, tokens[0], cache, scalar, key, f32, f32,
-                                                 kv_len=kv_len, shape=greedy)
-                elif step == "verify":
-                    lowered = _verify_step.lower(self.model, self.params, tokens, cache, scalar, kv_len=kv_len)
-                else:
-                    lowered = _prefill_step.lower(self.prefill_model, self.prefill_params, tokens, cache, scalar, scalar, key, f32, f32,
-                                                  kv_len=kv_len, shape=greedy)
-                del cache
-            lowered.compile()
-            done += 1
-        return done
+        compiling = []
+        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="codegemma-compile") as pool:
+            for program in programs if programs is not None else self.warm_up_programs():
+                step, positions, kv_len = program
+                if (stop is not None and stop.is_set()) or program in self._precompiled:
+                    continue
+                tokens = jnp.zeros((1, positions), jnp.int32)
+                # Lowering needs real arrays (a program lowered from ShapeDtypeStructs is cached under
+                # another key and would not serve the real calls), so it borrows the sampler's own
+                # KV cache — a second one would cost 150 MB — under the lock, as a request would.
+                # Lowering neither runs nor donates; compiling, the slow part, needs no arrays.
+                with self._lock:
+                    if self._cache is None:
+                        self._cache = self._place_cache(init_cache(self.config, 1, self.cache_len, self.cache_dtype))
+                        self._cached_ids = []
+                    cache = self._cache
+                    if step == "decode":
+                        lowered = self._lower(_decode_step, self.model, self.params, tokens[0], cache, scalar, key, f32,
+                                              f32, kv_len=kv_len, shape=greedy)
+                    elif step == "verify":
+                        lowered = self._lower(_verify_step, self.model, self.params, tokens, cache, scalar, kv_len=kv_len)
+                    else:
+                        lowered = self._lower(_prefill_step, self.prefill_model, self.prefill_params, tokens, cache,
+                                              scalar, scalar, key, f32, f32, kv_len=kv_len, shape=greedy)
+                    del cache
+                self._precompiled.add(program)
+                compiling.append(pool.submit(lowered.compile))
+        for future in compiling:
+            future.result()  # raises what a compilation raised
+        return len(compiling)
 
     def forward_logits(self, ids: Sequence[int]) -> np.ndarray:
         """Logits at every position of `ids` in one full pass (no cache reuse): [len(ids), V].

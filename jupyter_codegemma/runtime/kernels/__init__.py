@@ -32,6 +32,7 @@ _SOURCES = (_HERE / "int8_matmul.cc", _HERE / "amx_matmul.cc")
 _HEADERS = (_HERE / "parallel_for.h",)
 _TARGET = "codegemma_int8_matmul"
 _AMX_TARGET = "codegemma_amx_int8_matmul"
+FFI_TARGETS = (_TARGET, _AMX_TARGET)  # what a traced program may call (programs.py exports them)
 # Only the instruction sets the VNNI kernel uses, never -march=native: AMX instructions run only
 # after the process has asked Linux for them, so amx_matmul.cc enables them for its own
 # functions alone, and they are called only after CodegemmaAmxRequest() said yes.

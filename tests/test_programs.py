@@ -1,0 +1,85 @@
+"""Saved steps (programs.py): a second process loads what the first traced, and gets the same
+tokens; files that cannot be read are written again."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jupyter_codegemma.runtime import config as configs
+from jupyter_codegemma.runtime import quantize
+from jupyter_codegemma.runtime.model import Transformer, init_params
+from jupyter_codegemma.runtime.programs import SUFFIX, Programs
+from jupyter_codegemma.runtime.sampler import Sampler
+
+CONFIG = configs.tiny_gemma3()
+PARAMS = init_params(CONFIG, seed=5)
+PROMPT = [2] + [int(i) for i in np.random.RandomState(6).randint(3, CONFIG.vocab_size, size=30)]
+
+
+def _sampler(programs: Programs | None, params=PARAMS, speculative: bool = False) -> Sampler:
+    return Sampler(Transformer(CONFIG), params, 128, prefill_buckets=(16, 32), speculative=speculative,
+                   programs=programs)
+
+
+def _generate(sampler: Sampler) -> list[int]:
+    first = list(sampler.generate(PROMPT, max_new_tokens=10))
+    # A prompt that extends the cached one: a prefill chunk at an offset, then decoding.
+    again = list(sampler.generate(PROMPT + first[:3], max_new_tokens=10))
+    return first + again
+
+
+def test_saved_steps_give_the_same_tokens_and_are_loaded_by_the_next_process(tmp_path):
+    expected = _generate(_sampler(None))
+    first = Programs(tmp_path)
+    assert _generate(_sampler(first)) == expected
+    assert first.exported >= 2 and first.loaded == 0  # a prefill and a decode step at least
+    saved = sorted(p.name for p in tmp_path.glob(f"*{SUFFIX}"))
+    assert len(saved) == first.exported
+
+    # A new Programs (as in a new process) reads them instead of tracing the model.
+    second = Programs(tmp_path)
+    assert _generate(_sampler(second)) == expected
+    assert second.exported == 0 and second.loaded == first.exported
+    assert sorted(p.name for p in tmp_path.glob(f"*{SUFFIX}")) == saved
+
+
+def test_greedy_draft_checks_and_int8_weights_go_through_saved_steps(tmp_path):
+    q = jax.tree.map(jnp.asarray, quantize.quantize_int8(jax.tree.map(np.asarray, PARAMS)))
+    expected = _generate(_sampler(None, q, speculative=True))
+    programs = Programs(tmp_path)
+    assert _generate(_sampler(programs, q, speculative=True)) == expected
+    assert any(p.name.startswith("_verify_step") for p in tmp_path.glob(f"*{SUFFIX}"))
+    assert _generate(_sampler(Programs(tmp_path), q, speculative=True)) == expected
+
+
+def test_another_model_or_shape_gets_its_own_program(tmp_path):
+    programs = Programs(tmp_path)
+    list(_sampler(programs).generate(PROMPT, max_new_tokens=2))
+    before = set(tmp_path.glob(f"*{SUFFIX}"))
+    other = init_params(CONFIG, seed=9)  # same shapes: the same programs serve it
+    list(_sampler(Programs(tmp_path), other).generate(PROMPT, max_new_tokens=2))
+    assert set(tmp_path.glob(f"*{SUFFIX}")) == before
+    bf16 = jax.tree.map(lambda a: a.astype(jnp.bfloat16), PARAMS)  # other dtypes: other programs
+    list(Sampler(Transformer(CONFIG, dtype=jnp.bfloat16), bf16, 128, prefill_buckets=(16, 32),
+                 cache_dtype=jnp.bfloat16, programs=Programs(tmp_path)).generate(PROMPT, max_new_tokens=2))
+    assert set(tmp_path.glob(f"*{SUFFIX}")) > before
+
+
+def test_an_unreadable_file_is_written_again(tmp_path):
+    expected = list(_sampler(Programs(tmp_path)).generate(PROMPT, max_new_tokens=6))
+    for path in tmp_path.glob(f"*{SUFFIX}"):
+        path.write_bytes(b"not a program")
+    programs = Programs(tmp_path)
+    assert list(_sampler(programs).generate(PROMPT, max_new_tokens=6)) == expected
+    assert programs.loaded == 0 and programs.exported >= 2
+    assert all(p.read_bytes() != b"not a program" for p in tmp_path.glob(f"*{SUFFIX}"))
+
+
+def test_a_read_only_directory_costs_only_the_saving(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the directory would be")
+    programs = Programs(blocked / "programs")
+    assert list(_sampler(programs).generate(PROMPT, max_new_tokens=6)) == \
+        list(_sampler(None).generate(PROMPT, max_new_tokens=6))
