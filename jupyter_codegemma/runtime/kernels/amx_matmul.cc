@@ -7,11 +7,13 @@
 // loss and the float weights are never needed: only the activations are rounded (to
 // bfloat16, a relative 2⁻⁹), and accumulation is float32.
 //
-// TDPBF16PS wants its second operand in "VNNI" layout: each 4-byte word holds a pair of
-// consecutive k for one output column, i.e. B[k/2][n][2]. Reading W[N, K] as 32-bit words
-// of k-pairs, a 16×32 block of W becomes a B tile by a 16×16 transpose of words. The
-// weights are packed like that, 32 output columns (one "panel") at a time, by the thread
-// that then multiplies every activation row by that panel; panels are the unit of work.
+// The kernel computes yᵀ = W · xᵀ. TDPBF16PS reads its first operand row-major, as W is
+// stored, so a weight tile is 16 rows of W converted to bfloat16 — no reordering, which
+// matters because every call converts all the weights it reads (keeping a bfloat16 copy would
+// cost memory the int8 weights exist to save). The second operand must be in "VNNI" layout,
+// each 4-byte word a pair of consecutive k: the activations are packed like that once per
+// call (a 16×16 transpose of words per tile). Each 16×16 result tile is transposed back into
+// rows of y. Units of work are panels of 32 weight rows (output columns).
 //
 // Linux hands out AMX state only to processes that ask (arch_prctl ARCH_REQ_XCOMP_PERM);
 // without that, the first tile instruction kills the process. CodegemmaAmxRequest asks, and
@@ -41,7 +43,7 @@ constexpr int64_t kTileK = 32;     // bfloat16 values along K in one A-tile row 
 constexpr int64_t kPanel = 32;     // output columns per unit of work: two B tiles
 constexpr int64_t kTileWords = kTileRows * 16;  // 32-bit words in one tile (1 KiB)
 
-// Tiles 0–3 accumulate a 32×32 block of y, 4–5 hold 32 activation rows, 6–7 the panel.
+// Tiles 0–3 accumulate a 32×32 block of yᵀ, 4–5 hold 32 weight rows, 6–7 32 activation rows.
 struct TileConfig {
   uint8_t palette_id = 1;
   uint8_t start_row = 0;
@@ -61,21 +63,6 @@ void ConfigureTiles() {
 
 // 32 floats -> 32 bfloat16 (round to nearest even), as one 64-byte row.
 inline __m512i ToBf16(__m512 low, __m512 high) { return (__m512i)_mm512_cvtne2ps_pbh(high, low); }
-
-// Activations [M, K] float32 -> [rows, K] bfloat16; rows M … rows-1 are zero padding.
-void ConvertRows(const float* x, int64_t k, int64_t begin, int64_t end, int64_t m_rows, uint16_t* a) {
-  for (int64_t m = begin; m < end; ++m) {
-    uint16_t* out = a + m * k;
-    if (m >= m_rows) {
-      std::memset(out, 0, k * sizeof(uint16_t));
-      continue;
-    }
-    const float* in = x + m * k;
-    for (int64_t i = 0; i < k; i += kTileK) {
-      _mm512_storeu_si512(out + i, ToBf16(_mm512_loadu_ps(in + i), _mm512_loadu_ps(in + i + 16)));
-    }
-  }
-}
 
 // r[c] = row c of a 16×16 matrix of 32-bit words -> r[c] = column c.
 inline void Transpose16x16(__m512i r[16]) {
@@ -105,74 +92,97 @@ inline void Transpose16x16(__m512i r[16]) {
   for (int c = 0; c < 16; ++c) r[c] = t[c];
 }
 
-// Weight rows [n0, n0 + 32) -> panel[K/32][2][16 pairs][16 columns] of bfloat16 pairs.
-void PackPanel(const int8_t* w, int64_t k, int64_t n0, uint32_t* panel) {
+// Activation rows [m0, m0 + 16) -> tiles[K/32] of [16 k-pairs][16 rows] bfloat16 pairs
+// (VNNI layout); rows at or past m_rows are zero.
+void PackActivations(const float* x, int64_t m_rows, int64_t k, int64_t m0, uint32_t* tiles) {
   for (int64_t kb = 0; kb < k / kTileK; ++kb) {
-    for (int half = 0; half < 2; ++half) {
-      __m512i rows[16];
-      for (int c = 0; c < 16; ++c) {
-        const int8_t* src = w + (n0 + half * 16 + c) * k + kb * kTileK;
-        const __m512 low = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)src)));
-        const __m512 high = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(src + 16))));
-        rows[c] = ToBf16(low, high);  // word p = k-pair p of column c
+    __m512i rows[16];
+    for (int c = 0; c < 16; ++c) {
+      if (m0 + c < m_rows) {
+        const float* src = x + (m0 + c) * k + kb * kTileK;
+        rows[c] = ToBf16(_mm512_loadu_ps(src), _mm512_loadu_ps(src + 16));  // word p = k-pair p
+      } else {
+        rows[c] = _mm512_setzero_si512();
       }
-      Transpose16x16(rows);  // rows[p] = k-pair p of all 16 columns: one B-tile row
-      uint32_t* tile = panel + (kb * 2 + half) * kTileWords;
-      for (int p = 0; p < 16; ++p) _mm512_storeu_si512(tile + p * 16, rows[p]);
+    }
+    Transpose16x16(rows);  // rows[p] = k-pair p of all 16 activation rows: one tile row
+    uint32_t* tile = tiles + kb * kTileWords;
+    for (int p = 0; p < 16; ++p) _mm512_storeu_si512(tile + p * 16, rows[p]);
+  }
+}
+
+// Weight rows [n0, n0 + 32) -> panel[32][K] bfloat16, row-major (exact: |w| <= 127).
+void ConvertWeights(const int8_t* w, int64_t k, int64_t n0, uint16_t* panel) {
+  for (int64_t r = 0; r < kPanel; ++r) {
+    const int8_t* src = w + (n0 + r) * k;
+    uint16_t* dst = panel + r * k;
+    for (int64_t i = 0; i < k; i += kTileK) {
+      const __m512 low = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(src + i))));
+      const __m512 high = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(src + i + 16))));
+      _mm512_storeu_si512(dst + i, ToBf16(low, high));
     }
   }
 }
 
 struct Problem {
-  const uint16_t* a;  // [padded_rows, K] bfloat16
-  int64_t m_rows, padded_rows, k, n;
+  const uint32_t* xt;  // [row tiles][K/32][256]: the packed activations
+  int64_t m_rows, row_tiles, k, n;
   const int8_t* w;
   const float* scale;
   float* y;
 };
 
+// A 16×16 tile of yᵀ (rows: output columns n0 …, columns: activation rows m0 …) -> y, scaled.
+void StoreTransposed(const Problem& p, const float* block, int64_t n0, int64_t m0) {
+  __m512i rows[16];
+  for (int i = 0; i < 16; ++i) rows[i] = _mm512_load_si512(block + i * 16);
+  Transpose16x16(rows);  // rows[c] = activation row m0 + c over the 16 output columns
+  const __m512 scale = _mm512_loadu_ps(p.scale + n0);
+  for (int c = 0; c < 16 && m0 + c < p.m_rows; ++c) {
+    _mm512_storeu_ps(p.y + (m0 + c) * p.n + n0, _mm512_mul_ps(_mm512_castsi512_ps(rows[c]), scale));
+  }
+}
+
 // y[:, n0 : n0 + 32] for every activation row.
 void MultiplyPanel(const Problem& p, int64_t n0) {
-  thread_local std::vector<uint32_t> panel;
-  panel.resize(p.k / kTileK * 2 * kTileWords);
-  PackPanel(p.w, p.k, n0, panel.data());
+  thread_local std::vector<uint16_t> panel;
+  panel.resize(kPanel * p.k);
+  ConvertWeights(p.w, p.k, n0, panel.data());
   ConfigureTiles();
-  alignas(64) float block[32 * kPanel];
-  const __m512 scale_low = _mm512_loadu_ps(p.scale + n0);
-  const __m512 scale_high = _mm512_loadu_ps(p.scale + n0 + 16);
-  const int64_t a_stride = p.k * sizeof(uint16_t);
-  for (int64_t m0 = 0; m0 < p.padded_rows; m0 += 2 * kTileRows) {
-    const bool two = m0 + kTileRows < p.padded_rows;  // a second 16-row A tile
+  alignas(64) float block[4][kTileWords];
+  const int64_t w_stride = p.k * sizeof(uint16_t);
+  const uint16_t* w0 = panel.data();
+  const uint16_t* w1 = w0 + kTileRows * p.k;
+  const int64_t x_tiles = p.k / kTileK;
+  for (int64_t t = 0; t < p.row_tiles; t += 2) {
+    const bool two = t + 1 < p.row_tiles;  // a second tile of 16 activation rows
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
     _tile_zero(3);
-    const uint16_t* a0 = p.a + m0 * p.k;
-    const uint16_t* a1 = a0 + kTileRows * p.k;
-    for (int64_t kb = 0; kb < p.k / kTileK; ++kb) {
-      _tile_loadd(6, panel.data() + (kb * 2) * kTileWords, 64);
-      _tile_loadd(7, panel.data() + (kb * 2 + 1) * kTileWords, 64);
-      _tile_loadd(4, a0 + kb * kTileK, a_stride);
+    const uint32_t* x0 = p.xt + t * x_tiles * kTileWords;
+    const uint32_t* x1 = x0 + x_tiles * kTileWords;
+    for (int64_t kb = 0; kb < x_tiles; ++kb) {
+      _tile_loadd(4, w0 + kb * kTileK, w_stride);
+      _tile_loadd(5, w1 + kb * kTileK, w_stride);
+      _tile_loadd(6, x0 + kb * kTileWords, 64);
       _tile_dpbf16ps(0, 4, 6);
-      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
       if (two) {
-        _tile_loadd(5, a1 + kb * kTileK, a_stride);
-        _tile_dpbf16ps(2, 5, 6);
+        _tile_loadd(7, x1 + kb * kTileWords, 64);
+        _tile_dpbf16ps(1, 4, 7);
         _tile_dpbf16ps(3, 5, 7);
       }
     }
-    _tile_stored(0, block, kPanel * sizeof(float));
-    _tile_stored(1, block + 16, kPanel * sizeof(float));
+    _tile_stored(0, block[0], 64);
+    _tile_stored(2, block[2], 64);
+    StoreTransposed(p, block[0], n0, t * kTileRows);
+    StoreTransposed(p, block[2], n0 + kTileRows, t * kTileRows);
     if (two) {
-      _tile_stored(2, block + 16 * kPanel, kPanel * sizeof(float));
-      _tile_stored(3, block + 16 * kPanel + 16, kPanel * sizeof(float));
-    }
-    const int64_t end = std::min(m0 + 2 * kTileRows, p.m_rows);
-    for (int64_t m = m0; m < end; ++m) {
-      const float* row = block + (m - m0) * kPanel;
-      float* out = p.y + m * p.n + n0;
-      _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_load_ps(row), scale_low));
-      _mm512_storeu_ps(out + 16, _mm512_mul_ps(_mm512_load_ps(row + 16), scale_high));
+      _tile_stored(1, block[1], 64);
+      _tile_stored(3, block[3], 64);
+      StoreTransposed(p, block[1], n0, (t + 1) * kTileRows);
+      StoreTransposed(p, block[3], n0 + kTileRows, (t + 1) * kTileRows);
     }
   }
   _tile_release();
@@ -188,19 +198,17 @@ ffi::Error AmxInt8Matmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buf
   }
   Problem p;
   p.m_rows = xd[0];
-  p.padded_rows = (p.m_rows + kTileRows - 1) / kTileRows * kTileRows;
+  p.row_tiles = (p.m_rows + kTileRows - 1) / kTileRows;
   p.k = xd[1];
   p.n = wd[0];
   p.w = w.typed_data();
   p.scale = scale.typed_data();
   p.y = y->typed_data();
-  std::vector<uint16_t> a(p.padded_rows * p.k);
-  p.a = a.data();
+  std::vector<uint32_t> xt(p.row_tiles * (p.k / kTileK) * kTileWords);
+  p.xt = xt.data();
   const float* xs = x.typed_data();
-  constexpr int64_t kConvertRows = 64;
-  codegemma::ParallelFor(pool, (p.padded_rows + kConvertRows - 1) / kConvertRows, [&](int64_t unit) {
-    const int64_t begin = unit * kConvertRows;
-    ConvertRows(xs, p.k, begin, std::min(begin + kConvertRows, p.padded_rows), p.m_rows, a.data());
+  codegemma::ParallelFor(pool, p.row_tiles, [&](int64_t tile) {
+    PackActivations(xs, p.m_rows, p.k, tile * kTileRows, xt.data() + tile * (p.k / kTileK) * kTileWords);
   });
   codegemma::ParallelFor(pool, p.n / kPanel, [&](int64_t unit) { MultiplyPanel(p, unit * kPanel); });
   return ffi::Error::Success();
