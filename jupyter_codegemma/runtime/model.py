@@ -158,17 +158,27 @@ class Attention(nn.Module):
         values = lax.dynamic_slice_in_dim(cache["v"], start, view, axis=1).astype(x.dtype)
         key_positions = start + jnp.arange(view)  # [L]
 
+        # Per KV head, its G query heads at all T positions form one [T·G, H] matrix, so each of
+        # the two products is a single large matrix product per KV head (for Gemma 3 270M, one
+        # [2048, 256] x [256, L] product per layer). The same math with the heads as a separate
+        # batch axis ("BTKGH,BLKH->BKGTL") ran twice as slow on XLA's CPU backend for prompt
+        # chunks (measured: 20.5 against 9.6 ms for 512 queries over 1 024 keys), because the
+        # products were small and their operands transposed.
         groups = c.num_heads // c.num_kv_heads
-        q = q.reshape(batch, length, c.num_kv_heads, groups, c.head_dim)
-        logits = jnp.einsum("BTKGH,BLKH->BKGTL", q, keys).astype(jnp.float32)
+        q = q.reshape(batch, length, c.num_kv_heads, groups, c.head_dim).transpose(0, 2, 1, 3, 4)
+        q = q.reshape(batch, c.num_kv_heads, length * groups, c.head_dim)  # [B, K, T·G, H]
+        logits = jnp.einsum("BKMH,BLKH->BKML", q, keys).astype(jnp.float32)
+        logits = logits.reshape(batch, c.num_kv_heads, length, groups, view)  # [B, K, T, G, L]
         if c.attn_logit_softcap is not None:
             logits = jnp.tanh(logits / c.attn_logit_softcap) * c.attn_logit_softcap
         visible = key_positions[None, :] <= positions[:, None]  # [T, L]
         if local:
             visible &= key_positions[None, :] > positions[:, None] - c.sliding_window
-        logits = jnp.where(visible, logits, _MASKED)
+        logits = jnp.where(visible[:, None, :], logits, _MASKED)
         probs = jax.nn.softmax(logits, axis=-1).astype(x.dtype)
-        encoded = jnp.einsum("BKGTL,BLKH->BTKGH", probs, values)
+        probs = probs.reshape(batch, c.num_kv_heads, length * groups, view)
+        encoded = jnp.einsum("BKML,BLKH->BKMH", probs, values)  # [B, K, T·G, H]
+        encoded = encoded.reshape(batch, c.num_kv_heads, length, groups, c.head_dim).transpose(0, 2, 1, 3, 4)
         return self.output(encoded.reshape(batch, length, c.num_heads * c.head_dim)), cache
 
 

@@ -13,7 +13,7 @@
 // cost memory the int8 weights exist to save). The second operand must be in "VNNI" layout,
 // each 4-byte word a pair of consecutive k: the activations are packed like that once per
 // call (a 16×16 transpose of words per tile). Each 16×16 result tile is transposed back into
-// rows of y. Units of work are panels of 32 weight rows (output columns).
+// rows of y. Units of work are a few panels of 32 weight rows (output columns) each.
 //
 // Linux hands out AMX state only to processes that ask (arch_prctl ARCH_REQ_XCOMP_PERM);
 // without that, the first tile instruction kills the process. CodegemmaAmxRequest asks, and
@@ -40,7 +40,8 @@ namespace {
 
 constexpr int64_t kTileRows = 16;  // rows of every tile
 constexpr int64_t kTileK = 32;     // bfloat16 values along K in one A-tile row (64 bytes)
-constexpr int64_t kPanel = 32;     // output columns per unit of work: two B tiles
+constexpr int64_t kPanel = 32;     // output columns per panel: two weight tiles
+constexpr int64_t kUnitPanels = 8;  // panels per unit of work shared between threads
 constexpr int64_t kTileWords = kTileRows * 16;  // 32-bit words in one tile (1 KiB)
 
 // Tiles 0–3 accumulate a 32×32 block of yᵀ, 4–5 hold 32 weight rows, 6–7 32 activation rows.
@@ -143,12 +144,11 @@ void StoreTransposed(const Problem& p, const float* block, int64_t n0, int64_t m
   }
 }
 
-// y[:, n0 : n0 + 32] for every activation row.
+// y[:, n0 : n0 + 32] for every activation row (tiles configured by the caller).
 void MultiplyPanel(const Problem& p, int64_t n0) {
   thread_local std::vector<uint16_t> panel;
   panel.resize(kPanel * p.k);
   ConvertWeights(p.w, p.k, n0, panel.data());
-  ConfigureTiles();
   alignas(64) float block[4][kTileWords];
   const int64_t w_stride = p.k * sizeof(uint16_t);
   const uint16_t* w0 = panel.data();
@@ -185,6 +185,13 @@ void MultiplyPanel(const Problem& p, int64_t n0) {
       StoreTransposed(p, block[3], n0 + kTileRows, (t + 1) * kTileRows);
     }
   }
+}
+
+// Panels [first, first + count): one unit of work. Loading the tile configuration and
+// releasing the tiles cost about a microsecond, so they happen once per unit, not per panel.
+void MultiplyPanels(const Problem& p, int64_t first, int64_t count) {
+  ConfigureTiles();
+  for (int64_t i = first; i < first + count; ++i) MultiplyPanel(p, i * kPanel);
   _tile_release();
 }
 
@@ -210,7 +217,11 @@ ffi::Error AmxInt8Matmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buf
   codegemma::ParallelFor(pool, p.row_tiles, [&](int64_t tile) {
     PackActivations(xs, p.m_rows, p.k, tile * kTileRows, xt.data() + tile * (p.k / kTileK) * kTileWords);
   });
-  codegemma::ParallelFor(pool, p.n / kPanel, [&](int64_t unit) { MultiplyPanel(p, unit * kPanel); });
+  const int64_t panels = p.n / kPanel;
+  const int64_t units = (panels + kUnitPanels - 1) / kUnitPanels;
+  codegemma::ParallelFor(pool, units, [&](int64_t unit) {
+    MultiplyPanels(p, unit * kUnitPanels, std::min(kUnitPanels, panels - unit * kUnitPanels));
+  });
   return ffi::Error::Success();
 }
 
