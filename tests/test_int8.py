@@ -26,12 +26,11 @@ def test_rows_are_quantized_symmetrically_with_one_scale_each():
 
 @pytest.mark.parametrize("rows,n,k", [(1, 1536, 640), (8, 640, 2048), (3, 1001, 128), (1, 7, 64),
                                      # prompt chunks (AMX where it runs), a ragged last tile of
-                                     # rows, and a shape AMX does not take (N % 32 != 0)
+                                     # rows, and a shape AMX does not take (N % 16 != 0)
                                      (16, 1536, 640), (40, 640, 2048), (133, 4096, 640), (20, 1001, 128)])
 def test_int8_matmul_equals_the_dequantized_product(rows, n, k):
     """Native or not, the product is the float product of the dequantized weights, up to the
-    kernels' rounding of the activations (VNNI: to int8 blocks, a relative 1/127 per block;
-    AMX: to bfloat16, a relative 2^-9)."""
+    kernels' rounding of the activations to int8 blocks (a relative 1/127 per block)."""
     kernels.enable_native()
     rng = np.random.RandomState(1)
     q, scale = kernels.quantize_rows(rng.randn(n, k).astype(np.float32))
@@ -58,16 +57,19 @@ def _cpu_flags() -> set[str]:
 
 def test_amx_kernel_runs_where_the_cpu_has_it():
     """On a CPU with AMX the process asks Linux for the tiles and multiplies prompt chunks with
-    them: exactly, for values bfloat16 represents (integers, powers of two)."""
-    if not kernels.enable_native() or not {"amx_tile", "amx_bf16"} <= _cpu_flags():
+    them, rounding the activations as the VNNI kernel does: a chunk of rows gives what the rows
+    give one at a time (decoding), up to float summation order."""
+    if not kernels.enable_native() or not {"amx_tile", "amx_int8"} <= _cpu_flags():
         pytest.skip("no native kernels or no AMX on this CPU")
     assert kernels.amx_enabled()
     rng = np.random.RandomState(4)
-    w = rng.randint(-127, 128, size=(64, 96)).astype(np.int8)
-    x = rng.randint(-8, 9, size=(kernels.AMX_MIN_ROWS + 3, 96)).astype(np.float32)
-    scale = np.full(64, 0.5, np.float32)
-    y = np.asarray(jax.jit(kernels.int8_matmul)(jnp.asarray(x), jnp.asarray(w), jnp.asarray(scale)))
-    np.testing.assert_array_equal(y, (x @ w.T.astype(np.float32)) * 0.5)
+    q, scale = kernels.quantize_rows(rng.randn(1536, 640).astype(np.float32))
+    x = rng.randn(kernels.AMX_MIN_ROWS + 21, 640).astype(np.float32)  # a ragged last tile
+    matmul = jax.jit(kernels.int8_matmul)
+    chunk = np.asarray(matmul(jnp.asarray(x), jnp.asarray(q), jnp.asarray(scale)))
+    one_by_one = np.concatenate([np.asarray(matmul(jnp.asarray(row[None]), jnp.asarray(q), jnp.asarray(scale)))
+                                 for row in x])
+    np.testing.assert_allclose(chunk, one_by_one, rtol=0, atol=1e-5 * np.abs(one_by_one).max())
 
 
 def test_quantized_tree_keeps_norms_in_float32():

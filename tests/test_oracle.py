@@ -8,10 +8,10 @@ and stays below 1.0. So each step is compared where the reference's margin excee
 noise (NOISE); below it, either token is a correct answer of a correct implementation.
 
 The default engine on a CPU with AVX-512 VNNI runs int8 weights (one scale per row, requantized
-from the file's 4-bit blocks), which adds its own noise to the margins: measured on these
-prompts, |our margin - reference margin| averages 0.28 and peaks at 1.12 (float32: 0.22 and
-0.96). The argmax must still agree at every confident step; the margins are held to
-INT8_MARGIN_NOISE instead of NOISE.
+from the file's 4- to 8-bit blocks) and rounds the activations to int8 blocks as llama.cpp
+does, which adds its own noise to the margins: measured on these prompts, |our margin -
+reference margin| averages 0.28 and peaks at 2.02, once (float32: 0.22 and 0.96). The argmax
+must still agree at every confident step; the margins are held to INT8_MARGIN_NOISE instead.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from conftest import oracle_records
 GREEDY = oracle_records("greedy")
 TOKENIZE = oracle_records("tokenize")
 NOISE = 1.0  # logits: above this reference margin, float32 and llama.cpp must agree
-INT8_MARGIN_NOISE = 1.25  # how far int8 weights may move a margin (measured peak 1.12)
+INT8_MARGIN_NOISE = 2.25  # how far int8 weights and activations may move a margin (measured peak 2.02)
 
 
 def _steps_to_compare(record: dict, tolerance: float) -> int:

@@ -18,18 +18,18 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <vector>
 
 #include "parallel_for.h"
+#include "quantize_block.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 
 namespace {
 
-constexpr int64_t kBlock = 64;     // activation block: one VPDPBUSD
+constexpr int64_t kBlock = codegemma::kQuantBlock;  // activation block: one VPDPBUSD
 constexpr int64_t kRows = 4;       // weight rows per inner step (4 accumulators)
 constexpr int64_t kChunkRows = 256;  // rows per unit of work shared between threads
 
@@ -45,18 +45,10 @@ Quantized QuantizeRows(const float* x, int64_t m_rows, int64_t k) {
                 std::vector<float>(m_rows, 0.0f)};
   for (int64_t m = 0; m < m_rows; ++m) {
     for (int64_t b = 0; b < blocks; ++b) {
-      const float* xb = x + m * k + b * kBlock;
-      float amax = 0.0f;
-      for (int64_t i = 0; i < kBlock; ++i) amax = std::max(amax, std::fabs(xb[i]));
-      const float s = amax / 127.0f;
-      const float inv = s > 0.0f ? 1.0f / s : 0.0f;
-      int32_t sum = 0;
       int8_t* qb = out.q.data() + m * k + b * kBlock;
-      for (int64_t i = 0; i < kBlock; ++i) {
-        const int32_t v = static_cast<int32_t>(std::nearbyint(xb[i] * inv));
-        qb[i] = static_cast<int8_t>(std::clamp(v, -127, 127));
-        sum += qb[i];
-      }
+      const float s = codegemma::QuantizeBlock(x + m * k + b * kBlock, qb);
+      int32_t sum = 0;
+      for (int64_t i = 0; i < kBlock; ++i) sum += qb[i];
       out.scale[m * blocks + b] = s;
       out.offset[m] += 128.0f * s * static_cast<float>(sum);
     }
