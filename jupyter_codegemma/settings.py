@@ -23,8 +23,8 @@ class CodeGemma(Configurable):
 
     model = Unicode("", help="A model file (GGUF); empty for the default model (Gemma 3 270M).").tag(config=True)
     dtype = Enum(("auto", "float32", "bfloat16", "int8"), "auto",
-                 help="Weight dtype. auto: int8 decode weights with a native kernel on CPUs with AVX-512 VNNI "
-                 "(float32 elsewhere on CPU), bfloat16 on GPU/TPU.").tag(config=True)
+                 help="Weight dtype. auto: int8 weights with native kernels on CPUs with AVX-512 VNNI "
+                 "(prompts on AMX where the CPU has it), float32 elsewhere on CPU, bfloat16 on GPU/TPU.").tag(config=True)
     context_len = Int(4096, min=64, help="KV cache length: the longest prompt plus output, in tokens.").tag(config=True)
     max_new_tokens = Int(256, min=1, help="The most tokens %%codegemma writes.").tag(config=True)
     temperature = Float(0.0, min=0.0, help="%%codegemma sampling temperature; 0 is greedy.").tag(config=True)

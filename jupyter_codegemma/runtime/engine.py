@@ -33,8 +33,9 @@ class EngineOptions:
     """How to load and run a model (not what to generate)."""
 
     # Decode weights. "auto": bfloat16 on TPU and GPU; on CPU int8 (weight-only, one scale per
-    # row, multiplied by runtime/kernels' AVX-512 VNNI kernel) where that kernel builds, else
-    # float32 (XLA's CPU matrix-vector products are several times slower in bfloat16 or int8).
+    # row, multiplied by runtime/kernels' AVX-512 VNNI kernel, and by its AMX kernel for several
+    # rows at once) where the kernels build, else float32 (XLA's CPU matrix-vector products are
+    # several times slower in bfloat16 or int8).
     dtype: str = "auto"
     # Prefill weights when `dtype` is int8. "auto" on CPU: the int8 weights where AMX multiplies
     # them, else float32 (measured in bench/latency.py); elsewhere the decode dtype. A float
@@ -47,7 +48,7 @@ class EngineOptions:
     # None: every device present (one device: no mesh); 1: no sharding; N: the first N devices.
     devices: int | None = None
     # Greedy decoding checks prompt-lookup guesses several at a time (runtime/speculative.py):
-    # the same ids (up to near-ties with the int8 kernel, which rounds activations); faster
+    # the same ids (up to float summation order: both int8 kernels round activations alike); faster
     # where the text repeats itself, which code in a notebook does: on the typing session of
     # bench/latency.py it cut the time after the first token by ~15 %, so it is on by default.
     speculative: bool = True
@@ -292,7 +293,7 @@ class Engine:
 
         if not kernels.native_enabled():
             return "xla"
-        return "avx512-vnni + amx-bf16 (prompts)" if kernels.amx_enabled() else "avx512-vnni"
+        return "avx512-vnni + amx-int8" if kernels.amx_enabled() else "avx512-vnni"
 
     def info(self) -> dict:
         return {

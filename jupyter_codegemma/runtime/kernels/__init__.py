@@ -3,8 +3,8 @@
 `int8_matmul(x, w, scale)` multiplies activations by int8 weights with one scale per output
 row. XLA's CPU matrix-vector products on int8 (or bfloat16) operands run at a few GB/s, so
 on an x86 CPU with AVX-512 VNNI it calls `int8_matmul.cc` through the XLA FFI instead, and
-for several rows at once (prompt chunks, draft checks: at least `AMX_MIN_ROWS` rows) `amx_matmul.cc` where the CPU has AMX and
-Linux grants it to the process. The sources are compiled with g++ on first use into the cache
+for several rows at once (prompt chunks, draft checks: at least `AMX_MIN_ROWS` rows)
+`amx_matmul.cc`, where the CPU has AMX and Linux grants it to the process. The sources are compiled with g++ on first use into the cache
 directory (a few seconds, once per jaxlib version) and loaded from there afterwards. Anywhere
 else — no g++, another CPU, a GPU or TPU — the same function is a plain einsum on the
 dequantized weights.
