@@ -130,3 +130,11 @@ def test_short_chunks_use_the_decode_weights_and_long_ones_the_prefill_weights()
     list(sampler.generate(prompt, max_new_tokens=4))
     longer = prompt + [5, 6, 7]
     assert list(sampler.generate(longer, max_new_tokens=8)) == list(make().generate(longer, max_new_tokens=8))
+
+
+def test_every_kernel_source_counts_in_the_build_key():
+    """A changed header must rebuild the library (and re-export saved programs, programs.py):
+    both key on kernels._SOURCES and _HEADERS, which must list every C++ file there is."""
+    folder = kernels._SOURCES[0].parent
+    on_disk = {p.name for p in folder.iterdir() if p.suffix in (".cc", ".h")}
+    assert on_disk == {p.name for p in (*kernels._SOURCES, *kernels._HEADERS)}

@@ -30,8 +30,7 @@ SUFFIX = ".jaxexport"
 # Every step takes (model, params, tokens, cache, ...) and donates the cache: once the static
 # model is bound, the cache is dynamic argument 2.
 _CACHE_ARG = 2
-_SOURCES = ("model.py", "sampler.py", "programs.py", "kernels/__init__.py", "kernels/int8_matmul.cc",
-            "kernels/amx_matmul.cc", "kernels/parallel_for.h")
+_SOURCES = ("model.py", "sampler.py", "programs.py", "kernels/__init__.py")  # and the kernels' own sources
 
 
 def _runtime_fingerprint() -> bytes:
@@ -39,8 +38,8 @@ def _runtime_fingerprint() -> bytes:
 
     here = Path(__file__).parent
     digest = hashlib.sha256(f"{jax.__version__} {jaxlib.__version__} {jax.default_backend()}".encode())
-    for name in _SOURCES:
-        digest.update((here / name).read_bytes())
+    for path in (*(here / name for name in _SOURCES), *kernels._SOURCES, *kernels._HEADERS):
+        digest.update(path.read_bytes())
     # Which kernels a program calls is decided while tracing (kernels.int8_matmul).
     digest.update(f"native={kernels.native_enabled()} amx={kernels.amx_enabled()}".encode())
     return digest.digest()

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 _HERE = Path(__file__).parent
 _SOURCES = (_HERE / "int8_matmul.cc", _HERE / "amx_matmul.cc")
-_HEADERS = (_HERE / "parallel_for.h",)
+_HEADERS = (_HERE / "parallel_for.h", _HERE / "quantize_block.h")
 _TARGET = "codegemma_int8_matmul"
 _AMX_TARGET = "codegemma_amx_int8_matmul"
 FFI_TARGETS = (_TARGET, _AMX_TARGET)  # what a traced program may call (programs.py exports them)
