@@ -49,7 +49,7 @@ def test_native_kernel_is_used_where_it_can_run():
     """Where the CPU has AVX-512 VNNI and g++ is installed the kernels must build and load (a
     compile error would otherwise only show as slower int8); elsewhere the reason is given."""
     enabled = kernels.enable_native()
-    can_run = ({"avx512f", "avx512bw", "avx512vl", "avx512_vnni"} <= _cpu_flags() and shutil.which("g++")
+    can_run = (set(kernels._CPU_FLAGS) <= _cpu_flags() and shutil.which("g++")
                and os.environ.get("CODEGEMMA_NATIVE_KERNELS", "1") != "0")
     if can_run:
         assert enabled, kernels.native_unavailable_reason()

@@ -286,14 +286,10 @@ class Engine:
                    for p in ("<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>"))
 
     def _kernels(self) -> str:
-        """Which native CPU kernels multiply the int8 weights ("xla" when none do)."""
-        if self.dtype != "int8":
-            return "xla"
+        """Which native CPU kernels multiply the weights ("xla" when none do)."""
         from . import kernels
 
-        if not kernels.native_enabled():
-            return "xla"
-        return "avx512-vnni + amx-int8" if kernels.amx_enabled() else "avx512-vnni"
+        return kernels.describe() if self.dtype == "int8" else "xla"
 
     def info(self) -> dict:
         return {

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 _HERE = Path(__file__).parent
 _SOURCES = (_HERE / "int8_matmul.cc", _HERE / "amx_matmul.cc")
-_HEADERS = (_HERE / "parallel_for.h", _HERE / "quantize_block.h")
+_HEADERS = (_HERE / "parallel_for.h", _HERE / "quantize_block.h", _HERE / "int8_matmul_signature.h")
 _TARGET = "codegemma_int8_matmul"
 _AMX_TARGET = "codegemma_amx_int8_matmul"
 FFI_TARGETS = (_TARGET, _AMX_TARGET)  # what a traced program may call (programs.py exports them)
@@ -126,6 +126,13 @@ def native_enabled() -> bool:
 def amx_enabled() -> bool:
     """Whether prompt chunks multiply with AMX tiles (see enable_native)."""
     return bool(_state.get("amx"))
+
+
+def describe() -> str:
+    """Which native kernels multiply int8 weights in this process ("xla": none, the fallback)."""
+    if not native_enabled():
+        return "xla"
+    return "avx512-vnni + amx-int8" if amx_enabled() else "avx512-vnni"
 
 
 def native_unavailable_reason() -> str:

@@ -30,6 +30,7 @@
 
 #include "parallel_for.h"
 #include "quantize_block.h"
+#include "int8_matmul_signature.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -226,10 +227,4 @@ extern "C" int CodegemmaAmxRequest() {
 
 #pragma GCC pop_options
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(CodegemmaAmxInt8Matmul, AmxInt8Matmul,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::S8>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CodegemmaAmxInt8Matmul, AmxInt8Matmul, codegemma::Int8MatmulSignature());

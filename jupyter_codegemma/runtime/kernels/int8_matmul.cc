@@ -12,8 +12,9 @@
 // VPDPBUSD wants one unsigned operand: W xor 0x80 is W + 128 read as unsigned, and the extra
 // 128 · Σ_k q[m, k] · sx[m, b(k)] is the same for every row n, so it is subtracted once.
 //
-// Weight rows are split, in chunks, over XLA's intra-op thread pool (parallel_for.h). Decoding
-// and short chunks come here; amx_matmul.cc multiplies longer prompt chunks.
+// Weight rows are split, in chunks, over XLA's intra-op thread pool (parallel_for.h). Single
+// rows (decoding) come here, and everything on CPUs without AMX; amx_matmul.cc multiplies
+// several rows at once where it can.
 
 #include <immintrin.h>
 
@@ -23,6 +24,7 @@
 
 #include "parallel_for.h"
 #include "quantize_block.h"
+#include "int8_matmul_signature.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -121,10 +123,4 @@ ffi::Error Int8Matmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(CodegemmaInt8Matmul, Int8Matmul,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::S8>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CodegemmaInt8Matmul, Int8Matmul, codegemma::Int8MatmulSignature());
