@@ -17,7 +17,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --upgrade pip
 
 # The JupyterLab extension's sources: the install builds it (jlpm, through the package's build hook).
-LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/schema/*.json labextension/style/*) \
+LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/src/*/*.ts labextension/schema/*.json labextension/style/*) \
                   labextension/package.json labextension/yarn.lock
 
 # Reinstall when the package's requirements or the extension's sources change. pip's cache makes this

@@ -16,7 +16,7 @@ from collections import Counter
 
 from jupyter_codegemma.exercises import builtin_exercises
 from jupyter_codegemma.exercises.hints import engine_sampler, model_fix, normalise
-from jupyter_codegemma.runtime import Engine
+from jupyter_codegemma.backends.local import Engine
 
 
 def main() -> None:

@@ -94,7 +94,7 @@ class Ours:
     name = "ours"
 
     def __init__(self, args):
-        from jupyter_codegemma.runtime import Engine, EngineOptions
+        from jupyter_codegemma.backends.local import Engine, EngineOptions
 
         speculative = {"on": True, "off": False}.get(args.speculative)
         options = EngineOptions(dtype=args.dtype, **({} if speculative is None else {"speculative": speculative}))
@@ -134,7 +134,7 @@ class LlamaCpp:
     def __init__(self, args):
         from llama_cpp import Llama
 
-        from jupyter_codegemma.runtime import default_model
+        from jupyter_codegemma.backends.local import default_model
 
         path = str(default_model.default_model_path())
         self.llm = Llama(model_path=path, n_ctx=4096, n_batch=512, n_threads=THREADS, n_threads_batch=THREADS,
@@ -160,7 +160,7 @@ class LlamaCpp:
         return out
 
     def complete_line(self, prefix: str) -> dict:
-        from jupyter_codegemma.runtime import fim
+        from jupyter_codegemma.backends import fim
 
         ids = self.tokenize(prefix)
         before = list(self.llm._input_ids)

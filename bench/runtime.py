@@ -37,7 +37,7 @@ def _prompt_ids(engine, n: int) -> list[int]:
 def child(args) -> dict:
     """One process: load, warm up, measure. Prints a JSON object."""
     started = time.perf_counter()
-    from jupyter_codegemma.runtime import Engine, EngineOptions
+    from jupyter_codegemma.backends.local import Engine, EngineOptions
 
     import_s = time.perf_counter() - started
     options = EngineOptions(dtype=args.dtype, cache_len=4096, cache_dir=args.cache_dir)
@@ -97,7 +97,7 @@ def run_child(args, cache_dir: str) -> dict:
 
 
 ROWS = [
-    ("import_s", "import jupyter_codegemma.runtime", "s", 2),
+    ("import_s", "import jupyter_codegemma.backends.local", "s", 2),
     ("load_s", "load weights", "s", 2),
     ("compile_s", "compile (first short completion)", "s", 2),
     ("warm_start_s", "load + compile", "s", 2),

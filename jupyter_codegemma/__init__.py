@@ -16,12 +16,12 @@ def _jupyter_labextension_paths() -> list[dict]:
 
 
 def load_ipython_extension(ip) -> None:
-    from .extension import load
+    from .kernel.extension import load
 
     load(ip)
 
 
 def unload_ipython_extension(ip) -> None:
-    from .extension import unload
+    from .kernel.extension import unload
 
     unload(ip)

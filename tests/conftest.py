@@ -13,8 +13,8 @@ DATA = Path(__file__).parent / "data"
 
 def pytest_configure(config):
     """Keep compiled programs on disk between runs, as the engine does (see EngineOptions)."""
-    from jupyter_codegemma.runtime.checkpoints import default_cache_dir
-    from jupyter_codegemma.runtime.process import configure_compilation_cache
+    from jupyter_codegemma.backends.local.checkpoints import default_cache_dir
+    from jupyter_codegemma.backends.local.process import configure_compilation_cache
 
     configure_compilation_cache(default_cache_dir() / "xla")
     # A shell set up for a shared server (docs/deployment.md) would turn every test kernel into a thin
@@ -31,7 +31,7 @@ def oracle_records(kind: str) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def engine():
-    from jupyter_codegemma.runtime import Engine
+    from jupyter_codegemma.backends.local import Engine
 
     return Engine.load()
 
@@ -39,7 +39,7 @@ def engine():
 @pytest.fixture(scope="module")
 def ks():
     """A real kernel (jupyter_client) with the extension loaded, shared by a test module."""
-    from jupyter_codegemma.kernel_client import KernelSession
+    from jupyter_codegemma.cli.kernel_client import KernelSession
 
     with KernelSession() as session:
         reply, _ = session.execute("%load_ext jupyter_codegemma")
@@ -51,7 +51,7 @@ def ks():
 def ks_in_folder(tmp_path_factory):
     """Like `ks`, with the kernel working in a fresh folder (`session.folder`): the exercise widgets write
     their results file beside the notebook, i.e. in the kernel's working directory."""
-    from jupyter_codegemma.kernel_client import KernelSession
+    from jupyter_codegemma.cli.kernel_client import KernelSession
 
     folder = tmp_path_factory.mktemp("notebook")
     with KernelSession() as session:

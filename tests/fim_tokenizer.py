@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import string
 
-from jupyter_codegemma.runtime.tokenizer import Tokenizer
+from jupyter_codegemma.backends.local.tokenizer import Tokenizer
 
 NORMAL, CONTROL, UNKNOWN, BYTE = 1, 3, 2, 6
 VOCAB_SIZE = 512

@@ -25,8 +25,8 @@ from typing import Any
 import gguf
 import numpy as np
 
-from jupyter_codegemma.runtime import config as configs
-from jupyter_codegemma.runtime.config import GemmaConfig
+from jupyter_codegemma.backends.local import config as configs
+from jupyter_codegemma.backends.local.config import GemmaConfig
 
 SPACE = "\u2581"  # SentencePiece's "▁"
 

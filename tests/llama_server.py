@@ -32,7 +32,7 @@ def free_port() -> int:
 
 
 def default_gguf() -> str:
-    from jupyter_codegemma.runtime.default_model import default_model_path
+    from jupyter_codegemma.backends.local.default_model import default_model_path
 
     return str(default_model_path())
 

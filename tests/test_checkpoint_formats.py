@@ -26,14 +26,14 @@ import torch  # the reference implementation (test extra: torch==2.13.0, transfo
 import transformers
 from gguf_writer import BOS_ID, EOS_ID, PAD_ID, TINY_CONFIGS, TINY_IDS, UNK_ID, tiny_vocab, write_gguf
 
-from jupyter_codegemma.runtime import config as configs
-from jupyter_codegemma.runtime.checkpoints import WeightsCache, detect_format, directory_key, load_checkpoint
-from jupyter_codegemma.runtime.checkpoints.safetensors import SafetensorsFile
-from jupyter_codegemma.runtime.config import GemmaConfig
-from jupyter_codegemma.runtime.errors import CheckpointError
-from jupyter_codegemma.runtime.model import Transformer, init_params
-from jupyter_codegemma.runtime.sampler import Sampler
-from jupyter_codegemma.runtime.tokenizer import Tokenizer
+from jupyter_codegemma.backends.local import config as configs
+from jupyter_codegemma.backends.local.checkpoints import WeightsCache, detect_format, directory_key, load_checkpoint
+from jupyter_codegemma.backends.local.checkpoints.safetensors import SafetensorsFile
+from jupyter_codegemma.backends.local.config import GemmaConfig
+from jupyter_codegemma.backends.errors import CheckpointError
+from jupyter_codegemma.backends.local.model import Transformer, init_params
+from jupyter_codegemma.backends.local.sampler import Sampler
+from jupyter_codegemma.backends.local.tokenizer import Tokenizer
 
 
 CONFIGS, IDS = TINY_CONFIGS, TINY_IDS
@@ -366,8 +366,8 @@ def test_hub_style_configs(tmp_path):
     """Configs as the Hub has them (older transformers): rope_theta / rope_local_base_freq /
     rope_scaling / sliding_window_pattern instead of rope_parameters and layer_types, and a
     multimodal Gemma 3 config whose text model sits under text_config."""
-    from jupyter_codegemma.runtime.checkpoints.safetensors import read_hf_config
-    from jupyter_codegemma.runtime.config import AttentionKind
+    from jupyter_codegemma.backends.local.checkpoints.safetensors import read_hf_config
+    from jupyter_codegemma.backends.local.config import AttentionKind
 
     codegemma_2b = {"model_type": "gemma", "vocab_size": 256000, "hidden_size": 2048, "intermediate_size": 16384,
                     "num_hidden_layers": 18, "num_attention_heads": 8, "num_key_value_heads": 1, "head_dim": 256,
@@ -394,7 +394,7 @@ def test_hub_style_configs(tmp_path):
 
 
 def test_engine_loads_a_directory(hf_mqa, tmp_path):
-    from jupyter_codegemma.runtime.engine import Engine, EngineOptions
+    from jupyter_codegemma.backends.local.engine import Engine, EngineOptions
 
     engine = Engine.load(hf_mqa, EngineOptions(cache_dir=str(tmp_path / "cache"), cache_len=64,
                                                compilation_cache=False))

@@ -50,7 +50,7 @@ def test_the_model_names_the_labextensions_view():
     assert editor._model_module == editor._view_module == package["name"]
     assert editor._model_module_version == f"^{package['version']}" == f"^{__version__}"
     # The names the view registers with ipywidgets (codeEditorWidget.ts) are the ones the model asks for.
-    source = (ROOT / "labextension" / "src" / "codeEditorWidget.ts").read_text()
+    source = (ROOT / "labextension" / "src" / "exercises" / "codeEditorWidget.ts").read_text()
     assert f"_model_name: '{editor._model_name}'" in source and f"_view_name: '{editor._view_name}'" in source
     assert f"{editor._view_name}: Bound" in source
 
@@ -113,7 +113,7 @@ def test_the_textarea_is_used_where_the_labextension_is_absent_or_when_asked(mon
     from jupyter_codegemma.exercises import builtin_exercises
     from jupyter_codegemma.exercises.editor import CodeEditor, labextension_installed
     from jupyter_codegemma.exercises.widget import ExerciseWidget
-    from jupyter_codegemma.settings import CodeGemma
+    from jupyter_codegemma.kernel.settings import CodeGemma
 
     exercises = builtin_exercises()[:2]
     monkeypatch.setattr(jupyter_core.paths, "jupyter_path", lambda *parts: [str(tmp_path / "none")])

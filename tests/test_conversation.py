@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from jupyter_codegemma import context_limits as limits
-from jupyter_codegemma import conversation as cv
+from jupyter_codegemma.kernel.conversation import limits
+from jupyter_codegemma.kernel.conversation import prompts as cv
 from conftest import next_input_payloads, stream_text
 
 
@@ -269,8 +269,8 @@ def test_prompts_for_base_and_instruction_models():
 @pytest.mark.slow
 def test_instruction_model_prompts_use_the_chat_template(engine):
     """The instruction-model path, with the default model's tokenizer (it has the turn pieces)."""
-    from jupyter_codegemma.conversation_commands import Conversation
-    from jupyter_codegemma.runtime.chat import Turn
+    from jupyter_codegemma.kernel.conversation.commands import Conversation
+    from jupyter_codegemma.backends.chat import Turn
 
     talk = Conversation.__new__(Conversation)
     talk.history = cv.ChatHistory()

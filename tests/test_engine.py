@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from jupyter_codegemma.runtime import CheckpointError, Engine, EngineOptions, PromptError, SamplingParams
+from jupyter_codegemma.backends.local import CheckpointError, Engine, EngineOptions, PromptError, SamplingParams
 
 PROMPT = "def add(a, b):\n"
 

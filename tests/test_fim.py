@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from fim_tokenizer import codegemma_like_tokenizer
-from jupyter_codegemma.runtime import config as configs
-from jupyter_codegemma.runtime import fim
-from jupyter_codegemma.runtime.chat import Turn, chat_prompt
-from jupyter_codegemma.runtime.checkpoints import Checkpoint
-from jupyter_codegemma.runtime.engine import Engine, EngineOptions
-from jupyter_codegemma.runtime.errors import PromptError
-from jupyter_codegemma.runtime.model import init_params
+from jupyter_codegemma.backends.local import config as configs
+from jupyter_codegemma.backends import fim
+from jupyter_codegemma.backends.chat import Turn, chat_prompt
+from jupyter_codegemma.backends.local.checkpoints import Checkpoint
+from jupyter_codegemma.backends.local.engine import Engine, EngineOptions
+from jupyter_codegemma.backends.errors import PromptError
+from jupyter_codegemma.backends.local.model import init_params
 
 PREFIX, SUFFIX = "def f(x):\n    return ", "\n\nprint(f(2))\n"
 BOS, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FILE_SEP = 2, 67, 68, 69, 70

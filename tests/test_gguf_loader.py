@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from gguf_writer import BOS_ID, EOS_ID, TINY_CONFIGS, TINY_IDS, UNK_ID, gguf_tensors, write_gguf
 
-import jupyter_codegemma.runtime.checkpoints as checkpoints
-from jupyter_codegemma.runtime import config as configs
-from jupyter_codegemma.runtime.checkpoints import WeightsCache, detect_format, load_checkpoint
-from jupyter_codegemma.runtime.checkpoints.gguf import SUPPORTED_ARCHITECTURES, load_gguf
-from jupyter_codegemma.runtime.config import GemmaConfig
-from jupyter_codegemma.runtime.errors import CheckpointError
-from jupyter_codegemma.runtime.model import Transformer, init_params
-from jupyter_codegemma.runtime.sampler import Sampler
+import jupyter_codegemma.backends.local.checkpoints as checkpoints
+from jupyter_codegemma.backends.local import config as configs
+from jupyter_codegemma.backends.local.checkpoints import WeightsCache, detect_format, load_checkpoint
+from jupyter_codegemma.backends.local.checkpoints.gguf import SUPPORTED_ARCHITECTURES, load_gguf
+from jupyter_codegemma.backends.local.config import GemmaConfig
+from jupyter_codegemma.backends.errors import CheckpointError
+from jupyter_codegemma.backends.local.model import Transformer, init_params
+from jupyter_codegemma.backends.local.sampler import Sampler
 
 CONFIGS, IDS = TINY_CONFIGS, TINY_IDS
 CACHE_LEN = 16

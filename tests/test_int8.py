@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jupyter_codegemma.runtime import config as configs
-from jupyter_codegemma.runtime import kernels, quantize
-from jupyter_codegemma.runtime.model import Transformer, init_params
-from jupyter_codegemma.runtime.sampler import Sampler
+from jupyter_codegemma.backends.local import config as configs
+from jupyter_codegemma.backends.local import native as kernels, quantize
+from jupyter_codegemma.backends.local.model import Transformer, init_params
+from jupyter_codegemma.backends.local.sampler import Sampler
 
 
 def test_rows_are_quantized_symmetrically_with_one_scale_each():

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from jupyter_codegemma import protocol
-from jupyter_codegemma.kernel_client import KernelSession
+from jupyter_codegemma.cli.kernel_client import KernelSession
 from protocol_golden import cases
 
 pytestmark = pytest.mark.slow

@@ -52,7 +52,7 @@ def test_install_user_then_listed_and_a_kernel_answers_status(jupyter_env, tmp_p
 
     from jupyter_client.kernelspec import KernelSpecManager
 
-    from jupyter_codegemma.kernel_client import KernelSession
+    from jupyter_codegemma.cli.kernel_client import KernelSession
 
     ksm = KernelSpecManager(kernel_dirs=[str(tmp_path / "data" / "kernels")])
     with KernelSession("codegemma-test", kernel_spec_manager=ksm) as ks:  # no %load_ext anywhere

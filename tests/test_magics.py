@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from jupyter_codegemma import prompting
+from jupyter_codegemma.kernel import prompts as prompting
 from conftest import next_input_payloads, stream_text
 
 

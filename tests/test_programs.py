@@ -7,11 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jupyter_codegemma.runtime import config as configs
-from jupyter_codegemma.runtime import quantize
-from jupyter_codegemma.runtime.model import Transformer, init_params
-from jupyter_codegemma.runtime.programs import SUFFIX, Programs
-from jupyter_codegemma.runtime.sampler import Sampler
+from jupyter_codegemma.backends.local import config as configs
+from jupyter_codegemma.backends.local import quantize
+from jupyter_codegemma.backends.local.model import Transformer, init_params
+from jupyter_codegemma.backends.local.programs import SUFFIX, Programs
+from jupyter_codegemma.backends.local.sampler import Sampler
 
 CONFIG = configs.tiny_gemma3()
 PARAMS = init_params(CONFIG, seed=5)

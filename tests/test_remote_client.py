@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from jupyter_codegemma.runtime.errors import PromptError
-from jupyter_codegemma.runtime.http_sse import Endpoint, ServerError, ServerUnavailable, stream_events
-from jupyter_codegemma.runtime.remote import RemoteEngine, RemoteOptions, model_has_fim
+from jupyter_codegemma.backends.errors import PromptError
+from jupyter_codegemma.backends.remote.transport import Endpoint, ServerError, ServerUnavailable, stream_events
+from jupyter_codegemma.backends.remote.client import RemoteEngine, RemoteOptions, model_has_fim
 
 
 class FakeServer:

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import next_input_payloads, stream_text
 from jupyter_codegemma import protocol
-from jupyter_codegemma.kernel_client import KernelSession
+from jupyter_codegemma.cli.kernel_client import KernelSession
 from llama_server import LlamaServer
 
 pytestmark = pytest.mark.slow
@@ -64,7 +64,7 @@ def test_completion_through_the_comm(ks, server):
     # A thin client: the kernel's engine is the remote backend, and no local model was ever made.
     reply, outputs = ks.execute(
         "import gc, psutil\n"
-        "from jupyter_codegemma import extension\n"
+        "from jupyter_codegemma.kernel import extension\n"
         "print(type(extension._loaded['service'].engine).__name__,"
         " any(type(o).__name__ == 'Engine' for o in gc.get_objects()),"
         " psutil.Process().memory_info().rss // 2**20)")
@@ -155,8 +155,8 @@ def test_server_stopped_mid_stream_then_back(tmp_path):
 
 
 def test_server_tokenizer_and_chat_prompt_round_trip(server, monkeypatch):
-    from jupyter_codegemma.runtime.chat import Turn, chat_prompt
-    from jupyter_codegemma.runtime.remote import RemoteEngine, RemoteOptions
+    from jupyter_codegemma.backends.chat import Turn, chat_prompt
+    from jupyter_codegemma.backends.remote.client import RemoteEngine, RemoteOptions
 
     monkeypatch.setenv("CODEGEMMA_API_KEY", server.api_key)
     engine = RemoteEngine.load(RemoteOptions(url=server.url))
@@ -187,7 +187,7 @@ def test_explain_and_debug_last_prompt(ks):
 def test_same_suggestion_as_the_local_engine(server, engine, monkeypatch, prefix, suffix, mode):
     """The same interface, the same shaping, the same model: greedy suggestions agree (llama.cpp and our
     runtime break near-ties differently, so these prompts have clear answers)."""
-    from jupyter_codegemma.runtime.remote import RemoteEngine, RemoteOptions
+    from jupyter_codegemma.backends.remote.client import RemoteEngine, RemoteOptions
 
     monkeypatch.setenv("CODEGEMMA_API_KEY", server.api_key)
     remote = RemoteEngine.load(RemoteOptions(url=server.url))

@@ -14,19 +14,19 @@ import textwrap
 
 import pytest
 
-from jupyter_codegemma.runtime.engine import EngineOptions, resolve_dtype
-from jupyter_codegemma.runtime.errors import SettingsError
+from jupyter_codegemma.backends.local.engine import EngineOptions, resolve_dtype
+from jupyter_codegemma.backends.errors import SettingsError
 
 CHILD = textwrap.dedent(r"""
     import json, sys
     import jax, numpy as np
     from gguf_writer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, tiny_vocab
-    from jupyter_codegemma.runtime import config as configs, sharding
-    from jupyter_codegemma.runtime.checkpoints import Checkpoint
-    from jupyter_codegemma.runtime.engine import Engine, EngineOptions
-    from jupyter_codegemma.runtime.model import init_params
-    from jupyter_codegemma.runtime.sampler import SamplingParams
-    from jupyter_codegemma.runtime.tokenizer import Tokenizer
+    from jupyter_codegemma.backends.local import config as configs, sharding
+    from jupyter_codegemma.backends.local.checkpoints import Checkpoint
+    from jupyter_codegemma.backends.local.engine import Engine, EngineOptions
+    from jupyter_codegemma.backends.local.model import init_params
+    from jupyter_codegemma.backends.local.sampler import SamplingParams
+    from jupyter_codegemma.backends.local.tokenizer import Tokenizer
 
     IDS = [BOS_ID, 300, 17, 511, 260, 261, 400, 42, 5, 300, 300, 1, 77, 450]
     tokens, scores, types = tiny_vocab(512)

@@ -1,6 +1,6 @@
 """Prompt-lookup drafting."""
 
-from jupyter_codegemma.runtime.speculative import draft_from_context
+from jupyter_codegemma.backends.local.speculative import draft_from_context
 
 
 def test_the_tokens_after_the_latest_match_of_the_last_ngram():

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_codegemma.runtime.gguf_vocab import read_gguf_vocab
-from jupyter_codegemma.runtime.tokenizer import IncrementalDecoder, Tokenizer, TokenizerError
+from jupyter_codegemma.backends.local.checkpoints.gguf_vocab import read_gguf_vocab
+from jupyter_codegemma.backends.local.tokenizer import IncrementalDecoder, Tokenizer, TokenizerError
 
 ORACLE = Path(__file__).parent / "data" / "gemma3_270m_oracle.jsonl"
 

@@ -41,13 +41,13 @@ def test_the_wheel_installs_the_kernelspec_the_extension_and_the_eval_data(tmp_p
         "HumanEval-MultiLineInfilling.jsonl.gz", "HumanEval-RandomSpanInfillingLight.jsonl.gz",
         "HumanEval-SingleLineInfilling.jsonl.gz"]
     assert "MIT License" in (data / "LICENSE").read_text()
-    assert (package / "kernel" / "kernel.json").is_file()  # the copy `codegemma kernel install` writes from
+    assert (package / "kernel" / "spec" / "kernel.json").is_file()  # the copy `codegemma kernel install` writes from
     # The native kernels are compiled on first use, from the sources the wheel carries.
-    from jupyter_codegemma.runtime import kernels, programs
+    from jupyter_codegemma.backends.local import native as kernels, programs
 
-    shipped = {p.name for p in (package / "runtime" / "kernels").iterdir()}
+    shipped = {p.name for p in (package / "backends" / "local" / "native").iterdir()}
     assert {p.name for p in (*kernels._SOURCES, *kernels._HEADERS)} <= shipped
-    assert all((package / "runtime" / source).is_file() for source in programs._SOURCES)
+    assert all((package / "backends" / "local" / source).is_file() for source in programs._SOURCES)
     from importlib.metadata import distribution
 
     assert Path(distribution("jupyter-codegemma").locate_file("")).resolve() != prefix.resolve()

@@ -6,7 +6,7 @@ How a task becomes a completion request:
   SPM prompt, as in the CodeGemma and FIM papers, and the model ends the middle with a FIM or
   end token.
 - **Models without them** (the default Gemma 3 270M) see the prefix only ("prefix-only"); the
-  suffix only tells the engine where to stop and what to trim (see runtime/fim.py).
+  suffix only tells the engine where to stop and what to trim (see backends/fim.py).
 
 Single- and multi-line gaps are whole lines: the prefix ends with a newline and the suffix starts
 with the next line. The engine is asked for one line (single-line) or one block (multi-line) and
@@ -28,7 +28,7 @@ from .scoring import DEFAULT_LIMITS, score
 
 PROMPT_MODES = ("auto", "psm", "spm")
 
-# How the engine cuts a completion, per benchmark (runtime/fim.py: shape).
+# How the engine cuts a completion, per benchmark (backends/fim.py: shape).
 CUT = {"single-line": "line", "multi-line": "block", "random-span-light": "auto"}
 
 

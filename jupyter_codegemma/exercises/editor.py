@@ -3,7 +3,7 @@
     editor = CodeEditor(value="if x > 1\\n    y = 2\\n", description="Your code")
     editor.error_line, editor.error_col = 1, 9     # mark a syntax error (1-based, as Python reports it)
 
-The view (`labextension/src/codeEditorWidget.ts`) highlights the code, keeps `value` in sync with
+The view (`labextension/src/exercises/codeEditorWidget.ts`) highlights the code, keeps `value` in sync with
 what the student types, and draws the error line with a caret; the mark follows the student's edits
 (the view writes its new place back) until the next Check sets it again. A frontend without the
 labextension cannot show it: `labextension_installed()` tells the exercise widget when to fall back

@@ -175,7 +175,7 @@ def model_fix(sample: Sampler, source: str, result: CheckResult | None = None, *
 
 def engine_sampler(engine, cancel=None) -> Sampler:
     """A `Sampler` over a runtime Engine: stops at the closing code fence."""
-    from ..runtime import SamplingParams
+    from ..backends.local import SamplingParams
 
     class _UntilFence:
         def __init__(self):

@@ -266,7 +266,7 @@ class ExerciseWidget(widgets.VBox):
 
 def service_fix_provider(service, *, n: int = 5, timeout: float = 300) -> FixProvider:
     """Level-3 fixes computed on the kernel's engine worker (one model, one queue for everything)."""
-    from ..service import Job
+    from ..kernel.worker import Job
     from .hints import engine_sampler
 
     def provide(exercise: Exercise, source: str, result: CheckResult) -> ModelFix:

@@ -7,7 +7,7 @@ import { JupyterFrontEnd } from '@jupyterlab/application';
 import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 
-import { CodeGemmaKernels } from './kernelConnection';
+import { CodeGemmaKernels } from './kernel/comm';
 import { CodeGemmaSettings } from './settings';
 
 export namespace CommandIDs {

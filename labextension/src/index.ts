@@ -1,7 +1,8 @@
 /**
  * The plugins of jupyter-codegemma. Only plugin objects live here; the logic is in the modules
- * they import (provider, commands, statusItem, kernelConnection, context, protocol, settings,
- * codeEditorWidget).
+ * they import: completion/ (the inline provider, the cells around the cursor, suggestions),
+ * kernel/ (the comm protocol, the comm connection, refresh, the status item), exercises/ (the
+ * exercise editor widget and its error marks), commands and settings.
  */
 
 import { IJupyterWidgetRegistry } from '@jupyter-widgets/base';
@@ -13,13 +14,13 @@ import { INotebookTracker } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
-import { codeEditorWidgetExports } from './codeEditorWidget';
+import { codeEditorWidgetExports } from './exercises/codeEditorWidget';
 import { addCommands, CommandIDs } from './commands';
-import { CodeGemmaKernels } from './kernelConnection';
-import { CodeGemmaProvider } from './provider';
-import { refreshAfterRuns } from './refresh';
+import { CodeGemmaKernels } from './kernel/comm';
+import { CodeGemmaProvider } from './completion/provider';
+import { refreshAfterRuns } from './kernel/refresh';
 import { CodeGemmaSettings } from './settings';
-import { CodeGemmaStatus } from './statusItem';
+import { CodeGemmaStatus } from './kernel/statusItem';
 import { ICodeGemma, PLUGIN_ID } from './tokens';
 
 /** Completions, commands and settings; shares the kernel connections with the other plugins. */

@@ -6,7 +6,7 @@
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { MAX_NEW_TOKENS, MAX_PREFIX_CHARS, MAX_SUFFIX_CHARS, Mode, MODES } from './protocol';
+import { MAX_NEW_TOKENS, MAX_PREFIX_CHARS, MAX_SUFFIX_CHARS, Mode, MODES } from './kernel/protocol';
 
 export interface ICodeGemmaSettings {
   enabled: boolean;

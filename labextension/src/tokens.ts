@@ -4,7 +4,7 @@
 
 import { Token } from '@lumino/coreutils';
 
-import { CodeGemmaKernels } from './kernelConnection';
+import { CodeGemmaKernels } from './kernel/comm';
 import { CodeGemmaSettings } from './settings';
 
 export interface ICodeGemma {

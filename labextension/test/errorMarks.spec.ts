@@ -11,7 +11,7 @@ import {
   minimalChange,
   sameMark,
   setErrorMark
-} from '../src/errorMarks';
+} from '../src/exercises/errorMarks';
 
 const CODE = 'temperature = 30\nif temperature > 25\n    weather = "hot"\n';
 

@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import * as protocol from '../src/protocol';
+import * as protocol from '../src/kernel/protocol';
 
 const GOLDEN = path.resolve(__dirname, '..', '..', 'tests', 'protocol');
 const PROTOCOL_PY = path.resolve(__dirname, '..', '..', 'jupyter_codegemma', 'protocol.py');

@@ -1,6 +1,6 @@
 /** Streamed suggestions and the request a new keystroke makes stale. */
 
-import { InFlight, Suggestion } from '../src/suggestions';
+import { InFlight, Suggestion } from '../src/completion/suggestions';
 
 async function collect(suggestion: Suggestion): Promise<string[]> {
   const texts: string[] = [];

@@ -1,0 +1,150 @@
+"""Converted weights on disk, keyed by the checkpoint file's sha256.
+
+Dequantizing a GGUF file takes seconds; reading float32 arrays back takes a fraction of one.
+Each entry is a directory: `config.json`, `tokenizer.model` and one `.npy` per parameter,
+written into a temporary directory and renamed, so a crash never leaves half an entry.
+Hashing a file is itself slow, so hashes are remembered by (path, size, mtime).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..config import GemmaConfig
+from .base import Checkpoint, Params
+
+FORMAT_VERSION = 2  # bump when the stored layout or the conversion changes
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("CODEGEMMA_CACHE_DIR")
+    if root:
+        return Path(root).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "jupyter-codegemma"
+
+
+def _flatten(tree: Params, prefix: str = "") -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _unflatten(flat: dict[str, np.ndarray]) -> Params:
+    tree: Params = {}
+    for name, value in flat.items():
+        node = tree
+        *parents, leaf = name.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return tree
+
+
+class WeightsCache:
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    # --- file hashes ---------------------------------------------------------------------------
+
+    def file_sha256(self, path: str | os.PathLike) -> str:
+        path = Path(path).resolve()
+        stat = path.stat()
+        index_path = self.root / "hashes.json"
+        stamp = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+        try:
+            index = json.loads(index_path.read_text())
+        except (OSError, ValueError):
+            index = {}
+        if stamp in index:
+            return index[stamp]
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+        index[stamp] = digest.hexdigest()
+        self._write_atomic(index_path, json.dumps(index, indent=0).encode())
+        return index[stamp]
+
+    # --- entries -------------------------------------------------------------------------------
+
+    def entry_dir(self, sha256: str) -> Path:
+        return self.root / "weights" / f"{sha256}-v{FORMAT_VERSION}"
+
+    def has(self, sha256: str) -> bool:
+        return (self.entry_dir(sha256) / "done").exists()
+
+    def load(self, sha256: str, source: str) -> Checkpoint:
+        """Arrays are memory-mapped: they are read when they are first copied to the device."""
+        from ..tokenizer import Tokenizer
+
+        entry = self.entry_dir(sha256)
+        meta = json.loads((entry / "config.json").read_text())
+        config = GemmaConfig.from_dict(meta["config"])
+        flat = {p.stem: np.load(p, mmap_mode="r") for p in sorted(entry.glob("*.npy"))}
+        tokenizer = Tokenizer.from_serialized((entry / "tokenizer.model").read_bytes(), source=source)
+        return Checkpoint(config=config, params=_unflatten(flat), tokenizer=tokenizer, source=source,
+                          format=meta["format"], sha256=sha256)
+
+    def store(self, checkpoint: Checkpoint, sha256: str) -> None:
+        def write(tmp: Path) -> None:
+            for name, array in _flatten(checkpoint.params).items():
+                np.save(tmp / f"{name}.npy", np.asarray(array, dtype=np.float32))
+            (tmp / "tokenizer.model").write_bytes(checkpoint.tokenizer.serialized())
+            meta = {"config": checkpoint.config.to_dict(), "format": checkpoint.format, "source": checkpoint.source}
+            (tmp / "config.json").write_text(json.dumps(meta, indent=1))
+
+        self._write_dir_atomic(self.entry_dir(sha256), write)
+
+    # --- variants: the same weights in another form (e.g. int8, see backends/local/quantize.py) ---------
+
+    def variant_dir(self, sha256: str, variant: str) -> Path:
+        return self.entry_dir(sha256) / "variants" / variant
+
+    def has_variant(self, sha256: str, variant: str) -> bool:
+        return (self.variant_dir(sha256, variant) / "done").exists()
+
+    def load_variant(self, sha256: str, variant: str) -> Params:
+        """The stored tree, memory-mapped, in the dtypes it was stored with."""
+        return _unflatten({p.stem: np.load(p, mmap_mode="r")
+                           for p in sorted(self.variant_dir(sha256, variant).glob("*.npy"))})
+
+    def store_variant(self, sha256: str, variant: str, params: Params) -> None:
+        def write(tmp: Path) -> None:
+            for name, array in _flatten(params).items():
+                np.save(tmp / f"{name}.npy", np.asarray(array))
+
+        self._write_dir_atomic(self.variant_dir(sha256, variant), write)
+
+    def _write_dir_atomic(self, target: Path, write) -> None:
+        """Fill a temporary directory with `write(tmp)`, mark it done and rename it to `target`."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+        try:
+            write(tmp)
+            (tmp / "done").write_text("")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)

@@ -1,0 +1,36 @@
+"""Which weight dtypes an engine runs: the names, and what "auto" means on each platform."""
+
+from __future__ import annotations
+
+WEIGHT_DTYPES = ("auto", "float32", "bfloat16", "int8")
+PREFILL_DTYPES = ("auto", "float32", "bfloat16", "int8")
+
+
+def resolve_dtype(dtype: str, platform: str | None = None, native_int8: bool | None = None) -> str:
+    """"auto" -> "bfloat16" on TPU/GPU; on CPU "int8" where the native kernel runs, else
+    "float32". Explicit names pass through."""
+    if dtype != "auto":
+        return dtype
+    if platform is None:
+        import jax
+
+        platform = jax.devices()[0].platform
+    if platform != "cpu":
+        return "bfloat16"
+    if native_int8 is None:
+        from . import native as kernels
+
+        native_int8 = kernels.enable_native()
+    return "int8" if native_int8 else "float32"
+
+
+def resolve_prefill_dtype(prefill_dtype: str, dtype: str, platform: str, amx: bool = False) -> str:
+    """The weights prompt chunks run on, which differ from the decode weights only with int8.
+    "auto" with int8 on CPU: the int8 weights themselves where the AMX kernel multiplies them
+    (faster than any float path, and no second copy of the weights in memory), else float32
+    (XLA's float32 matmuls beat the VNNI kernel on many rows)."""
+    if prefill_dtype != "auto":
+        return prefill_dtype if dtype == "int8" else dtype
+    if dtype == "int8" and platform == "cpu":
+        return "int8" if amx else "float32"
+    return dtype

@@ -1,0 +1,440 @@
+"""The engine: load a model once, then turn prompts into streamed text.
+
+Strings live here, not in the sampler: the engine tokenizes, picks stop ids, enforces the
+context limit, detokenizes incrementally, and measures time to first token. It is safe to
+call from several threads (the sampler serialises the device work).
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import os
+import threading
+import time
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from .. import fim
+from . import process
+from .checkpoints import Checkpoint, WeightsCache, load_checkpoint
+from .config import GemmaConfig, count_params
+from .dtypes import PREFILL_DTYPES, WEIGHT_DTYPES, resolve_dtype, resolve_prefill_dtype
+from ..errors import PromptError, SettingsError
+from ..base import Completion, CompletionResult, Either, Flag, Generation, GenerationResult
+from .sampler import CancelToken, SamplingParams, StepStats
+from .tokenizer import IncrementalDecoder, Tokenizer
+
+DEFAULT_CACHE_LEN = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineOptions:
+    """How to load and run a model (not what to generate)."""
+
+    # Decode weights. "auto": bfloat16 on TPU and GPU; on CPU int8 (weight-only, one scale per
+    # row, multiplied by backends/local/native' AVX-512 VNNI kernel, and by its AMX kernel for several
+    # rows at once) where the kernels build, else float32 (XLA's CPU matrix-vector products are
+    # several times slower in bfloat16 or int8).
+    dtype: str = "auto"
+    # Prefill weights when `dtype` is int8. "auto" on CPU: the int8 weights where AMX multiplies
+    # them, else float32 (measured in bench/latency.py); elsewhere the decode dtype. A float
+    # prefill dtype keeps a second copy of the weights (400 MB in float32 for 270M).
+    prefill_dtype: str = "auto"
+    cache_len: int = DEFAULT_CACHE_LEN  # KV cache positions: the longest prompt + completion
+    cache_dir: str | None = None  # converted weights and compiled programs; default ~/.cache/jupyter-codegemma
+    compilation_cache: bool = True
+    # How many devices to spread the model over (a "model" mesh axis, see backends/local/sharding.py).
+    # None: every device present (one device: no mesh); 1: no sharding; N: the first N devices.
+    devices: int | None = None
+    # Greedy decoding checks prompt-lookup guesses several at a time (backends/local/speculative.py):
+    # the same ids (up to float summation order: both int8 kernels round activations alike); faster
+    # where the text repeats itself, which code in a notebook does: on the typing session of
+    # bench/latency.py it cut the time after the first token by ~15 %, so it is on by default.
+    speculative: bool = True
+    # After Engine.load, compile the programs of every prompt-length bucket in a background
+    # thread (most urgent first; from the persistent compilation cache when it has them), so
+    # that requests do not wait for tracing and compiling. See Sampler.precompile.
+    warm_up: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dtype not in WEIGHT_DTYPES:
+            raise SettingsError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {self.dtype!r}")
+        if self.prefill_dtype not in PREFILL_DTYPES:
+            raise SettingsError(f"prefill_dtype must be one of {', '.join(PREFILL_DTYPES)}, "
+                                f"got {self.prefill_dtype!r}")
+        if self.cache_len < 64:
+            raise SettingsError(f"cache_len must be at least 64, got {self.cache_len}")
+        if self.devices is not None and self.devices < 1:
+            raise SettingsError(f"devices must be at least 1, got {self.devices}")
+
+
+def _to_device(params, float_dtype):
+    """numpy tree -> device arrays: int8 matrices stay int8, scales (of norms and of int8 rows)
+    stay float32 (norms compute in float32 anyway), the other weights become float_dtype."""
+    import jax
+    import jax.numpy as jnp
+
+    def put(path, a):
+        a = np.asarray(a)
+        if a.dtype == np.int8:
+            return jnp.asarray(a)
+        name = str(getattr(path[-1], "key", path[-1]))
+        return jnp.asarray(a, dtype=jnp.float32 if name.endswith("scale") else float_dtype)
+
+    return jax.tree_util.tree_map_with_path(put, params)
+
+
+class Engine:
+    def __init__(self, checkpoint: Checkpoint, options: EngineOptions = EngineOptions(),
+                 load_seconds: float = 0.0):
+        import jax
+        import jax.numpy as jnp
+
+        from .model import Transformer
+        from .sampler import Sampler
+
+        self.options = options
+        self.config: GemmaConfig = checkpoint.config
+        self.tokenizer: Tokenizer = checkpoint.tokenizer
+        self.source = checkpoint.source
+        self.format = checkpoint.format
+        from . import sharding
+
+        platform = jax.devices()[0].platform
+        self.num_devices = sharding.device_count_to_use(options.devices)
+        self.mesh = sharding.make_mesh(self.num_devices) if self.num_devices > 1 else None
+        native_int8 = amx = False
+        if platform == "cpu" and self.mesh is None and options.dtype in ("auto", "int8"):
+            from . import native as kernels
+
+            native_int8 = kernels.enable_native(WeightsCache(options.cache_dir).root / "kernels")
+            amx = kernels.amx_enabled()
+        self.dtype = resolve_dtype(options.dtype, platform, native_int8)
+        if self.dtype == "int8" and self.mesh is not None:
+            raise SettingsError("dtype int8 runs on one device; use dtype bfloat16 (or float32) with several devices")
+        self.prefill_dtype = resolve_prefill_dtype(options.prefill_dtype, self.dtype, platform,
+                                                   amx=amx)
+        self.context_len = min(options.cache_len, self.config.max_context)
+        if self.dtype == "int8":
+            self._sampler = self._int8_sampler(checkpoint, platform)
+        else:
+            dtype = jnp.float32 if self.dtype == "float32" else jnp.bfloat16
+            if self.mesh is not None:
+                # One array at a time: the host never holds a second copy of the whole model.
+                shardings = sharding.param_shardings(checkpoint.params, self.mesh)
+                params = jax.tree.map(lambda a, s: jax.device_put(np.asarray(a).astype(dtype), s),
+                                      checkpoint.params, shardings)
+                place_cache = sharding.cache_placer(self.config, self.mesh)
+            else:
+                params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), dtype=dtype), checkpoint.params)
+                place_cache = None
+            self._sampler = Sampler(Transformer(self.config, dtype=dtype), params, self.context_len,
+                                    cache_dtype=dtype, place_cache=place_cache, speculative=options.speculative,
+                                    programs=self._programs())
+        self.device = str(jax.devices()[0].platform)
+        self.load_seconds = load_seconds
+        self.stop_ids = self._default_stop_ids()
+        # The ids of the last prompt the engine ran (generate or complete), for debugging prompt
+        # building without mocking the engine: `%codegemma debug last-prompt` shows them.
+        self.last_prompt_ids: list[int] = []
+        self._warm_up: threading.Thread | None = None
+        # Set while no warm-up is compiling what a short request runs. A request waits for it:
+        # the warm-up compiles those programs two at a time, a request one after another.
+        self._short_programs_ready = threading.Event()
+        self._short_programs_ready.set()
+
+    def _int8_sampler(self, checkpoint: Checkpoint, platform: str):
+        """Decode with int8 weights; prefill with float weights of `prefill_dtype` (or the same
+        int8 ones). The int8 tree is kept in the converted-weights cache next to the float one."""
+        import jax.numpy as jnp
+
+        from . import quantize
+        from .model import Transformer
+        from .sampler import Sampler
+
+        store = WeightsCache(self.options.cache_dir) if checkpoint.sha256 else None
+        if store is not None and store.has_variant(checkpoint.sha256, "int8"):
+            quantized = store.load_variant(checkpoint.sha256, "int8")
+        else:
+            quantized = quantize.quantize_int8(checkpoint.params)
+            if store is not None:
+                try:
+                    store.store_variant(checkpoint.sha256, "int8", quantized)
+                except OSError:
+                    pass  # a read-only or full cache directory only costs speed next time
+        # Activations stay float32 on CPU: the int8 kernel takes float32 and XLA's CPU
+        # elementwise work is no faster in bfloat16.
+        act = jnp.float32 if platform == "cpu" else jnp.bfloat16
+        params = _to_device(quantized, act)
+        model = Transformer(self.config, dtype=act)
+        prefill_model = prefill_params = None
+        if self.prefill_dtype != "int8":
+            dense = jnp.float32 if self.prefill_dtype == "float32" else jnp.bfloat16
+            # The embedding (the largest matrix) is shared: the prefill reads it only for its
+            # last position's logits and to look up the prompt's rows.
+            prefill_params = {**_to_device(quantize.dense_layers(checkpoint.params), dense),
+                              "embedder": params["embedder"]}
+            prefill_model = Transformer(self.config, dtype=dense)
+        return Sampler(model, params, self.context_len, cache_dtype=act, speculative=self.options.speculative,
+                       prefill_model=prefill_model, prefill_params=prefill_params, programs=self._programs())
+
+    def _programs(self):
+        """Saved steps (programs.py) beside the compilation cache, for one device; None otherwise."""
+        if not self.options.compilation_cache or self.mesh is not None:
+            return None
+        from .programs import Programs
+
+        return Programs(WeightsCache(self.options.cache_dir).root / "programs")
+
+    @classmethod
+    def load(cls, model: str | os.PathLike | None = None, options: EngineOptions = EngineOptions(),
+             progress: Callable[[str], None] | None = None) -> "Engine":
+        """Load a model file, or the default model (Gemma 3 270M) when `model` is None."""
+        from . import default_model
+
+        say = progress or (lambda message: None)
+        started = time.perf_counter()
+        cache = WeightsCache(options.cache_dir)
+        if options.compilation_cache:
+            process.configure_compilation_cache(cache.root / "xla")
+        if model is None:
+            digest = default_model.default_model_sha256()
+            if cache.has(digest):
+                say("loading the default model (Gemma 3 270M) from the converted-weights cache")
+                checkpoint = cache.load(digest, source=default_model.PACKAGE)
+            else:
+                say("converting the default model (Gemma 3 270M) once; later loads use the cache")
+                checkpoint = load_checkpoint(default_model.default_model_path(), cache=cache, sha256=digest)
+                checkpoint.source = default_model.PACKAGE
+        else:
+            say(f"loading {model}")
+            checkpoint = load_checkpoint(model, cache=cache)
+        engine = cls(checkpoint, options, load_seconds=0.0)
+        engine.load_seconds = time.perf_counter() - started
+        if options.warm_up:
+            engine.warm_up_in_background()
+        return engine
+
+    def warm_up_in_background(self) -> threading.Thread:
+        """Start compiling the usual buckets' programs in a daemon thread (Sampler.precompile);
+        requests meanwhile run alongside it. Stopped, and waited for, when the process exits."""
+        if self._warm_up is not None:
+            return self._warm_up
+        stop = threading.Event()
+        self._short_programs_ready.clear()
+
+        def run():
+            try:
+                # What a first, short request needs, first; then a short real run: it reads every
+                # weight once (the first request then does not fault in the memory-mapped arrays)
+                # and compiles the small programs around the steps. The prompt repeats itself so
+                # that drafts get verified too. Then the programs of long prompts.
+                self._sampler.precompile(stop, self._sampler.short_prompt_programs())
+                self._short_programs_ready.set()
+                if not self.last_prompt_ids and not stop.is_set():
+                    prompt = [self.tokenizer.bos_id] + [1000, 1001, 1002] * 7
+                    for _ in self._sampler.generate(prompt, max_new_tokens=6):
+                        pass
+                self._sampler.precompile(stop)
+            except Exception:  # noqa: BLE001 — an optimisation only: requests compile what they need
+                pass
+            finally:
+                self._short_programs_ready.set()
+
+        self._warm_up = threading.Thread(target=run, name="codegemma-warm-up", daemon=True)
+        self._warm_up.start()
+
+        def finish(thread=self._warm_up):
+            stop.set()
+            thread.join()
+
+        atexit.register(finish)
+        return self._warm_up
+
+    def warm_up(self, progress: Callable[[str], None] | None = None) -> float:
+        """Compile (or fetch from the compilation cache) the programs a short request uses, so
+        the first real request does not wait for them. Returns the seconds it took."""
+        if progress is not None:
+            progress("compiling the model's programs (kept in the compilation cache for next time)")
+        started = time.perf_counter()
+        for _ in self._sampler.generate([self.tokenizer.bos_id], max_new_tokens=2):
+            pass
+        self._sampler.reset()
+        return time.perf_counter() - started
+
+    def wait_for_warm_up(self, timeout: float | None = None) -> bool:
+        """Wait for the background warm-up (if one runs); True once it has finished."""
+        if self._warm_up is not None:
+            self._warm_up.join(timeout)
+            return not self._warm_up.is_alive()
+        return True
+
+    def _default_stop_ids(self) -> tuple[int, ...]:
+        ids = {self.tokenizer.eos_id}
+        for piece in ("<end_of_turn>", "<|file_separator|>"):
+            i = self.tokenizer.piece_to_id(piece)
+            if i is not None:
+                ids.add(i)
+        return tuple(sorted(ids))
+
+    # --- facts -----------------------------------------------------------------------------------
+
+    @property
+    def has_fim(self) -> bool:
+        return all(self.tokenizer.piece_to_id(p) is not None
+                   for p in ("<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>"))
+
+    def _kernels(self) -> str:
+        """Which native CPU kernels multiply the weights ("xla" when none do)."""
+        from . import native as kernels
+
+        return kernels.describe() if self.dtype == "int8" else "xla"
+
+    def info(self) -> dict:
+        return {
+            "model": self.config.name,
+            "source": self.source,
+            "format": self.format,
+            "architecture": self.config.architecture,
+            "device": self.device,
+            "dtype": self.dtype,
+            "prefill_dtype": self.prefill_dtype,
+            "kernels": self._kernels(),
+            "devices": self.num_devices,
+            "parameters": count_params(self.config),
+            "layers": self.config.num_layers,
+            "vocab_size": self.config.vocab_size,
+            "context": self.context_len,
+            "fim": self.has_fim,
+            "load_seconds": round(self.load_seconds, 3),
+        }
+
+    # --- text ------------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]:
+        return self.tokenizer.encode(text, add_bos=add_bos)
+
+    def prepare_prompt(self, prompt: str | Sequence[int], max_new_tokens: int, truncate: bool = False) -> list[int]:
+        """Prompt text or ids -> ids that fit the context, or a PromptError.
+
+        A prompt that does not leave room for `max_new_tokens` is refused, unless `truncate`
+        is set: then the start is dropped (BOS is kept) — the end of a prompt is what a
+        completion depends on most.
+        """
+        ids = self.tokenize(prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
+        if not ids or (isinstance(prompt, str) and not prompt):
+            raise PromptError("the prompt is empty: give some text to continue")
+        bad = [i for i in ids if not 0 <= i < self.config.vocab_size]
+        if bad:
+            raise PromptError(f"prompt id {bad[0]} is outside the vocabulary (0..{self.config.vocab_size - 1})")
+        room = self.context_len - max(max_new_tokens, 1)
+        if len(ids) > room:
+            if not truncate:
+                raise PromptError(
+                    f"the prompt has {len(ids)} tokens, but with max_new_tokens={max_new_tokens} only {room} "
+                    f"fit in the context of {self.context_len} tokens; shorten the prompt, lower "
+                    f"max_new_tokens, or allow truncation (keeps the end of the prompt)")
+            head = ids[:1] if ids[0] == self.tokenizer.bos_id else []
+            ids = head + ids[len(ids) - (room - len(head)):]
+        return ids
+
+    def generate(self, prompt: str | Sequence[int], *, max_new_tokens: int = 128,
+                 sampling: SamplingParams = SamplingParams(), stop_ids: Sequence[int] | None = None,
+                 cancel: CancelToken | None = None, truncate: bool = False) -> Generation:
+        """Start generating; iterate the result for text pieces as they are decoded."""
+        if max_new_tokens < 1:
+            raise PromptError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        prompt_ids = self.prepare_prompt(prompt, max_new_tokens, truncate)
+        stops = tuple(self.stop_ids if stop_ids is None else stop_ids)
+        result = GenerationResult(prompt_ids=prompt_ids, ids=[], text="", stats=StepStats())
+        return Generation(self._stream(prompt_ids, max_new_tokens, sampling, stops, cancel, result), result)
+
+    def _stream(self, prompt_ids, max_new_tokens, sampling, stops, cancel, result) -> Iterator[str]:
+        started = time.perf_counter()
+        self.last_prompt_ids = list(prompt_ids)
+        decoder = IncrementalDecoder(self.tokenizer)
+        stop_set = set(stops)
+        while not self._short_programs_ready.wait(0.05) and not (cancel is not None and cancel.is_set()):
+            pass
+        for token in self._sampler.generate(prompt_ids, max_new_tokens=max_new_tokens, sampling=sampling,
+                                            stop_ids=stops, cancel=cancel, stats=result.stats):
+            if not result.ids:
+                result.ttft_ms = (time.perf_counter() - started) * 1e3
+            result.ids.append(token)
+            if token in stop_set:
+                result.stats.finish_reason = "stop"
+                break
+            piece = decoder.push(token)
+            if piece:
+                result.text += piece
+                yield piece
+        tail = decoder.flush()
+        if tail:
+            result.text += tail
+            yield tail
+        result.total_ms = (time.perf_counter() - started) * 1e3
+        process.release_freed_memory()
+
+    def complete(self, prefix: str, suffix: str = "", *, mode: str = "auto", layout: str = "psm",
+                 path: str | None = None, context_files: Sequence[fim.ContextFile] = (),
+                 max_new_tokens: int | None = None, sampling: SamplingParams = SamplingParams(),
+                 cancel: CancelToken | None = None) -> "Completion":
+        """Complete the code between `prefix` and `suffix` (the cursor sits between them).
+
+        Iterating the result gives the whole suggestion so far, each time it changes. Models
+        with FIM pieces see both sides; others continue the prefix, and the suffix is used to
+        stop and trim. A prompt that does not fit the context loses what is farthest from the
+        cursor (see fim.build_prompt). Generation stops as soon as the suggestion is complete
+        for its mode (the end of the line, or of the block).
+        """
+        resolved = fim.resolve_mode(mode, prefix, suffix)
+        if max_new_tokens is None:
+            max_new_tokens = 48 if resolved == "line" else 160
+        if max_new_tokens < 1:
+            raise PromptError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        try:
+            prompt_ids = fim.build_prompt(self.tokenizer, prefix, suffix, layout=layout, path=path,
+                                          context_files=context_files,
+                                          max_tokens=self.context_len - max_new_tokens)
+        except ValueError as e:
+            raise PromptError(str(e)) from None
+        result = CompletionResult(prompt_ids=prompt_ids, ids=[], text="", stats=StepStats(), raw_text="",
+                                  mode=resolved, layout=layout if self.has_fim else "prefix-only")
+        return Completion(self._complete_stream(prefix, suffix, resolved, prompt_ids, max_new_tokens,
+                                                sampling, cancel, result), result)
+
+    def _complete_stream(self, prefix, suffix, mode, prompt_ids, max_new_tokens, sampling, cancel, result):
+        finished = Flag()
+        either = Either(finished, cancel)
+        shown = ""
+        inner = GenerationResult(prompt_ids=prompt_ids, ids=[], text="", stats=result.stats)
+        for _piece in self._stream(prompt_ids, max_new_tokens, sampling, fim.stop_ids(self.tokenizer), either, inner):
+            shaped = fim.shape(inner.text, prefix, suffix, mode)
+            if shaped.complete:
+                finished.set()  # stops the sampler after the step in flight
+            if shaped.text != shown:
+                shown = shaped.text
+                result.text = shown
+                yield shown
+        if cancel is not None and cancel.is_set():
+            result.stats.finish_reason = "cancelled"
+        elif finished.is_set():
+            result.stats.finish_reason = "stop"
+        final = fim.shape(inner.text, prefix, suffix, mode, final=True).text
+        result.raw_text, result.ids = inner.text, inner.ids
+        result.ttft_ms, result.total_ms = inner.ttft_ms, inner.total_ms
+        if final != shown and result.stats.finish_reason != "cancelled":
+            result.text = final
+            yield final
+
+    def complete_text(self, prompt: str | Sequence[int], **kwargs) -> GenerationResult:
+        """Generate to the end and return the result (no streaming)."""
+        return self.generate(prompt, **kwargs).wait()
+
+    def forward_logits(self, ids: Sequence[int]) -> np.ndarray:
+        return self._sampler.forward_logits(ids)
+
+    def reset_cache(self) -> None:
+        self._sampler.reset()

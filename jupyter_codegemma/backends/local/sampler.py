@@ -1,0 +1,493 @@
+"""Prefill and decode: jitted steps over a fixed-size KV cache, and the token loop around them.
+
+The model never sees strings and the sampler never sees text: this module maps prompt ids to
+generated ids. Static shapes keep the number of compiled programs small:
+
+- a prompt is prefilled in chunks whose lengths are padded up to `PREFILL_BUCKETS`;
+- each step attends over a power-of-two prefix of the cache (`kv_len`), so a short prompt does
+  not pay for a long cache;
+- decoding feeds one token at a time; its logits are computed for that position only.
+
+The cache survives between calls together with the ids it holds, so a prompt that extends the
+previous one is only prefilled from the first token that differs.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import functools
+import threading
+from typing import Callable, Iterator, Protocol, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .config import GemmaConfig
+from ..errors import SettingsError
+from .model import Cache, Transformer, init_cache
+from .programs import Programs
+from .speculative import draft_from_context
+
+PREFILL_BUCKETS = (16, 32, 64, 128, 256, 512)
+DRAFT_LEN = 7  # guesses checked per pass
+VERIFY_LEN = DRAFT_LEN + 1  # the last token and its guesses: one static shape
+# Every cache view length is a separate compiled program, and each holds tens of MB; below
+# 1 024 positions a shorter view saves almost nothing (decoding reads ~270 MB of weights and
+# at most 6 MB of keys and values at this length), so the shortest view is 1 024.
+MIN_KV_LEN = 1024
+
+
+class CancelToken(Protocol):
+    def is_set(self) -> bool: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """How to pick each next token. temperature 0 means greedy (argmax)."""
+
+    temperature: float = 0.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise SettingsError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise SettingsError(f"top_k must be >= 1, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise SettingsError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0 or self.top_k == 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _SamplerShape:
+    """The parts of SamplingParams that change the compiled program."""
+
+    greedy: bool
+    top_k: int | None
+    use_top_p: bool
+
+    @classmethod
+    def of(cls, params: SamplingParams) -> "_SamplerShape":
+        if params.greedy:
+            return cls(True, None, False)
+        return cls(False, params.top_k, params.top_p is not None and params.top_p < 1)
+
+
+def sample_token(logits: jax.Array, key: jax.Array, temperature: jax.Array, top_p: jax.Array,
+                 shape: _SamplerShape) -> jax.Array:
+    """logits [B, V] -> token ids [B]."""
+    if shape.greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits = logits / temperature
+    if shape.top_k is None and not shape.use_top_p:
+        return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+    if shape.top_k is not None:
+        values, indices = lax.top_k(logits, min(shape.top_k, logits.shape[-1]))  # sorted, descending
+    else:
+        indices = jnp.argsort(-logits, axis=-1)
+        values = jnp.take_along_axis(logits, indices, axis=-1)
+    if shape.use_top_p:
+        probs = jax.nn.softmax(values, axis=-1)
+        # Keep the smallest prefix whose mass reaches top_p (the first candidate always stays).
+        mass_before = jnp.cumsum(probs, axis=-1) - probs
+        values = jnp.where(mass_before < top_p, values, -jnp.inf)
+    choice = jax.random.categorical(key, values, axis=-1)
+    return jnp.take_along_axis(indices, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)
+
+
+def bucket(n: int, buckets: Sequence[int]) -> int:
+    for b in buckets:
+        if n <= b:
+            return b
+    return buckets[-1]
+
+
+def kv_bucket(n: int, cache_len: int) -> int:
+    """The smallest power of two >= n (at least MIN_KV_LEN), capped at the cache length."""
+    size = MIN_KV_LEN
+    while size < n:
+        size *= 2
+    return min(size, cache_len)
+
+
+@dataclasses.dataclass
+class StepStats:
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    new_tokens: int = 0
+    finish_reason: str = ""  # "stop", "length", "cancelled", "context"
+    draft_accepted: int = 0  # tokens that came from verified prompt-lookup guesses
+
+
+class Sampler:
+    """Owns the compiled steps and the KV cache of one model (batch size 1, one thread at a time)."""
+
+    def __init__(self, model: Transformer, params, cache_len: int, cache_dtype=jnp.float32,
+                 prefill_buckets: Sequence[int] = PREFILL_BUCKETS,
+                 place_cache: Callable[[Cache], Cache] | None = None, speculative: bool = False,
+                 prefill_model: Transformer | None = None, prefill_params=None, programs: Programs | None = None):
+        """`place_cache` puts a fresh KV cache onto devices (e.g. sharded over a mesh, see sharding.py).
+
+        `prefill_model`/`prefill_params`, when given, run every prompt chunk (many positions per
+        pass, bound by arithmetic) while `model`/`params` decode (one position, bound by reading
+        the weights): on CPU the fastest weights differ between the two (see Engine). Both write
+        the same cache.
+
+        `programs`, when given, saves each traced step for later processes (programs.py)."""
+        self.model = model
+        self._programs = programs
+        self.prefill_model = prefill_model or model
+        self.prefill_params = prefill_params if prefill_params is not None else params
+        # A fresh cache is put on the device explicitly ("committed", like every step's output):
+        # jit compiles separately for uncommitted arguments, so a fresh cache would otherwise
+        # cost each program a second compilation at its second call.
+        self._place_cache = place_cache or (lambda cache: jax.device_put(cache, jax.devices()[0]))
+        # Greedy decoding checks prompt-lookup drafts (speculative.py): same ids, fewer passes.
+        self.speculative = speculative
+        self.prefill_buckets = tuple(sorted(prefill_buckets))
+        self.params = params
+        self.config: GemmaConfig = model.config
+        self.cache_len = cache_len
+        self.cache_dtype = cache_dtype
+        self._cache: Cache | None = None
+        self._cached_ids: list[int] = []  # ids whose keys and values are in the cache, in order
+        self._lock = threading.Lock()
+        self._precompiled: set[tuple[str, int, int]] = set()  # (step, positions, kv_len) done by precompile
+
+    # --- cache bookkeeping -----------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget the cached prompt (the next call prefills from scratch)."""
+        self._cache = None
+        self._cached_ids = []
+
+    def _take_cache(self) -> Cache:
+        if self._cache is None:
+            self._cache = self._place_cache(init_cache(self.config, 1, self.cache_len, self.cache_dtype))
+            self._cached_ids = []
+        cache, self._cache = self._cache, None  # donated to the next step: never reuse the old handle
+        return cache
+
+    @staticmethod
+    def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+        n = min(len(a), len(b))
+        i = 0
+        while i < n and a[i] == b[i]:
+            i += 1
+        return i
+
+    # --- the token loop --------------------------------------------------------------------------
+
+    def prefill(self, prompt_ids: Sequence[int], sampling: SamplingParams = SamplingParams(),
+                stats: StepStats | None = None):
+        """Prefill the cache with prompt_ids; returns (first token on device, its logits [1, V])."""
+        n = len(prompt_ids)
+        if n == 0:
+            raise ValueError("the prompt is empty: give at least one token")
+        if n > self.cache_len:
+            raise ValueError(f"the prompt has {n} tokens but the KV cache holds {self.cache_len}")
+        shape = _SamplerShape.of(sampling)
+        base_key = jax.random.PRNGKey(sampling.seed)
+        temperature = jnp.float32(max(sampling.temperature, 1e-6))
+        top_p = jnp.float32(sampling.top_p if sampling.top_p is not None else 1.0)
+
+        # Reuse the cached prefix; always recompute at least the last token, whose logits we need.
+        cache = self._take_cache()  # a fresh cache (after a failure) holds no ids
+        reused = min(self._common_prefix(self._cached_ids, prompt_ids), n - 1)
+        self._cached_ids = []  # until the prefill completes, nothing in the cache is trusted
+        start = reused
+        token = logits = None
+        while start < n:
+            chunk = min(n - start, self.prefill_buckets[-1])
+            padded = bucket(chunk, self.prefill_buckets)
+            # Near the end of the cache the padding must fit too: use an exact-length chunk there.
+            padded = min(padded, self.cache_len - start)
+            tokens = np.zeros((1, padded), np.int32)
+            tokens[0, :chunk] = prompt_ids[start:start + chunk]
+            key = jax.random.fold_in(base_key, start + chunk)
+            # Every prompt position goes through the prefill weights, however short the chunk: with
+            # int8 decode weights, prefilling a few positions in int8 would be cheaper, but the keys and
+            # values (and the first token) would then depend on where the cached prefix ended, so the
+            # same prompt could get a different suggestion cold and warm.
+            token, logits, cache = self._run(
+                _prefill_step, self.prefill_model, self.prefill_params, jnp.asarray(tokens), cache, jnp.int32(start),
+                jnp.int32(chunk - 1), key, temperature, top_p, kv_len=kv_bucket(start + padded, self.cache_len),
+                shape=shape)
+            start += chunk
+        self._cache = cache
+        self._cached_ids = list(prompt_ids)
+        if stats is not None:
+            stats.prompt_tokens, stats.reused_tokens = n, reused
+        return token, logits
+
+    def generate(self, prompt_ids: Sequence[int], *, max_new_tokens: int,
+                 sampling: SamplingParams = SamplingParams(), stop_ids: Sequence[int] = (),
+                 cancel: CancelToken | None = None, stats: StepStats | None = None,
+                 on_logits: Callable[[jax.Array], None] | None = None) -> Iterator[int]:
+        """Yield generated ids one at a time (a stop id is yielded, then the loop ends).
+
+        The next decode step is dispatched before the current token is read back, so the host's
+        work (streaming, stop checks) overlaps the device's. Cancellation is checked between
+        steps: at most the one step already in flight is wasted.
+        """
+        stats = stats if stats is not None else StepStats()
+        if max_new_tokens < 1:
+            stats.finish_reason = "length"
+            return
+        with self._lock:
+            yield from self._generate_locked(prompt_ids, max_new_tokens, sampling, frozenset(stop_ids),
+                                             cancel, stats, on_logits)
+
+    def _generate_locked(self, prompt_ids, max_new_tokens, sampling, stop_ids, cancel, stats, on_logits):
+        shape = _SamplerShape.of(sampling)
+        base_key = jax.random.PRNGKey(sampling.seed)
+        temperature = jnp.float32(max(sampling.temperature, 1e-6))
+        top_p = jnp.float32(sampling.top_p if sampling.top_p is not None else 1.0)
+        if cancel is not None and cancel.is_set():
+            stats.finish_reason = "cancelled"
+            return
+        token, logits = self.prefill(prompt_ids, sampling, stats)
+        position = len(prompt_ids)  # where the pending token's keys and values will be written
+        stats.finish_reason = "length"
+        if self.speculative and shape.greedy and on_logits is None:
+            yield from self._greedy_with_drafts(prompt_ids, int(token[0]), max_new_tokens, stop_ids, cancel, stats)
+            return
+        try:
+            for step in range(max_new_tokens):
+                pending = None
+                if step + 1 < max_new_tokens and position < self.cache_len:
+                    cache = self._take_cache()
+                    key = jax.random.fold_in(base_key, position + 1)
+                    pending = self._run(_decode_step, self.model, self.params, token, cache, jnp.int32(position), key,
+                                        temperature, top_p, kv_len=kv_bucket(position + 1, self.cache_len), shape=shape)
+                    self._cache = pending[2]
+                if on_logits is not None:
+                    on_logits(logits)
+                token_id = int(token[0])
+                if pending is not None:
+                    self._cached_ids.append(token_id)
+                stats.new_tokens += 1
+                yield token_id
+                if token_id in stop_ids:
+                    stats.finish_reason = "stop"
+                    return
+                if cancel is not None and cancel.is_set():
+                    stats.finish_reason = "cancelled"
+                    return
+                if pending is None:
+                    if step + 1 < max_new_tokens:
+                        stats.finish_reason = "context"
+                    return
+                token, logits = pending[0], pending[1]
+                position += 1
+        except GeneratorExit:
+            # The consumer stopped reading (a stop id, a shaped suggestion that is complete): the cache
+            # holds exactly `_cached_ids`, so the next prompt can reuse it.
+            raise
+        except BaseException:
+            # A step that failed (or a KeyboardInterrupt) may have consumed the donated cache.
+            self.reset()
+            raise
+
+    def _greedy_with_drafts(self, prompt_ids, first: int, max_new_tokens, stop_ids, cancel, stats):
+        """Greedy decoding that verifies prompt-lookup drafts: each pass feeds the last token and
+        up to DRAFT_LEN guesses, and keeps the model's own argmax for every position up to the
+        first wrong guess — the same ids as one token per pass."""
+        context = list(prompt_ids) + [first]
+        position = len(prompt_ids)  # where the last token's keys and values go
+        emitted = 0
+        try:
+            pending = [first]
+            while True:
+                for token_id in pending:
+                    emitted += 1
+                    stats.new_tokens += 1
+                    yield token_id
+                    if token_id in stop_ids:
+                        stats.finish_reason = "stop"
+                        return
+                    if emitted == max_new_tokens:
+                        return
+                if cancel is not None and cancel.is_set():
+                    stats.finish_reason = "cancelled"
+                    return
+                room = min(max_new_tokens - emitted - 1, self.cache_len - position - VERIFY_LEN, DRAFT_LEN)
+                draft = draft_from_context(context, max_draft=room) if room > 0 else []
+                if position + 1 > self.cache_len:
+                    stats.finish_reason = "context"
+                    return
+                if not draft:
+                    cache = self._take_cache()
+                    token, _, cache = self._run(
+                        _decode_step, self.model, self.params, jnp.asarray([context[-1]], jnp.int32), cache,
+                        jnp.int32(position),
+                        jax.random.PRNGKey(0), jnp.float32(1), jnp.float32(1),
+                        kv_len=kv_bucket(position + 1, self.cache_len), shape=_SamplerShape(True, None, False))
+                    self._cache = cache
+                    pending = [int(token[0])]
+                else:
+                    fed = np.zeros((1, VERIFY_LEN), np.int32)
+                    fed[0, :1 + len(draft)] = [context[-1]] + draft
+                    cache = self._take_cache()
+                    choices, cache = self._run(_verify_step, self.model, self.params, jnp.asarray(fed), cache,
+                                               jnp.int32(position), kv_len=kv_bucket(position + VERIFY_LEN, self.cache_len))
+                    self._cache = cache
+                    choices = np.asarray(choices[0]).tolist()
+                    pending = [choices[0]]
+                    for guess, choice in zip(draft, choices[1:]):
+                        if pending[-1] != guess:
+                            break
+                        pending.append(choice)
+                    stats.draft_accepted += len(pending) - 1
+                # Keys and values are now valid for the fed tokens that were right: the last
+                # token and the accepted guesses (pending[:-1]).
+                self._cached_ids = context[:] + pending[:-1]
+                context += pending
+                position += len(pending)
+        except GeneratorExit:
+            raise  # closed between passes: the cache holds exactly `_cached_ids` (see above)
+        except BaseException:
+            self.reset()
+            raise
+
+    # --- compiled steps ----------------------------------------------------------------------------
+
+    def _run(self, step, model, params, *args, **statics):
+        """Run a jitted step (one of the module-level `_*_step`s), through `programs` when set."""
+        if self._programs is None:
+            return step(model, params, *args, **statics)
+        return self._programs.get(step, model, params, args, statics)(params, *args)
+
+    def _lower(self, step, model, params, *args, **statics):
+        if self._programs is None:
+            return step.lower(model, params, *args, **statics)
+        return self._programs.get(step, model, params, args, statics).lower(params, *args)
+
+    def short_prompt_programs(self) -> list[tuple[str, int, int]]:
+        """(step, positions, kv_len) of what a first, short request runs: a prompt of up to
+        two small chunks, decoding, and (greedy) draft checks, all over the shortest view."""
+        shortest = kv_bucket(1, self.cache_len)
+        programs = [("decode", 1, shortest)]
+        if self.speculative:
+            programs.append(("verify", VERIFY_LEN, shortest))
+        programs += [("prefill", b, shortest) for b in self.prefill_buckets if b <= 2 * self.prefill_buckets[0]]
+        return programs
+
+    def warm_up_programs(self) -> list[tuple[str, int, int]]:
+        """(step, positions, kv_len) of the programs a typing session needs first, in order:
+        a short prompt; then a long one (prefilled in the largest chunks, each attending over
+        a longer view of the cache) and the keystrokes that extend it. Each compiled program
+        holds tens of MB, so the others are compiled when a request first needs them."""
+        largest = self.prefill_buckets[-1]
+        small = self.prefill_buckets[0]  # the chunk a keystroke adds to a cached prompt
+        medium = bucket(4 * small, self.prefill_buckets)
+        programs = self.short_prompt_programs() + [("prefill", medium, kv_bucket(1, self.cache_len))]
+        kv = kv_bucket(largest, self.cache_len)
+        while True:
+            programs.append(("prefill", min(largest, kv), kv))
+            if kv >= self.cache_len:
+                break
+            kv = kv_bucket(2 * kv, self.cache_len)
+        programs += [("prefill", small, self.cache_len), ("decode", 1, self.cache_len)]
+        if self.speculative:
+            programs += [("verify", VERIFY_LEN, self.cache_len)]
+        return list(dict.fromkeys(programs))
+
+    def precompile(self, stop: CancelToken | None = None, programs: Sequence[tuple[str, int, int]] | None = None,
+                   workers: int = 2) -> int:
+        """Compile (or read from the persistent compilation cache) `programs` (default
+        `warm_up_programs()`), skipping those compiled before. Only tracing holds the lock: a
+        request meanwhile waits at most for one program's tracing, never for a compilation.
+        Compilations run on `workers` threads (XLA releases the GIL): loading a cached program
+        is mostly waiting, so two load in about the time of one. Returns how many were
+        compiled; stops early when `stop` is set."""
+        greedy = _SamplerShape(True, None, False)
+        scalar, key, f32 = jnp.int32(0), jax.random.PRNGKey(0), jnp.float32(1)
+        compiling = []
+        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="codegemma-compile") as pool:
+            for program in programs if programs is not None else self.warm_up_programs():
+                step, positions, kv_len = program
+                if (stop is not None and stop.is_set()) or program in self._precompiled:
+                    continue
+                tokens = jnp.zeros((1, positions), jnp.int32)
+                # Lowering needs real arrays (a program lowered from ShapeDtypeStructs is cached under
+                # another key and would not serve the real calls), so it borrows the sampler's own
+                # KV cache — a second one would cost 150 MB — under the lock, as a request would.
+                # Lowering neither runs nor donates; compiling, the slow part, needs no arrays.
+                with self._lock:
+                    if self._cache is None:
+                        self._cache = self._place_cache(init_cache(self.config, 1, self.cache_len, self.cache_dtype))
+                        self._cached_ids = []
+                    cache = self._cache
+                    if step == "decode":
+                        lowered = self._lower(_decode_step, self.model, self.params, tokens[0], cache, scalar, key, f32,
+                                              f32, kv_len=kv_len, shape=greedy)
+                    elif step == "verify":
+                        lowered = self._lower(_verify_step, self.model, self.params, tokens, cache, scalar, kv_len=kv_len)
+                    else:
+                        lowered = self._lower(_prefill_step, self.prefill_model, self.prefill_params, tokens, cache,
+                                              scalar, scalar, key, f32, f32, kv_len=kv_len, shape=greedy)
+                    del cache
+                self._precompiled.add(program)
+                compiling.append(pool.submit(lowered.compile))
+        for future in compiling:
+            future.result()  # raises what a compilation raised
+        return len(compiling)
+
+    def forward_logits(self, ids: Sequence[int]) -> np.ndarray:
+        """Logits at every position of `ids` in one full pass (no cache reuse): [len(ids), V].
+
+        For tests and notebooks, not for generation: it computes the head at every position.
+        """
+        n = len(ids)
+        with self._lock:
+            cache = self._place_cache(init_cache(self.config, 1, max(n, 1), self.cache_dtype))
+            hidden, _ = _full_forward(self.prefill_model, self.prefill_params, jnp.asarray([list(ids)], jnp.int32),
+                                      cache)
+            return np.asarray(hidden[0])
+
+
+# --- pure steps ----------------------------------------------------------------------------------
+# Module-level, with the model (a hashable Flax module) as a static argument, so samplers of
+# the same model share compiled programs. The cache argument is donated: XLA updates it in place.
+
+
+@functools.partial(jax.jit, static_argnames=("model", "kv_len", "shape"), donate_argnames=("cache",))
+def _prefill_step(model: Transformer, params, tokens, cache, write_index, last_index, key, temperature, top_p,
+                  *, kv_len: int, shape: _SamplerShape):
+    """tokens [B, T] at write_index -> (next token [B], its logits [B, V], cache)."""
+    hidden, cache = model.apply({"params": params}, tokens, cache, write_index, kv_len)
+    last = lax.dynamic_index_in_dim(hidden, last_index, axis=1, keepdims=False)  # [B, D]
+    logits = model.apply({"params": params}, last, method=Transformer.logits)
+    return sample_token(logits, key, temperature, top_p, shape), logits, cache
+
+
+@functools.partial(jax.jit, static_argnames=("model", "kv_len", "shape"), donate_argnames=("cache",))
+def _decode_step(model: Transformer, params, token, cache, position, key, temperature, top_p,
+                 *, kv_len: int, shape: _SamplerShape):
+    """token [B] at position -> (next token [B], its logits [B, V], cache)."""
+    hidden, cache = model.apply({"params": params}, token[:, None], cache, position, kv_len)
+    logits = model.apply({"params": params}, hidden[:, 0], method=Transformer.logits)
+    return sample_token(logits, key, temperature, top_p, shape), logits, cache
+
+
+@functools.partial(jax.jit, static_argnames=("model", "kv_len"), donate_argnames=("cache",))
+def _verify_step(model: Transformer, params, tokens, cache, write_index, *, kv_len: int):
+    """tokens [B, T] at write_index -> (greedy choice after each of them [B, T], cache)."""
+    hidden, cache = model.apply({"params": params}, tokens, cache, write_index, kv_len)
+    logits = model.apply({"params": params}, hidden, method=Transformer.logits)
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32), cache
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _full_forward(model: Transformer, params, tokens, cache):
+    hidden, _ = model.apply({"params": params}, tokens, cache, jnp.int32(0), tokens.shape[1])
+    return model.apply({"params": params}, hidden, method=Transformer.logits), None

@@ -1,0 +1,189 @@
+"""One engine, one worker thread, one queue: every request in the kernel goes through here.
+
+Comm handlers (on shell or subshell threads) and magics (on the main thread) submit jobs; the worker
+loads the model on first use and runs the jobs one at a time, so the engine never sees two callers.
+A job is cancelled by its token: before it starts it is dropped, while it runs the engine stops
+within one decode step.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Callable
+
+from .. import protocol
+from .settings import CodeGemma
+
+log = logging.getLogger("jupyter_codegemma")
+
+MAX_PENDING = 16  # queued jobs; beyond that requests get `busy`
+
+
+class Job:
+    """Work for the engine. `run(engine)` happens on the worker; `finish` is called exactly once."""
+
+    def __init__(self, run: Callable, *, on_cancelled: Callable[[], None] = lambda: None,
+                 on_error: Callable[[str, str], None] = lambda code, message: None,
+                 progress: Callable[[str], None] | None = None):
+        self.run = run
+        self.cancel = threading.Event()
+        self.on_cancelled, self.on_error, self.progress = on_cancelled, on_error, progress
+        self.finished = threading.Event()
+        self._lock = threading.Lock()
+        self._state = "queued"  # -> running -> finished, or queued -> finished
+
+    def start(self) -> bool:
+        with self._lock:
+            if self._state != "queued":
+                return False
+            self._state = "running"
+            return True
+
+    def drop_if_queued(self) -> bool:
+        """Cancel a job that has not started; True if it was dropped (the caller reports it)."""
+        with self._lock:
+            if self._state != "queued":
+                return False
+            self._state = "finished"
+        self.cancel.set()
+        self.finished.set()
+        return True
+
+    def _end(self) -> None:
+        with self._lock:
+            self._state = "finished"
+        self.finished.set()
+
+
+class Service:
+    def __init__(self, settings: CodeGemma):
+        self.settings = settings
+        self.engine = None
+        self._engine_key = None
+        self.state = "loading"  # until the first load finishes; see status()
+        self.message = ""
+        self._loaded_once = False
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._work, name="codegemma-engine", daemon=True)
+        self._thread.start()
+
+    # --- submitting ---------------------------------------------------------------------------
+
+    def submit(self, job: Job) -> Job:
+        with self._lock:
+            if self._pending >= MAX_PENDING:
+                raise protocol.ProtocolError(protocol.BUSY, f"{self._pending} requests are waiting for the model; "
+                                             f"try again when they are answered")
+            self._pending += 1
+        self._queue.put(job)
+        return job
+
+    def preload(self) -> None:
+        """Start loading the model in the background, unless it is loaded (or loading)."""
+        if self.engine is None and self._pending == 0:
+            try:
+                self.submit(Job(lambda engine: None))
+            except protocol.ProtocolError:
+                pass
+
+    def status(self) -> dict:
+        engine = self.engine
+        info = engine.info() if engine is not None else {}
+        if self.state == "error":
+            model = self.settings.model_label()
+        else:
+            model = info.get("model") or self.settings.model_label()
+        return protocol.status(model=model, state=self.state, device=info.get("device", ""),
+                               fim=bool(engine is not None and engine.has_fim),
+                               completions_enabled=self.settings.completions_enabled,
+                               hints_enabled=self.settings.hints_enabled, message=self.message or None)
+
+    def forget_engine(self) -> None:
+        """After a switch of backend (`%codegemma use`): drop the old engine and its error, unless a job
+        is using it; the next request loads what the settings now say."""
+        with self._lock:
+            if self._pending == 0 and self.state != "busy":
+                self.engine, self._engine_key = None, None
+                self.state, self.message = "loading", ""
+
+    def shutdown(self) -> None:
+        self._queue.put(None)
+
+    # --- the worker ---------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        from ..backends.errors import CodeGemmaError, PromptError
+
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            with self._lock:
+                self._pending -= 1
+            if not job.start():
+                continue  # dropped while queued: whoever dropped it has reported it
+            try:
+                if job.cancel.is_set():
+                    job.on_cancelled()
+                    continue
+                try:
+                    engine = self._engine_for(job.progress)
+                except Exception as e:
+                    what = "the server did not answer" if self.settings.server_url else "the model did not load"
+                    job.on_error(protocol.MODEL_ERROR, f"{what}: {e}")
+                    continue
+                if job.cancel.is_set():
+                    job.on_cancelled()
+                    continue
+                self.state = "busy"
+                job.run(engine)
+            except PromptError as e:
+                job.on_error(protocol.PROMPT_ERROR, str(e))
+            except CodeGemmaError as e:
+                job.on_error(protocol.MODEL_ERROR, str(e))
+            except Exception as e:  # a bug, or the device failing: keep the kernel and the worker alive
+                log.exception("codegemma: request failed")
+                job.on_error(protocol.INTERNAL, f"{type(e).__name__}: {e}")
+            finally:
+                if self.state == "busy":
+                    self.state = "ready"
+                job._end()
+
+    def _engine_key_now(self) -> tuple:
+        s = self.settings
+        if s.server_url:
+            return ("remote", s.server_url, s.server_model, s.api_key_env, s.server_fim, s.context_len)
+        return (s.model, s.dtype, s.context_len)
+
+    def _load_engine(self, progress: Callable[[str], None] | None):
+        """A remote backend when a server is set (a thin client: no local model), else the JAX engine."""
+        s = self.settings
+        if s.server_url:
+            from ..backends.remote.client import RemoteEngine, RemoteOptions
+
+            return RemoteEngine.load(RemoteOptions(url=s.server_url, model=s.server_model, api_key_env=s.api_key_env,
+                                                   fim=s.server_fim, context_len=s.context_len), progress=progress)
+        from ..backends.local import Engine, EngineOptions
+
+        return Engine.load(s.model or None, EngineOptions(dtype=s.dtype, cache_len=s.context_len), progress=progress)
+
+    def _engine_for(self, progress: Callable[[str], None] | None):
+        """The engine for the current settings, loading it (again) when they changed."""
+        key = self._engine_key_now()
+        if self.engine is not None and key == self._engine_key:
+            return self.engine
+        self.engine, self._engine_key = None, None
+        self.state, self.message = "loading", ""
+        try:
+            engine = self._load_engine(progress)
+            engine.warm_up(progress)
+        except Exception as e:
+            self.state, self.message = "error", str(e)
+            raise
+        self.engine, self._engine_key = engine, key
+        self.state = "ready"
+        return engine

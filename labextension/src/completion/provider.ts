@@ -1,0 +1,156 @@
+/**
+ * Ghost-text completions in notebook cells, from the model in the notebook's kernel.
+ *
+ * `fetch` assembles the context, sends `complete` and returns at once with an empty, incomplete
+ * suggestion; JupyterLab then calls `stream`, which yields the suggestion as `partial` replies
+ * grow it. JupyterLab does not tell a provider when a request has gone stale, so the provider
+ * keeps track itself: every new `fetch` (the user typed again) cancels the request before it.
+ */
+
+import {
+  CompletionHandler,
+  IInlineCompletionContext,
+  IInlineCompletionItem,
+  IInlineCompletionList,
+  IInlineCompletionProvider,
+  InlineCompletionTriggerKind
+} from '@jupyterlab/completer';
+import { NotebookPanel } from '@jupyterlab/notebook';
+
+import { buildContext, CellKind, ICellText } from './cells';
+import { CodeGemmaKernel, CodeGemmaKernels, newRequestId } from '../kernel/comm';
+import * as protocol from '../kernel/protocol';
+import { CodeGemmaSettings } from '../settings';
+import { InFlight, Suggestion } from './suggestions';
+
+export const PROVIDER_ID = 'jupyter-codegemma';
+
+const NO_SUGGESTIONS: IInlineCompletionList = { items: [] };
+
+function sleep(ms: number): Promise<void> {
+  return new Promise(resolve => setTimeout(resolve, ms));
+}
+
+export class CodeGemmaProvider implements IInlineCompletionProvider {
+  readonly identifier = PROVIDER_ID;
+  readonly name = 'CodeGemma';
+
+  constructor(
+    private readonly _kernels: CodeGemmaKernels,
+    private readonly _settings: CodeGemmaSettings
+  ) {}
+
+  async fetch(
+    request: CompletionHandler.IRequest,
+    context: IInlineCompletionContext
+  ): Promise<IInlineCompletionList<IInlineCompletionItem>> {
+    const seq = ++this._seq;
+    this._inFlight.supersede(); // the user typed again: the previous suggestion is for text that is gone
+    const settings = this._settings.current;
+    const panel = context.widget;
+    if (!settings.enabled || !(panel instanceof NotebookPanel)) {
+      return NO_SUGGESTIONS;
+    }
+    const notebook = panel.content;
+    const cell = notebook.activeCell;
+    const kernel = context.session?.kernel ?? panel.sessionContext.session?.kernel;
+    if (!kernel || !cell || cell.model.type !== 'code') {
+      return NO_SUGGESTIONS;
+    }
+    if (context.triggerKind === InlineCompletionTriggerKind.Automatic && settings.debounceMs > 0) {
+      await sleep(settings.debounceMs);
+      if (seq !== this._seq) {
+        return NO_SUGGESTIONS;
+      }
+    }
+    const connection = this._kernels.get(kernel);
+    if (!(await this._completionsOn(connection)) || seq !== this._seq) {
+      return NO_SUGGESTIONS;
+    }
+
+    const cells: ICellText[] = notebook.widgets.map(widget => ({
+      kind: widget.model.type as CellKind,
+      text: widget === cell ? request.text : widget.model.sharedModel.getSource()
+    }));
+    const language = notebookLanguage(panel);
+    const { prefix, suffix } = buildContext(cells, notebook.activeCellIndex, request.offset, {
+      prefixChars: settings.prefixChars,
+      suffixChars: settings.suffixChars,
+      contextCells: settings.contextCells,
+      language
+    });
+    const id = newRequestId();
+    const suggestion = new Suggestion();
+    this._suggestions.set(id, suggestion);
+    this._inFlight.start(id, () => connection.cancel(id));
+    const message = protocol.complete({
+      id,
+      prefix,
+      suffix,
+      language,
+      path: scriptName(panel.context.path, language),
+      mode: settings.mode,
+      maxNewTokens: settings.maxNewTokens
+    });
+    void connection
+      .complete(message, text => suggestion.update(text))
+      .then(outcome => {
+        if (outcome?.type === 'error' && outcome.code !== 'disabled') {
+          console.warn(`codegemma: completion failed (${outcome.code}): ${outcome.message}`);
+        }
+        suggestion.end();
+        this._inFlight.finish(id);
+      });
+    return { items: [{ insertText: '', isIncomplete: true, token: id }] };
+  }
+
+  async *stream(token: string): AsyncGenerator<{ response: IInlineCompletionItem }> {
+    const suggestion = this._suggestions.get(token);
+    if (!suggestion) {
+      return;
+    }
+    try {
+      for await (const text of suggestion.texts()) {
+        yield { response: { insertText: text, isIncomplete: !suggestion.ended } };
+      }
+    } finally {
+      this._suggestions.delete(token);
+    }
+  }
+
+  /** Whether this kernel answers completions now: it has the target, and they are switched on. */
+  private async _completionsOn(connection: CodeGemmaKernel): Promise<boolean> {
+    if (!(await connection.ensureOpen())) {
+      return false; // no `jupyter_codegemma` target in this kernel: stay silent
+    }
+    let status = connection.status;
+    if (status && !status.completions_enabled) {
+      // Switched off with `%codegemma disable`; ask again, as `%codegemma enable` sends no message.
+      status = await connection.refreshStatus();
+    }
+    return status?.completions_enabled ?? true;
+  }
+
+  private _inFlight = new InFlight();
+  private _seq = 0;
+  private _suggestions = new Map<string, Suggestion>();
+}
+
+/** The notebook's language as the kernel reports it (`language_info`), Python when unknown. */
+export function notebookLanguage(panel: NotebookPanel): string {
+  const info = panel.model?.getMetadata('language_info') as { name?: unknown } | undefined;
+  return typeof info?.name === 'string' && info.name ? info.name : 'python';
+}
+
+/**
+ * The name the model sees for the file: the notebook read as a script (`analysis.ipynb` ->
+ * `analysis.py`), since the prompt holds code, not notebook JSON. Only for Python, whose
+ * extension is certain.
+ */
+export function scriptName(path: string, language: string): string | undefined {
+  if (language.toLowerCase() !== 'python') {
+    return undefined;
+  }
+  const name = path.split('/').pop() ?? '';
+  return name ? name.replace(/\.ipynb$/i, '') + '.py' : undefined;
+}
