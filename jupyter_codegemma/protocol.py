@@ -18,14 +18,14 @@ Replies (kernel -> frontend):
 
 Every `complete` ends with exactly one of `done`, `cancelled` or `error`. Unknown fields in a request
 are ignored (so a newer frontend can talk to an older kernel); a wrong type or a missing field is
-`bad_request`. The TypeScript twin is `labextension/src/protocol.ts`; both sides load the golden
-examples in `tests/protocol/*.json`.
+`bad_request`. The TypeScript twin is `labextension/src/kernel/protocol.ts` (the frontend checks
+replies in `replyValidation.ts`; the Python tests' copy of that check is `validate_reply` in
+`tests/protocol_golden.py`); both sides load the golden examples in `tests/protocol/*.json`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Mapping
 
 VERSION = 1
@@ -210,40 +210,3 @@ def error(code: str, message: str, id: str | None = None) -> dict:
     if id is not None:
         reply["id"] = id
     return reply
-
-
-_REPLY_FIELDS = {
-    "partial": {"id": str, "text": str},
-    "done": {"id": str, "text": str, "stats": dict},
-    "cancelled": {"id": str},
-    "status": {"model": str, "state": str, "device": str, "fim": bool, "completions_enabled": bool},
-    "error": {"code": str, "message": str},
-}
-
-
-def validate_reply(data: Any) -> dict:
-    """Check a kernel -> frontend message (the frontend's view); returns it, or raises ProtocolError."""
-    if not isinstance(data, Mapping):
-        raise ProtocolError(BAD_REQUEST, f"a reply must be a JSON object, got {_kind(data)}")
-    if data.get("v") != VERSION:
-        raise ProtocolError(UNSUPPORTED_VERSION, f'"v" must be {VERSION}, got {data.get("v")!r}')
-    kind = data.get("type")
-    if kind not in _REPLY_FIELDS:
-        raise ProtocolError(UNKNOWN_TYPE, f"unknown reply type {kind!r}")
-    for name, expected in _REPLY_FIELDS[kind].items():
-        if not isinstance(data.get(name), expected):
-            raise ProtocolError(BAD_REQUEST, f'{kind}: "{name}" must be {_kind(expected())}, got {_kind(data.get(name))}')
-    if kind == "status" and data["state"] not in STATES:
-        raise ProtocolError(BAD_REQUEST, f'status: "state" must be one of {", ".join(STATES)}')
-    if kind == "error":
-        if data["code"] not in ERROR_CODES:
-            raise ProtocolError(BAD_REQUEST, f'error: unknown code {data["code"]!r}')
-        if "id" in data and not isinstance(data["id"], str):
-            raise ProtocolError(BAD_REQUEST, 'error: "id" must be a string when present')
-    if kind == "done":
-        stats = data["stats"]
-        for name in STATS_FIELDS:
-            value = stats.get(name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ProtocolError(BAD_REQUEST, f'done: "stats.{name}" must be a non-negative number')
-    return dict(data)

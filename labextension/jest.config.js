@@ -1,4 +1,5 @@
-// Jest runs the pure modules (protocol, context) straight from TypeScript; nothing here needs a browser.
+// Jest runs the pure modules (the protocol, the cells around the cursor, ...) straight from
+// TypeScript; nothing here needs a browser.
 module.exports = {
   preset: 'ts-jest',
   testEnvironment: 'node',

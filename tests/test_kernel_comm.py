@@ -15,7 +15,7 @@ import pytest
 
 from jupyter_codegemma import protocol
 from jupyter_codegemma.cli.kernel_client import KernelSession
-from protocol_golden import cases
+from protocol_golden import cases, validate_reply
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ def test_partial_then_done_continues_the_prefix(ks):
     prefix = "def add(a, b):\n    return"
     replies = ks.complete(ks.comm_id, prefix, "\n\nprint(add(1, 2))\n")
     for reply in replies:
-        protocol.validate_reply(reply)
+        validate_reply(reply)
     *partials, done = replies
     assert done["type"] == "done" and [r["type"] for r in partials] == ["partial"] * len(partials)
     assert partials, "expected at least one partial message"
@@ -94,7 +94,7 @@ def test_newer_request_supersedes_older_on_the_kernel(ks):
 
 def test_status_reports_the_model(ks):
     status = ks.status(ks.comm_id)
-    protocol.validate_reply(status)
+    validate_reply(status)
     assert status["state"] == "ready" and status["device"] == "cpu"
     assert status["fim"] is False and status["completions_enabled"] is True
     assert "270" in status["model"]
@@ -125,7 +125,7 @@ def _send_expect_error(ks, comm_id, message, timeout=30):
     ks.send(comm_id, message)
     ks._wait(lambda: len(ks.replies(comm_id)) > before, timeout, "an error reply")
     reply = ks.replies(comm_id)[before]
-    protocol.validate_reply(reply)
+    validate_reply(reply)
     return reply
 
 

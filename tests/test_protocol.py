@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jupyter_codegemma import protocol
-from protocol_golden import cases
+from protocol_golden import cases, validate_reply
 
 REQUESTS = cases("requests.json")
 REPLIES = cases("replies.json")
@@ -24,23 +24,23 @@ def test_requests(case):
     assert reply["code"] == expect["error"], reply["message"]
     assert ("id" in reply) == expect["id_echoed"]
     assert len(reply["message"]) < 300  # says what is wrong without echoing the input
-    protocol.validate_reply(reply)
+    validate_reply(reply)
 
 
 @pytest.mark.parametrize("case", REPLIES, ids=[c["name"] for c in REPLIES])
 def test_replies(case):
     if case["valid"]:
-        assert protocol.validate_reply(case["message"]) == case["message"]
+        assert validate_reply(case["message"]) == case["message"]
     else:
         with pytest.raises(protocol.ProtocolError):
-            protocol.validate_reply(case["message"])
+            validate_reply(case["message"])
 
 
 def test_reply_builders_make_valid_replies():
     for reply in (protocol.partial("a", "x"), protocol.cancelled("a"), protocol.error(protocol.BUSY, "m", "a"),
                   protocol.done("a", "x", prompt_tokens=3, reused_tokens=1, new_tokens=2, ttft_ms=1.25, total_ms=2),
                   protocol.status(model="m", state="ready", device="cpu", fim=True, completions_enabled=False)):
-        assert protocol.validate_reply(reply)["v"] == protocol.VERSION
+        assert validate_reply(reply)["v"] == protocol.VERSION
 
 
 def test_complete_fields_parsed():

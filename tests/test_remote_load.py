@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from jupyter_codegemma import protocol
 from llama_server import LlamaServer
+from protocol_golden import validate_reply
 from test_remote_server import remote_kernel
 
 pytestmark = pytest.mark.slow
@@ -86,7 +86,7 @@ def test_eight_kernels_share_one_server(tmp_path):
                     terminal = [m for m in messages if m["content"]["data"].get("id") == request_id
                                 and m["content"]["data"]["type"] in ("done", "cancelled", "error")]
                     for m in terminal:
-                        protocol.validate_reply(m["content"]["data"])
+                        validate_reply(m["content"]["data"])
                     if not terminal:
                         counts["lost"] += 1
                         continue

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from conftest import next_input_payloads, stream_text
-from jupyter_codegemma import protocol
 from jupyter_codegemma.cli.kernel_client import KernelSession
 from llama_server import LlamaServer
+from protocol_golden import validate_reply
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def test_completion_through_the_comm(ks, server):
     deadline = time.monotonic() + 180  # the first status starts connecting (and a first token) in the background
     while True:
         status = ks.status(ks.comm_id)
-        protocol.validate_reply(status)
+        validate_reply(status)
         if status["state"] == "ready" or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -55,7 +55,7 @@ def test_completion_through_the_comm(ks, server):
     prefix = "def add(a, b):\n    return"
     replies = ks.complete(ks.comm_id, prefix, "\n\nprint(add(1, 2))\n")
     for reply in replies:
-        protocol.validate_reply(reply)
+        validate_reply(reply)
     *partials, done = replies
     assert done["type"] == "done" and partials and {r["type"] for r in partials} == {"partial"}
     assert done["text"].strip() and "\n" not in done["text"].strip("\n")
@@ -140,7 +140,7 @@ def test_server_stopped_mid_stream_then_back(tmp_path):
         server.kill()
         error = ks.wait_reply(comm_id, lambda r: r.get("id") == "long" and r["type"] in ("done", "error", "cancelled"),
                               timeout=60)
-        protocol.validate_reply(error)
+        validate_reply(error)
         assert error["type"] == "error" and error["code"] == "model_error", error
         assert server.url in error["message"], error
         # The kernel is alive and answers; while the server is down a request says so.

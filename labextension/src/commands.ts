@@ -7,7 +7,7 @@ import { JupyterFrontEnd } from '@jupyterlab/application';
 import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 
-import { CodeGemmaKernels } from './kernel/comm';
+import { KernelCommRegistry } from './kernel/commRegistry';
 import { CodeGemmaSettings } from './settings';
 
 export namespace CommandIDs {
@@ -24,13 +24,13 @@ export const GENERATE_CELL_HEADER = '%%codegemma\n';
 export interface ICommandOptions {
   app: JupyterFrontEnd;
   tracker: INotebookTracker;
-  kernels: CodeGemmaKernels;
+  comms: KernelCommRegistry;
   settings: CodeGemmaSettings;
   palette: ICommandPalette | null;
 }
 
 export function addCommands(options: ICommandOptions): void {
-  const { app, tracker, kernels, settings, palette } = options;
+  const { app, tracker, comms, settings, palette } = options;
   const { commands } = app;
 
   /** The notebook a command applies to: the one last focused (also when the palette has focus). */
@@ -107,9 +107,9 @@ export function addCommands(options: ICommandOptions): void {
         );
         return;
       }
-      const connection = kernels.get(kernel);
-      connection.recheck();
-      await connection.ensureOpen();
+      const comm = comms.get(kernel);
+      comm.recheck();
+      await comm.ensureOpen();
     }
   });
 

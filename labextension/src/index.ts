@@ -1,7 +1,7 @@
 /**
  * The plugins of jupyter-codegemma. Only plugin objects live here; the logic is in the modules
  * they import: completion/ (the inline provider, the cells around the cursor, suggestions),
- * kernel/ (the comm protocol, the comm connection, refresh, the status item), exercises/ (the
+ * kernel/ (the comm protocol, the comm with each kernel, refresh, the status item), exercises/ (the
  * exercise editor widget and its error marks), commands and settings.
  */
 
@@ -16,14 +16,14 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 
 import { codeEditorWidgetExports } from './exercises/codeEditorWidget';
 import { addCommands, CommandIDs } from './commands';
-import { CodeGemmaKernels } from './kernel/comm';
+import { KernelCommRegistry } from './kernel/commRegistry';
 import { CodeGemmaProvider } from './completion/provider';
 import { refreshAfterRuns } from './kernel/refresh';
 import { CodeGemmaSettings } from './settings';
 import { CodeGemmaStatus } from './kernel/statusItem';
 import { ICodeGemma, PLUGIN_ID } from './tokens';
 
-/** Completions, commands and settings; shares the kernel connections with the other plugins. */
+/** Completions, commands and settings; the other plugins share its kernel comms and settings. */
 const plugin: JupyterFrontEndPlugin<ICodeGemma> = {
   id: PLUGIN_ID,
   description: 'CodeGemma ghost-text completions and commands in notebooks',
@@ -38,7 +38,7 @@ const plugin: JupyterFrontEndPlugin<ICodeGemma> = {
     registry: ISettingRegistry | null,
     palette: ICommandPalette | null
   ): ICodeGemma => {
-    const kernels = new CodeGemmaKernels();
+    const comms = new KernelCommRegistry();
     const settings = new CodeGemmaSettings(PLUGIN_ID);
     if (registry) {
       registry
@@ -46,10 +46,10 @@ const plugin: JupyterFrontEndPlugin<ICodeGemma> = {
         .then(loaded => settings.connect(loaded))
         .catch(reason => console.error('codegemma: cannot load the settings; using the defaults', reason));
     }
-    completions.registerInlineProvider(new CodeGemmaProvider(kernels, settings));
-    addCommands({ app, tracker, kernels, settings, palette });
-    refreshAfterRuns(kernels, tracker);
-    return { kernels, settings };
+    completions.registerInlineProvider(new CodeGemmaProvider(comms, settings));
+    addCommands({ app, tracker, comms, settings, palette });
+    refreshAfterRuns(comms, tracker);
+    return { comms, settings };
   }
 };
 
@@ -60,7 +60,7 @@ const statusPlugin: JupyterFrontEndPlugin<void> = {
   autoStart: true,
   requires: [ICodeGemma, INotebookTracker, IStatusBar],
   activate: (app: JupyterFrontEnd, codegemma: ICodeGemma, tracker: INotebookTracker, statusBar: IStatusBar) => {
-    const item = new CodeGemmaStatus(tracker, codegemma.kernels, codegemma.settings, () => {
+    const item = new CodeGemmaStatus(tracker, codegemma.comms, codegemma.settings, () => {
       void app.commands.execute(CommandIDs.toggleCompletions);
     });
     statusBar.registerStatusItem('jupyter-codegemma:status', {

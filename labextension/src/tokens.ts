@@ -1,20 +1,20 @@
 /**
- * What the main plugin shares with the others: the kernel connections and the settings.
+ * What the main plugin shares with the others: the comms with the kernels and the settings.
  */
 
 import { Token } from '@lumino/coreutils';
 
-import { CodeGemmaKernels } from './kernel/comm';
+import { KernelCommRegistry } from './kernel/commRegistry';
 import { CodeGemmaSettings } from './settings';
 
 export interface ICodeGemma {
-  readonly kernels: CodeGemmaKernels;
+  readonly comms: KernelCommRegistry;
   readonly settings: CodeGemmaSettings;
 }
 
 export const ICodeGemma = new Token<ICodeGemma>(
   'jupyter-codegemma:ICodeGemma',
-  'The CodeGemma kernel connections and settings'
+  'The CodeGemma comms with the kernels, and the settings'
 );
 
 /** The id of the plugin that owns the settings (`schema/plugin.json`). */

@@ -1,12 +1,15 @@
 /**
- * protocol.ts against the golden examples in tests/protocol/*.json, which the Python tests
- * (tests/test_protocol.py) load as well: the two sides of the comm cannot drift apart.
+ * The comm protocol (src/kernel/protocol.ts, src/kernel/replyValidation.ts) against the golden
+ * examples in tests/protocol/*.json, which the Python tests (tests/test_protocol.py) load as well:
+ * the two sides of the comm cannot drift apart.
  */
 
 import * as fs from 'fs';
 import * as path from 'path';
 
 import * as protocol from '../src/kernel/protocol';
+import { validateReply } from '../src/kernel/replyValidation';
+import { parseRequest } from './parseRequest';
 
 const GOLDEN = path.resolve(__dirname, '..', '..', 'tests', 'protocol');
 const PROTOCOL_PY = path.resolve(__dirname, '..', '..', 'jupyter_codegemma', 'protocol.py');
@@ -54,12 +57,12 @@ describe('golden requests (what the kernel accepts)', () => {
 
   test.each(requests.map(c => [c.name, c] as const))('%s', (_, c) => {
     if (c.expect.type) {
-      expect(protocol.parseRequest(c.message).type).toBe(c.expect.type);
+      expect(parseRequest(c.message).type).toBe(c.expect.type);
       return;
     }
     let error: unknown;
     try {
-      protocol.parseRequest(c.message);
+      parseRequest(c.message);
     } catch (e) {
       error = e;
     }
@@ -74,9 +77,9 @@ describe('golden requests (what the kernel accepts)', () => {
 describe('golden replies (what the frontend accepts)', () => {
   test.each(replies.map(c => [c.name, c] as const))('%s', (_, c) => {
     if (c.valid) {
-      expect(protocol.validateReply(c.message)).toEqual(c.message);
+      expect(validateReply(c.message)).toEqual(c.message);
     } else {
-      expect(() => protocol.validateReply(c.message)).toThrow(protocol.ProtocolError);
+      expect(() => validateReply(c.message)).toThrow(protocol.ProtocolError);
     }
   });
 });
@@ -96,7 +99,7 @@ describe('requests built by the extension', () => {
     const golden = requests.find(c => c.name === 'complete, every field')!.message;
     expect(complete).toEqual({ ...(golden as object), path: 'notebook.py' });
     for (const message of [complete, protocol.cancel('r1'), protocol.status()]) {
-      expect(protocol.parseRequest(JSON.parse(JSON.stringify(message)))).toEqual(message);
+      expect(parseRequest(JSON.parse(JSON.stringify(message)))).toEqual(message);
     }
   });
 
@@ -114,7 +117,7 @@ describe('requests built by the extension', () => {
     expect(message.suffix.length).toBe(protocol.MAX_SUFFIX_CHARS);
     expect(message.suffix.startsWith('NEAR')).toBe(true);
     expect(message.max_new_tokens).toBe(protocol.MAX_NEW_TOKENS);
-    expect(() => protocol.parseRequest(message)).not.toThrow();
+    expect(() => parseRequest(message)).not.toThrow();
   });
 });
 

@@ -14,7 +14,7 @@ export interface ICellText {
   text: string;
 }
 
-export interface IContextOptions {
+export interface IAroundCursorOptions {
   /** The most characters of prefix to send; the text nearest the cursor is kept. */
   prefixChars: number;
   /** The most characters of suffix to send; the text nearest the cursor is kept. */
@@ -25,7 +25,7 @@ export interface IContextOptions {
   language: string;
 }
 
-export interface IContext {
+export interface ITextAroundCursor {
   prefix: string;
   suffix: string;
 }
@@ -74,8 +74,8 @@ export function markdownAsComment(text: string, language: string): string {
     .join('\n');
 }
 
-/** How a neighbouring cell reads in the context, or null when it is left out. */
-function cellAsContext(cell: ICellText, language: string): string | null {
+/** How a neighbouring cell reads in the prefix or suffix, or null when it is left out. */
+function neighbourText(cell: ICellText, language: string): string | null {
   if (!cell.text.trim()) {
     return null;
   }
@@ -89,14 +89,14 @@ function cellAsContext(cell: ICellText, language: string): string | null {
   }
 }
 
-/** The context cells on one side of the current cell, nearest first. */
+/** The texts of the neighbouring cells on one side of the current cell, nearest first. */
 function neighbours(cells: ICellText[], language: string, limit: number): string[] {
   const texts: string[] = [];
   for (const cell of cells) {
     if (texts.length >= limit) {
       break;
     }
-    const text = cellAsContext(cell, language);
+    const text = neighbourText(cell, language);
     if (text !== null) {
       texts.push(text);
     }
@@ -142,15 +142,15 @@ export function keepStart(text: string, budget: number): string {
 /**
  * The prefix and suffix for a cursor at `offset` in `cells[index]`.
  *
- * The current cell's own text always comes first in the budget: context cells only fill what is
- * left, so a long notebook never pushes out the line being typed.
+ * The current cell's own text always comes first in the budget: neighbouring cells only fill what
+ * is left, so a long notebook never pushes out the line being typed.
  */
-export function buildContext(
+export function textAroundCursor(
   cells: ICellText[],
   index: number,
   offset: number,
-  options: IContextOptions
-): IContext {
+  options: IAroundCursorOptions
+): ITextAroundCursor {
   const current = cells[index]?.text ?? '';
   const cursor = Math.min(Math.max(offset, 0), current.length);
   const limit = Math.max(0, Math.floor(options.contextCells));

@@ -1,7 +1,7 @@
 /**
  * Ghost-text completions in notebook cells, from the model in the notebook's kernel.
  *
- * `fetch` assembles the context, sends `complete` and returns at once with an empty, incomplete
+ * `fetch` reads the cells around the cursor, sends `complete` and returns at once with an empty, incomplete
  * suggestion; JupyterLab then calls `stream`, which yields the suggestion as `partial` replies
  * grow it. JupyterLab does not tell a provider when a request has gone stale, so the provider
  * keeps track itself: every new `fetch` (the user typed again) cancels the request before it.
@@ -17,8 +17,9 @@ import {
 } from '@jupyterlab/completer';
 import { NotebookPanel } from '@jupyterlab/notebook';
 
-import { buildContext, CellKind, ICellText } from './cells';
-import { CodeGemmaKernel, CodeGemmaKernels, newRequestId } from '../kernel/comm';
+import { CellKind, ICellText, textAroundCursor } from './cells';
+import { KernelComm } from '../kernel/comm';
+import { KernelCommRegistry } from '../kernel/commRegistry';
 import * as protocol from '../kernel/protocol';
 import { CodeGemmaSettings } from '../settings';
 import { InFlight, Suggestion } from './suggestions';
@@ -36,7 +37,7 @@ export class CodeGemmaProvider implements IInlineCompletionProvider {
   readonly name = 'CodeGemma';
 
   constructor(
-    private readonly _kernels: CodeGemmaKernels,
+    private readonly _comms: KernelCommRegistry,
     private readonly _settings: CodeGemmaSettings
   ) {}
 
@@ -63,8 +64,8 @@ export class CodeGemmaProvider implements IInlineCompletionProvider {
         return NO_SUGGESTIONS;
       }
     }
-    const connection = this._kernels.get(kernel);
-    if (!(await this._completionsOn(connection)) || seq !== this._seq) {
+    const comm = this._comms.get(kernel);
+    if (!(await this._completionsOn(comm)) || seq !== this._seq) {
       return NO_SUGGESTIONS;
     }
 
@@ -73,16 +74,16 @@ export class CodeGemmaProvider implements IInlineCompletionProvider {
       text: widget === cell ? request.text : widget.model.sharedModel.getSource()
     }));
     const language = notebookLanguage(panel);
-    const { prefix, suffix } = buildContext(cells, notebook.activeCellIndex, request.offset, {
+    const { prefix, suffix } = textAroundCursor(cells, notebook.activeCellIndex, request.offset, {
       prefixChars: settings.prefixChars,
       suffixChars: settings.suffixChars,
       contextCells: settings.contextCells,
       language
     });
-    const id = newRequestId();
+    const id = protocol.newRequestId();
     const suggestion = new Suggestion();
     this._suggestions.set(id, suggestion);
-    this._inFlight.start(id, () => connection.cancel(id));
+    this._inFlight.start(id, () => comm.cancel(id));
     const message = protocol.complete({
       id,
       prefix,
@@ -92,7 +93,7 @@ export class CodeGemmaProvider implements IInlineCompletionProvider {
       mode: settings.mode,
       maxNewTokens: settings.maxNewTokens
     });
-    void connection
+    void comm
       .complete(message, text => suggestion.update(text))
       .then(outcome => {
         if (outcome?.type === 'error' && outcome.code !== 'disabled') {
@@ -119,14 +120,14 @@ export class CodeGemmaProvider implements IInlineCompletionProvider {
   }
 
   /** Whether this kernel answers completions now: it has the target, and they are switched on. */
-  private async _completionsOn(connection: CodeGemmaKernel): Promise<boolean> {
-    if (!(await connection.ensureOpen())) {
+  private async _completionsOn(comm: KernelComm): Promise<boolean> {
+    if (!(await comm.ensureOpen())) {
       return false; // no `jupyter_codegemma` target in this kernel: stay silent
     }
-    let status = connection.status;
+    let status = comm.status;
     if (status && !status.completions_enabled) {
       // Switched off with `%codegemma disable`; ask again, as `%codegemma enable` sends no message.
-      status = await connection.refreshStatus();
+      status = await comm.refreshStatus();
     }
     return status?.completions_enabled ?? true;
   }

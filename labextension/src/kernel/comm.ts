@@ -1,5 +1,7 @@
 /**
- * One `jupyter_codegemma` comm per kernel: requests out, replies routed back to their request.
+ * The `jupyter_codegemma` comm with one kernel (`KernelComm`): opening it, sending requests,
+ * routing each reply back to its request, and what the kernel last said (its status reply, the
+ * last completion's latency, stats and error). One per kernel in use: `commRegistry.ts`.
  *
  * Whether a kernel speaks the protocol is learnt by opening the comm with a `status` request:
  * a kernel with the target registered answers with a status reply; a kernel without it (a plain
@@ -15,11 +17,12 @@ import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import * as protocol from './protocol';
+import { validateReply } from './replyValidation';
 
 /** What this extension knows about the kernel's side. */
 export type Availability = 'unknown' | 'probing' | 'available' | 'absent';
 
-/** How a completion request ended; `null` when the connection went away before it did. */
+/** How a completion request ended; `null` when the comm went away before it did. */
 export type Outcome =
   | protocol.IDoneReply
   | protocol.ICancelledReply
@@ -36,15 +39,7 @@ const PROBE_TIMEOUT_MS = 15_000;
 /** While the model loads, ask for the status this often (the status bar shows "loading"). */
 const LOADING_POLL_MS = 1_000;
 
-let requestCounter = 0;
-
-/** A request id unique across tabs and reloads talking to the same kernel. */
-export function newRequestId(): string {
-  requestCounter += 1;
-  return `cg-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}-${requestCounter}`;
-}
-
-export class CodeGemmaKernel implements IDisposable {
+export class KernelComm implements IDisposable {
   constructor(readonly kernel: Kernel.IKernelConnection) {
     kernel.statusChanged.connect(this._onKernelStatus, this);
   }
@@ -216,7 +211,7 @@ export class CodeGemmaKernel implements IDisposable {
   private _onMsg(msg: KernelMessage.ICommMsgMsg): void {
     let reply: protocol.Reply;
     try {
-      reply = protocol.validateReply(msg.content.data);
+      reply = validateReply(msg.content.data);
     } catch (e) {
       console.warn('codegemma: ignoring a malformed reply from the kernel:', e, msg.content.data);
       return;
@@ -354,53 +349,4 @@ export class CodeGemmaKernel implements IDisposable {
   private _probe: Promise<boolean> | null = null;
   private _status: protocol.IStatusReply | null = null;
   private _statusWaiters: ((status: protocol.IStatusReply | null) => void)[] = [];
-}
-
-/** The connection of each kernel in use, made on first use and dropped with the kernel. */
-export class CodeGemmaKernels implements IDisposable {
-  /** Emitted with the connection whose state changed. */
-  get changed(): ISignal<this, CodeGemmaKernel> {
-    return this._changed;
-  }
-
-  get isDisposed(): boolean {
-    return this._isDisposed;
-  }
-
-  get(kernel: Kernel.IKernelConnection): CodeGemmaKernel {
-    let connection = this._connections.get(kernel.id);
-    if (connection && connection.kernel !== kernel) {
-      connection.dispose(); // another client object for the same kernel id: start over with it
-      connection = undefined;
-    }
-    if (!connection) {
-      const created = new CodeGemmaKernel(kernel);
-      created.changed.connect(() => this._changed.emit(created));
-      kernel.disposed.connect(() => {
-        created.dispose();
-        if (this._connections.get(kernel.id) === created) {
-          this._connections.delete(kernel.id);
-        }
-      });
-      this._connections.set(kernel.id, created);
-      connection = created;
-    }
-    return connection;
-  }
-
-  dispose(): void {
-    if (this._isDisposed) {
-      return;
-    }
-    this._isDisposed = true;
-    for (const connection of this._connections.values()) {
-      connection.dispose();
-    }
-    this._connections.clear();
-    Signal.clearData(this);
-  }
-
-  private _changed = new Signal<this, CodeGemmaKernel>(this);
-  private _connections = new Map<string, CodeGemmaKernel>();
-  private _isDisposed = false;
 }

@@ -6,14 +6,14 @@
 
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 
-import { CodeGemmaKernels } from './comm';
+import { KernelCommRegistry } from './commRegistry';
 
 /** Whether a cell's source may change the kernel's CodeGemma state. */
 export function mentionsCodeGemma(source: string): boolean {
   return /codegemma/i.test(source);
 }
 
-export function refreshAfterRuns(kernels: CodeGemmaKernels, tracker: INotebookTracker): void {
+export function refreshAfterRuns(comms: KernelCommRegistry, tracker: INotebookTracker): void {
   NotebookActions.executed.connect((_, { notebook, cell }) => {
     if (cell.model.type !== 'code' || !mentionsCodeGemma(cell.model.sharedModel.getSource())) {
       return;
@@ -23,8 +23,8 @@ export function refreshAfterRuns(kernels: CodeGemmaKernels, tracker: INotebookTr
     if (!kernel) {
       return;
     }
-    const connection = kernels.get(kernel);
-    connection.recheck();
-    void connection.refreshStatus();
+    const comm = comms.get(kernel);
+    comm.recheck();
+    void comm.refreshStatus();
   });
 }

@@ -6,7 +6,8 @@
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Widget } from '@lumino/widgets';
 
-import { CodeGemmaKernel, CodeGemmaKernels } from './comm';
+import { KernelComm } from './comm';
+import { KernelCommRegistry } from './commRegistry';
 import { CodeGemmaSettings } from '../settings';
 
 export type DisplayState = 'loading' | 'ready' | 'busy' | 'error' | 'off';
@@ -17,19 +18,19 @@ export interface IStatusSummary {
   title: string;
 }
 
-/** What the item shows for a connection (null: no notebook kernel) and the settings. */
-export function summarize(connection: CodeGemmaKernel | null, enabled: boolean): IStatusSummary {
-  const status = connection?.status ?? null;
+/** What the item shows for a kernel's comm (null: no notebook kernel) and the settings. */
+export function summarize(comm: KernelComm | null, enabled: boolean): IStatusSummary {
+  const status = comm?.status ?? null;
   const model = status?.model ?? '';
-  const latency = connection?.lastLatencyMs;
-  const stats = connection?.lastStats;
+  const latency = comm?.lastLatencyMs;
+  const stats = comm?.lastStats;
   const parts = (state: DisplayState, ...rest: string[]) =>
     ['CodeGemma' + (model ? `: ${model}` : ''), state, ...rest].join(' · ');
-  if (!connection || connection.availability === 'absent') {
+  if (!comm || comm.availability === 'absent') {
     return {
       state: 'off',
       text: 'CodeGemma · off',
-      title: connection
+      title: comm
         ? 'This kernel has no CodeGemma: use the "CodeGemma (JAX)" kernel, or run "Enable CodeGemma in this kernel"'
         : 'No notebook kernel'
     };
@@ -49,7 +50,7 @@ export function summarize(connection: CodeGemmaKernel | null, enabled: boolean):
   if (status.state === 'error') {
     return { state: 'error', text: parts('error'), title: status.message ?? 'The model failed to load' };
   }
-  const lastError = connection.lastError;
+  const lastError = comm.lastError;
   if (lastError && lastError.code !== 'disabled' && lastError.code !== 'busy') {
     return { state: 'error', text: parts('error'), title: `${lastError.code}: ${lastError.message}` };
   }
@@ -61,14 +62,14 @@ export function summarize(connection: CodeGemmaKernel | null, enabled: boolean):
         `${Math.round(stats.ttft_ms)} ms, ${stats.new_tokens} new tokens, ` +
         `${stats.reused_tokens}/${stats.prompt_tokens} prompt tokens reused`
       : '');
-  const state: DisplayState = connection.pending > 0 || status.state === 'busy' ? 'busy' : 'ready';
+  const state: DisplayState = comm.pending > 0 || status.state === 'busy' ? 'busy' : 'ready';
   return { state, text: timing ? parts(state, timing) : parts(state), title };
 }
 
 export class CodeGemmaStatus extends Widget {
   constructor(
     private readonly _tracker: INotebookTracker,
-    private readonly _kernels: CodeGemmaKernels,
+    private readonly _comms: KernelCommRegistry,
     private readonly _settings: CodeGemmaSettings,
     onClick: () => void
   ) {
@@ -76,7 +77,7 @@ export class CodeGemmaStatus extends Widget {
     this.addClass('jp-CodeGemmaStatus');
     this.node.addEventListener('click', onClick);
     _tracker.currentChanged.connect(this._follow, this);
-    _kernels.changed.connect(this._update, this);
+    _comms.changed.connect(this._update, this);
     _settings.changed.connect(this._update, this);
     this._follow();
   }
@@ -105,24 +106,24 @@ export class CodeGemmaStatus extends Widget {
     this._update();
   }
 
-  private _connection(): CodeGemmaKernel | null {
+  private _comm(): KernelComm | null {
     const kernel = this._panel?.sessionContext.session?.kernel;
     if (!kernel) {
       return null;
     }
-    const connection = this._kernels.get(kernel);
-    if (connection.availability === 'unknown' && connection.kernelReady) {
+    const comm = this._comms.get(kernel);
+    if (comm.availability === 'unknown' && comm.kernelReady) {
       // Ask early: the status request also starts loading the model, before the first keystroke.
-      void connection.ensureOpen();
+      void comm.ensureOpen();
     }
-    return connection;
+    return comm;
   }
 
   private _update(): void {
     if (this.isDisposed) {
       return;
     }
-    const summary = summarize(this._connection(), this._settings.current.enabled);
+    const summary = summarize(this._comm(), this._settings.current.enabled);
     this.node.textContent = summary.text;
     this.node.title = summary.title;
     this.node.dataset.state = summary.state;
