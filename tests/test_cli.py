@@ -10,7 +10,7 @@ import pytest
 
 
 def codegemma(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jupyter_codegemma.cli.main", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "jupyter_codegemma.cli", *args], input=stdin,
                           capture_output=True, text=True, timeout=600)
 
 

@@ -18,7 +18,7 @@ from jupyter_codegemma.exercises.sandbox import Limits
 
 
 def codegemma(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jupyter_codegemma.cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "jupyter_codegemma.cli", *args], capture_output=True, text=True,
                           timeout=600)
 
 

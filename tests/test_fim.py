@@ -9,6 +9,7 @@ import pytest
 from fim_tokenizer import codegemma_like_tokenizer
 from jupyter_codegemma.backends.local import config as configs
 from jupyter_codegemma.backends import fim
+from jupyter_codegemma.backends.base import COMPLETION_STOPS, stop_ids
 from jupyter_codegemma.backends.chat import Turn, chat_prompt
 from jupyter_codegemma.backends.local.checkpoints import Checkpoint
 from jupyter_codegemma.backends.local.engine import Engine, EngineOptions
@@ -71,7 +72,7 @@ def test_a_budget_drops_what_is_farthest_from_the_cursor(tok):
 
 
 def test_stop_ids(tok):
-    assert set(fim.stop_ids(tok)) == {1, 67, 68, 69, 70, 107}
+    assert set(stop_ids(tok, COMPLETION_STOPS)) == {1, 67, 68, 69, 70, 107}
 
 
 def test_without_fim_pieces_the_prompt_is_the_prefix():

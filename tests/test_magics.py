@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from jupyter_codegemma.backends.base import is_instruction_model
 from jupyter_codegemma.kernel import prompts as prompting
 from conftest import next_input_payloads, stream_text
 
@@ -115,7 +116,7 @@ def test_base_prompt_holds_context_and_request():
 
 
 def test_chat_prompt_for_instruction_models():
-    assert prompting.is_instruction_model("codegemma-7b-it") and not prompting.is_instruction_model("Gemma 3 270m")
+    assert is_instruction_model("codegemma-7b-it") and not is_instruction_model("Gemma 3 270m")
     assert "Request: plot x" in prompting.chat_request("plot x", ["x = [1, 2]"])
     assert prompting.extract_code("Sure:\n```python\nprint(1)\n```\nDone.") == "print(1)"
 

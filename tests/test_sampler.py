@@ -14,7 +14,8 @@ import pytest
 
 from jupyter_codegemma.backends.local import config as configs
 from jupyter_codegemma.backends.local.model import Transformer, init_params
-from jupyter_codegemma.backends.local.sampler import Sampler, SamplingParams, StepStats
+from jupyter_codegemma.backends.base import SamplingParams, StepStats
+from jupyter_codegemma.backends.local.sampler import Sampler
 
 TINY = [configs.tiny_gemma1_mqa(), configs.tiny_gemma1_mha(), configs.tiny_gemma2(), configs.tiny_gemma3()]
 CACHE_LEN = 128
@@ -137,7 +138,7 @@ def test_a_seed_reproduces_sampling(tiny, sampling):
 
 
 def test_top_k_and_top_p_restrict_the_candidates():
-    from jupyter_codegemma.backends.local.sampler import _SamplerShape, sample_token
+    from jupyter_codegemma.backends.local.steps import SamplerShape as _SamplerShape, sample_token
 
     logits = jax.numpy.asarray([[5.0, 4.0, 3.0, 0.0, -1.0, -2.0]])
     temperature, keys = jax.numpy.float32(1.0), jax.random.split(jax.random.PRNGKey(0), 400)

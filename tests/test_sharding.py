@@ -25,7 +25,7 @@ CHILD = textwrap.dedent(r"""
     from jupyter_codegemma.backends.local.checkpoints import Checkpoint
     from jupyter_codegemma.backends.local.engine import Engine, EngineOptions
     from jupyter_codegemma.backends.local.model import init_params
-    from jupyter_codegemma.backends.local.sampler import SamplingParams
+    from jupyter_codegemma.backends.base import SamplingParams
     from jupyter_codegemma.backends.local.tokenizer import Tokenizer
 
     IDS = [BOS_ID, 300, 17, 511, 260, 261, 400, 42, 5, 300, 300, 1, 77, 450]

@@ -1,31 +1,107 @@
-"""What a request returns, shared by the local engine and the remote backend: the result records, the
-running-request wrapper, and the cancel tokens they combine. Imports no JAX (the thin client uses it)."""
+"""What every backend shares: the `Backend` protocol the kernel, the exercises and `codegemma` call,
+the sampling settings, the result records, the one cancel token, the stop pieces, the model-name
+facts, and the one loop that shapes a streamed answer.
+
+Imports no JAX (a thin-client kernel, which talks to a server, uses this module and never loads JAX).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Iterator
+from typing import Callable, Iterator, Protocol, Sequence
 
-if TYPE_CHECKING:
-    from .local.sampler import StepStats
+from . import fim
+from .errors import SettingsError
+
+# --- how to pick tokens ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """How to pick each next token. temperature 0 means greedy (argmax)."""
+
+    temperature: float = 0.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise SettingsError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise SettingsError(f"top_k must be >= 1, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise SettingsError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0 or self.top_k == 1
+
+
+# --- cancelling -----------------------------------------------------------------------------------
+
+
+class CancelToken:
+    """Set by hand, or by any token it is linked to: a request stops when the user cancels it *or*
+    when its answer is complete, and each of those is a token. Anything with `is_set()` (a
+    `threading.Event`, say) can be linked."""
+
+    def __init__(self, *linked):
+        self._set = False
+        self._linked = tuple(token for token in linked if token is not None)
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set or any(token.is_set() for token in self._linked)
+
+    @property
+    def set_here(self) -> bool:
+        """Set by this token's own `set()`, not by a linked one."""
+        return self._set
+
+
+# --- results --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class StepStats:
+    prompt_tokens: int = 0  # a server reports it at the end (usage); 0 when it does not say
+    reused_tokens: int = 0  # prompt tokens whose keys and values were kept from the last request
+    new_tokens: int = 0
+    finish_reason: str = ""  # "stop", "length", "cancelled", "context"
+    draft_accepted: int = 0  # tokens that came from verified prompt-lookup guesses
 
 
 @dataclasses.dataclass
 class GenerationResult:
-    prompt_ids: list[int]
+    prompt_ids: list[int]  # empty where a server tokenizes the prompt
     ids: list[int]  # generated ids only (a stop id, if one ended generation, is included)
     text: str  # generated text, stop tokens excluded
-    stats: StepStats
+    stats: StepStats = dataclasses.field(default_factory=StepStats)
     ttft_ms: float = 0.0
     total_ms: float = 0.0
+    prompt: str = ""  # the prompt text, where it was sent as text (to a server)
 
     def to_json(self) -> dict:
+        prompt = {"prompt": self.prompt} if self.prompt else {}
         return {
-            "prompt_ids": self.prompt_ids, "ids": self.ids, "text": self.text,
+            **prompt, "prompt_ids": self.prompt_ids, "ids": self.ids, "text": self.text,
             "ttft_ms": round(self.ttft_ms, 2), "total_ms": round(self.total_ms, 2),
             "prompt_tokens": self.stats.prompt_tokens, "reused_tokens": self.stats.reused_tokens,
             "new_tokens": self.stats.new_tokens, "finish_reason": self.stats.finish_reason,
         }
+
+
+@dataclasses.dataclass
+class CompletionResult(GenerationResult):
+    raw_text: str = ""  # what the model wrote, before shaping to the mode
+    mode: str = "line"  # the mode used ("auto" resolved)
+    layout: str = "psm"  # the prompt layout: "psm", "spm" or "prefix-only"
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "raw_text": self.raw_text, "mode": self.mode, "layout": self.layout}
 
 
 class Generation:
@@ -44,38 +120,127 @@ class Generation:
         return self.result
 
 
-@dataclasses.dataclass
-class CompletionResult(GenerationResult):
-    raw_text: str = ""  # what the model wrote, before shaping to the mode
-    mode: str = "line"  # the mode used ("auto" resolved)
-    layout: str = "psm"  # the prompt layout: "psm", "spm" or "prefix-only"
-
-    def to_json(self) -> dict:
-        return {**super().to_json(), "raw_text": self.raw_text, "mode": self.mode, "layout": self.layout}
-
-
 class Completion(Generation):
     """A running completion: iterate for the whole suggestion so far; `result` at the end."""
 
 
-class Flag:
-    """A cancel token that is set by hand."""
+# --- stops and model facts ------------------------------------------------------------------------
 
-    def __init__(self):
-        self._set = False
-
-    def set(self) -> None:
-        self._set = True
-
-    def is_set(self) -> bool:
-        return self._set
+# Where generated text ends besides <eos>: the end of a chat turn, the end of a file.
+GENERATION_STOPS = ("<end_of_turn>", fim.FILE_SEPARATOR)
+# A completion also ends at any FIM piece (a model that has them writes one when the gap is filled).
+COMPLETION_STOPS = GENERATION_STOPS + (fim.FIM_PREFIX, fim.FIM_MIDDLE, fim.FIM_SUFFIX)
 
 
-class Either:
-    """Cancelled when either token is."""
+def stop_ids(tokenizer, pieces: Sequence[str]) -> tuple[int, ...]:
+    """<eos> and the ids of those of `pieces` the tokenizer has."""
+    ids = {tokenizer.eos_id} | {tokenizer.piece_to_id(p) for p in pieces}
+    return tuple(sorted(i for i in ids if i is not None))
 
-    def __init__(self, first, second):
-        self.first, self.second = first, second
 
-    def is_set(self) -> bool:
-        return self.first.is_set() or (self.second is not None and self.second.is_set())
+def is_instruction_model(name: str) -> bool:
+    """Instruction-tuned Gemma models say so in their name ("-it"); they take the chat template."""
+    name = name.lower()
+    return "-it" in name or "instruct" in name
+
+
+def model_has_fim(name: str) -> bool:
+    """For a model known only by its name (on a server): CodeGemma's pretrained (base) models were
+    trained with FIM pieces; its -it model and Gemma were not. A local model is asked its tokenizer."""
+    return "codegemma" in name.lower() and not is_instruction_model(name)
+
+
+# --- the one stream-and-shape loop ----------------------------------------------------------------
+
+# (raw text so far, whether generation has ended) -> (text to show, whether the answer is complete)
+Shape = Callable[[str, bool], "tuple[str, bool]"]
+
+
+def shaped_stream(start: Callable[[CancelToken], Generation], shape: Shape, result: GenerationResult,
+                  cancel=None) -> Iterator[str]:
+    """Run the generation `start(stop)` begins, yielding its shaped text each time that changes.
+
+    `stop` is set as soon as `shape` says the answer is complete, which ends generation after the
+    step in flight (a server's stream is closed); it is linked to `cancel`. At the end `result`
+    holds the shaped text, and the raw text, ids, timings and stats of the generation, with
+    finish_reason "stop" when the shape ended it and "cancelled" when `cancel` did.
+    """
+    stop = CancelToken(cancel)
+    generation = start(stop)
+    raw = generation.result
+    result.stats = raw.stats
+    shown = ""
+    for _piece in generation:
+        text, complete = shape(raw.text, False)
+        if complete:
+            stop.set()
+        if text != shown:
+            shown = result.text = text
+            yield text
+    result.prompt_ids, result.ids, result.prompt = raw.prompt_ids, raw.ids, raw.prompt or result.prompt
+    result.ttft_ms, result.total_ms = raw.ttft_ms, raw.total_ms
+    if isinstance(result, CompletionResult):
+        result.raw_text = raw.text
+    if cancel is not None and cancel.is_set():
+        result.stats.finish_reason = "cancelled"
+        return
+    if stop.set_here:
+        result.stats.finish_reason = "stop"
+    final, _ = shape(raw.text, True)
+    if final != shown:
+        result.text = final
+        yield final
+
+
+def suggestion_shape(prefix: str, suffix: str, mode: str) -> Shape:
+    """How a completion is cut to a suggestion for `mode` (fim.shape)."""
+
+    def shape(raw: str, final: bool) -> tuple[str, bool]:
+        shaped = fim.shape(raw, prefix, suffix, mode, final=final)
+        return shaped.text, shaped.complete
+
+    return shape
+
+
+# --- the interface --------------------------------------------------------------------------------
+
+
+class Backend(Protocol):
+    """A model that writes text: the JAX engine in this process (backends/local), or a server
+    (backends/remote). The kernel's comm and magics, the conversation commands, the exercises and
+    `codegemma` call only this."""
+
+    kind: str  # "local" or "remote"
+    source: str  # where the model came from (a path, a package, a server)
+    device: str
+    context_len: int  # prompt and answer together, in tokens
+    has_fim: bool  # takes fill-in-the-middle prompts (else it continues the prefix)
+    last_prompt_ids: list[int]  # the ids of the last prompt run (empty where a server tokenizes)
+    last_prompt: str  # the text of the last prompt, where it was sent as text
+
+    @property
+    def instruction(self) -> bool:
+        """An instruction-tuned model with a chat template (explain, fix, chat use the template)."""
+
+    @property
+    def tokenizer(self):
+        """encode/decode/piece_to_id: the model's own, or the server's through its tokenize route."""
+
+    def info(self) -> dict: ...
+
+    def warm_up(self, progress: Callable[[str], None] | None = None) -> float: ...
+
+    def tokenize(self, text: str, *, add_bos: bool = True) -> list[int]: ...
+
+    def generate(self, prompt: str | Sequence[int], *, max_new_tokens: int = 128,
+                 sampling: SamplingParams = SamplingParams(), stop_ids: Sequence[int] | None = None,
+                 cancel=None, truncate: bool = False) -> Generation: ...
+
+    def complete(self, prefix: str, suffix: str = "", *, mode: str = "auto", layout: str = "psm",
+                 path: str | None = None, context_files: Sequence[fim.ContextFile] = (),
+                 max_new_tokens: int | None = None, sampling: SamplingParams = SamplingParams(),
+                 cancel=None) -> Completion: ...
+
+    def complete_text(self, prompt: str | Sequence[int], **kwargs) -> GenerationResult: ...
+
+    def reset_cache(self) -> None: ...

@@ -54,18 +54,6 @@ class ContextFile:
     content: str
 
 
-def stop_ids(tokenizer) -> tuple[int, ...]:
-    """Where a completion ends: any FIM piece, <eos>, <end_of_turn>."""
-    ids = {tokenizer.eos_id}
-    fim = FimTokens.of(tokenizer)
-    if fim is not None:
-        ids.update(fim.all)
-    end_of_turn = tokenizer.piece_to_id("<end_of_turn>")
-    if end_of_turn is not None:
-        ids.add(end_of_turn)
-    return tuple(sorted(ids))
-
-
 def build_prompt(tokenizer, prefix: str, suffix: str = "", *, layout: Layout = "psm", path: str | None = None,
                  context_files: Sequence[ContextFile] = (), max_tokens: int | None = None) -> list[int]:
     """The prompt ids for completing between prefix and suffix.

@@ -174,23 +174,21 @@ def model_fix(sample: Sampler, source: str, result: CheckResult | None = None, *
 
 
 def engine_sampler(engine, cancel=None) -> Sampler:
-    """A `Sampler` over a runtime Engine: stops at the closing code fence."""
-    from ..backends.local import SamplingParams
+    """A `Sampler` over a backend: each sample stops at the closing code fence."""
+    from ..backends.base import GenerationResult, SamplingParams, shaped_stream
 
-    class _UntilFence:
-        def __init__(self):
-            self.text = ""
-
-        def is_set(self) -> bool:
-            return "```" in self.text or (cancel is not None and cancel.is_set())
+    def until_fence(text: str, final: bool) -> tuple[str, bool]:
+        return text, "```" in text
 
     def sample(prompt: str, *, max_new_tokens: int, temperature: float, seed: int) -> str:
-        until = _UntilFence()
-        generation = engine.generate(prompt, max_new_tokens=max_new_tokens, truncate=True, cancel=until,
-                                     sampling=SamplingParams(temperature=temperature, top_p=0.95 if temperature else None,
-                                                             seed=seed))
-        for piece in generation:
-            until.text += piece
-        return until.text
+        sampling = SamplingParams(temperature=temperature, top_p=0.95 if temperature else None, seed=seed)
+        result = GenerationResult(prompt_ids=[], ids=[], text="")
+
+        def start(stop):
+            return engine.generate(prompt, max_new_tokens=max_new_tokens, truncate=True, cancel=stop, sampling=sampling)
+
+        for _ in shaped_stream(start, until_fence, result, cancel):
+            pass
+        return result.text
 
     return sample

@@ -14,22 +14,13 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
+from ..backends.base import GenerationResult, SamplingParams, shaped_stream
 from . import prompts as prompting
 from .conversation.commands import Conversation
 from .worker import Job, Service
 from .settings import CodeGemma
 
 _REFRESH_S = 0.1  # how often the streamed output area is redrawn
-
-
-class _Until:
-    """A cancel token for the engine: set when the job is cancelled or the answer is complete."""
-
-    def __init__(self, cancel):
-        self.cancel, self.answered = cancel, False
-
-    def is_set(self) -> bool:
-        return self.answered or self.cancel.is_set()
 
 
 class _Cancelled(Exception):
@@ -116,29 +107,24 @@ class CodeGemmaMagics(Magics):
             self.shell.set_next_input(code, replace=args.replace)
 
     def _generate_job(self, request: str, context: list[str], max_new_tokens: int, temperature: float):
-        from ..backends.local import SamplingParams
-
         sampling = SamplingParams(temperature=temperature, seed=self.settings.seed)
 
         def run(engine, job, out):
-            chat = prompting.is_instruction_model(engine.info()["model"] + " " + str(engine.source))
-            if chat:
+            if engine.instruction:
                 prompt = prompting.chat_prompt_ids(engine.tokenizer, request, context)
-                shape = prompting.extract_code
+                shape = prompting.instruction_code_shape
             else:
                 prompt = prompting.base_prompt(request, context)
-                shape = prompting.trim_base_output
-            until = _Until(job.cancel)
-            generation = engine.generate(prompt, max_new_tokens=max_new_tokens, sampling=sampling,
-                                         cancel=until, truncate=True)
-            text = ""
-            for piece in generation:
-                text += piece
-                until.answered = not chat and "```" in text  # a base model closes the fence when done
-                out.put(("text", shape(text)))
-            if until.answered and not job.cancel.is_set():
-                generation.result.stats.finish_reason = "stop"
-            return shape(generation.result.text), generation.result
+                shape = prompting.base_code_shape
+            result = GenerationResult(prompt_ids=[], ids=[], text="")
+
+            def start(stop):
+                return engine.generate(prompt, max_new_tokens=max_new_tokens, sampling=sampling, cancel=stop,
+                                       truncate=True)
+
+            for code in shaped_stream(start, shape, result, job.cancel):
+                out.put(("text", code))
+            return result.text, result
 
         return run
 

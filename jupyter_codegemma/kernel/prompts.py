@@ -14,10 +14,6 @@ FILL_MARKER = "<FILL>"
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
-def is_instruction_model(name: str) -> bool:
-    return "-it" in name.lower() or "instruct" in name.lower()
-
-
 def base_prompt(request: str, context_cells: Sequence[str] = (), language: str = "python") -> str:
     """A base-model prompt: the context cells, then the request, then an open code fence.
 
@@ -63,6 +59,16 @@ def trim_base_output(text: str) -> str:
     while lines and lines[-1].lstrip().startswith("#") and len(lines) > 1:
         lines.pop()
     return "\n".join(lines).rstrip()
+
+
+def instruction_code_shape(text: str, final: bool) -> tuple[str, bool]:
+    """An instruction model's answer so far -> (its code, complete?): it ends its turn by itself."""
+    return extract_code(text), False
+
+
+def base_code_shape(text: str, final: bool) -> tuple[str, bool]:
+    """A base model's output so far -> (its code, complete?): done once it closes the code fence."""
+    return trim_base_output(text), "```" in text
 
 
 def split_fill(body: str) -> tuple[str, str]:

@@ -14,6 +14,7 @@ import threading
 from typing import Callable
 
 from .. import protocol
+from ..backends import BackendSpec, load_backend
 from .settings import CodeGemma
 
 log = logging.getLogger("jupyter_codegemma")
@@ -153,33 +154,23 @@ class Service:
                     self.state = "ready"
                 job._end()
 
-    def _engine_key_now(self) -> tuple:
+    def _backend_spec(self) -> BackendSpec:
+        """What the settings ask for: a server (a thin client: no local model), else the JAX engine."""
         s = self.settings
         if s.server_url:
-            return ("remote", s.server_url, s.server_model, s.api_key_env, s.server_fim, s.context_len)
-        return (s.model, s.dtype, s.context_len)
-
-    def _load_engine(self, progress: Callable[[str], None] | None):
-        """A remote backend when a server is set (a thin client: no local model), else the JAX engine."""
-        s = self.settings
-        if s.server_url:
-            from ..backends.remote.client import RemoteEngine, RemoteOptions
-
-            return RemoteEngine.load(RemoteOptions(url=s.server_url, model=s.server_model, api_key_env=s.api_key_env,
-                                                   fim=s.server_fim, context_len=s.context_len), progress=progress)
-        from ..backends.local import Engine, EngineOptions
-
-        return Engine.load(s.model or None, EngineOptions(dtype=s.dtype, cache_len=s.context_len), progress=progress)
+            return BackendSpec(server_url=s.server_url, server_model=s.server_model, api_key_env=s.api_key_env,
+                               server_fim=s.server_fim, context_len=s.context_len)
+        return BackendSpec(model=s.model, dtype=s.dtype, context_len=s.context_len)
 
     def _engine_for(self, progress: Callable[[str], None] | None):
         """The engine for the current settings, loading it (again) when they changed."""
-        key = self._engine_key_now()
+        key = self._backend_spec()
         if self.engine is not None and key == self._engine_key:
             return self.engine
         self.engine, self._engine_key = None, None
         self.state, self.message = "loading", ""
         try:
-            engine = self._load_engine(progress)
+            engine = load_backend(key, progress)
             engine.warm_up(progress)
         except Exception as e:
             self.state, self.message = "error", str(e)

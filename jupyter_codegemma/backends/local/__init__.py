@@ -1,4 +1,4 @@
-"""The JAX/Flax Gemma runtime. It imports nothing from Jupyter.
+"""The JAX/Flax Gemma runtime in this process: the local backend. It imports nothing from Jupyter.
 
     from jupyter_codegemma.backends.local import Engine
     engine = Engine.load()                       # the default model, Gemma 3 270M
@@ -6,9 +6,10 @@
         print(piece, end="")
 """
 
-from .engine import Engine, EngineOptions, Generation, GenerationResult
+from ..base import Generation, GenerationResult, SamplingParams
 from ..errors import CheckpointError, CodeGemmaError, PromptError, SettingsError
-from .sampler import SamplingParams
+from .engine import Engine
+from .options import EngineOptions
 
 __all__ = [
     "Engine", "EngineOptions", "Generation", "GenerationResult", "SamplingParams",

@@ -8,7 +8,6 @@ call from several threads (the sampler serialises the device work).
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import os
 import threading
 import time
@@ -17,57 +16,17 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .. import fim
+from ..base import (COMPLETION_STOPS, GENERATION_STOPS, CancelToken, Completion, CompletionResult, Generation,
+                    GenerationResult, SamplingParams, is_instruction_model, shaped_stream, stop_ids,
+                    suggestion_shape)
+from ..chat import has_chat_template
+from ..errors import PromptError, SettingsError
 from . import process
 from .checkpoints import Checkpoint, WeightsCache, load_checkpoint
 from .config import GemmaConfig, count_params
-from .dtypes import PREFILL_DTYPES, WEIGHT_DTYPES, resolve_dtype, resolve_prefill_dtype
-from ..errors import PromptError, SettingsError
-from ..base import Completion, CompletionResult, Either, Flag, Generation, GenerationResult
-from .sampler import CancelToken, SamplingParams, StepStats
+from .dtypes import resolve_dtype, resolve_prefill_dtype
+from .options import EngineOptions
 from .tokenizer import IncrementalDecoder, Tokenizer
-
-DEFAULT_CACHE_LEN = 4096
-
-
-@dataclasses.dataclass(frozen=True)
-class EngineOptions:
-    """How to load and run a model (not what to generate)."""
-
-    # Decode weights. "auto": bfloat16 on TPU and GPU; on CPU int8 (weight-only, one scale per
-    # row, multiplied by backends/local/native' AVX-512 VNNI kernel, and by its AMX kernel for several
-    # rows at once) where the kernels build, else float32 (XLA's CPU matrix-vector products are
-    # several times slower in bfloat16 or int8).
-    dtype: str = "auto"
-    # Prefill weights when `dtype` is int8. "auto" on CPU: the int8 weights where AMX multiplies
-    # them, else float32 (measured in bench/latency.py); elsewhere the decode dtype. A float
-    # prefill dtype keeps a second copy of the weights (400 MB in float32 for 270M).
-    prefill_dtype: str = "auto"
-    cache_len: int = DEFAULT_CACHE_LEN  # KV cache positions: the longest prompt + completion
-    cache_dir: str | None = None  # converted weights and compiled programs; default ~/.cache/jupyter-codegemma
-    compilation_cache: bool = True
-    # How many devices to spread the model over (a "model" mesh axis, see backends/local/sharding.py).
-    # None: every device present (one device: no mesh); 1: no sharding; N: the first N devices.
-    devices: int | None = None
-    # Greedy decoding checks prompt-lookup guesses several at a time (backends/local/speculative.py):
-    # the same ids (up to float summation order: both int8 kernels round activations alike); faster
-    # where the text repeats itself, which code in a notebook does: on the typing session of
-    # bench/latency.py it cut the time after the first token by ~15 %, so it is on by default.
-    speculative: bool = True
-    # After Engine.load, compile the programs of every prompt-length bucket in a background
-    # thread (most urgent first; from the persistent compilation cache when it has them), so
-    # that requests do not wait for tracing and compiling. See Sampler.precompile.
-    warm_up: bool = True
-
-    def __post_init__(self) -> None:
-        if self.dtype not in WEIGHT_DTYPES:
-            raise SettingsError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {self.dtype!r}")
-        if self.prefill_dtype not in PREFILL_DTYPES:
-            raise SettingsError(f"prefill_dtype must be one of {', '.join(PREFILL_DTYPES)}, "
-                                f"got {self.prefill_dtype!r}")
-        if self.cache_len < 64:
-            raise SettingsError(f"cache_len must be at least 64, got {self.cache_len}")
-        if self.devices is not None and self.devices < 1:
-            raise SettingsError(f"devices must be at least 1, got {self.devices}")
 
 
 def _to_device(params, float_dtype):
@@ -135,10 +94,11 @@ class Engine:
                                     programs=self._programs())
         self.device = str(jax.devices()[0].platform)
         self.load_seconds = load_seconds
-        self.stop_ids = self._default_stop_ids()
+        self.stop_ids = stop_ids(self.tokenizer, GENERATION_STOPS)
         # The ids of the last prompt the engine ran (generate or complete), for debugging prompt
         # building without mocking the engine: `%codegemma debug last-prompt` shows them.
         self.last_prompt_ids: list[int] = []
+        self.last_prompt = ""  # prompts are ids here; a server backend keeps the text it sent
         self._warm_up: threading.Thread | None = None
         # Set while no warm-up is compiling what a short request runs. A request waits for it:
         # the warm-up compiles those programs two at a time, a request one after another.
@@ -271,15 +231,13 @@ class Engine:
             return not self._warm_up.is_alive()
         return True
 
-    def _default_stop_ids(self) -> tuple[int, ...]:
-        ids = {self.tokenizer.eos_id}
-        for piece in ("<end_of_turn>", "<|file_separator|>"):
-            i = self.tokenizer.piece_to_id(piece)
-            if i is not None:
-                ids.add(i)
-        return tuple(sorted(ids))
-
     # --- facts -----------------------------------------------------------------------------------
+
+    kind = "local"
+
+    @property
+    def instruction(self) -> bool:
+        return is_instruction_model(f"{self.config.name} {self.source}") and has_chat_template(self.tokenizer)
 
     @property
     def has_fim(self) -> bool:
@@ -348,7 +306,7 @@ class Engine:
             raise PromptError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         prompt_ids = self.prepare_prompt(prompt, max_new_tokens, truncate)
         stops = tuple(self.stop_ids if stop_ids is None else stop_ids)
-        result = GenerationResult(prompt_ids=prompt_ids, ids=[], text="", stats=StepStats())
+        result = GenerationResult(prompt_ids=prompt_ids, ids=[], text="")
         return Generation(self._stream(prompt_ids, max_new_tokens, sampling, stops, cancel, result), result)
 
     def _stream(self, prompt_ids, max_new_tokens, sampling, stops, cancel, result) -> Iterator[str]:
@@ -400,34 +358,15 @@ class Engine:
                                           max_tokens=self.context_len - max_new_tokens)
         except ValueError as e:
             raise PromptError(str(e)) from None
-        result = CompletionResult(prompt_ids=prompt_ids, ids=[], text="", stats=StepStats(), raw_text="",
-                                  mode=resolved, layout=layout if self.has_fim else "prefix-only")
-        return Completion(self._complete_stream(prefix, suffix, resolved, prompt_ids, max_new_tokens,
-                                                sampling, cancel, result), result)
+        result = CompletionResult(prompt_ids=prompt_ids, ids=[], text="", mode=resolved,
+                                  layout=layout if self.has_fim else "prefix-only")
+        stops = stop_ids(self.tokenizer, COMPLETION_STOPS)
 
-    def _complete_stream(self, prefix, suffix, mode, prompt_ids, max_new_tokens, sampling, cancel, result):
-        finished = Flag()
-        either = Either(finished, cancel)
-        shown = ""
-        inner = GenerationResult(prompt_ids=prompt_ids, ids=[], text="", stats=result.stats)
-        for _piece in self._stream(prompt_ids, max_new_tokens, sampling, fim.stop_ids(self.tokenizer), either, inner):
-            shaped = fim.shape(inner.text, prefix, suffix, mode)
-            if shaped.complete:
-                finished.set()  # stops the sampler after the step in flight
-            if shaped.text != shown:
-                shown = shaped.text
-                result.text = shown
-                yield shown
-        if cancel is not None and cancel.is_set():
-            result.stats.finish_reason = "cancelled"
-        elif finished.is_set():
-            result.stats.finish_reason = "stop"
-        final = fim.shape(inner.text, prefix, suffix, mode, final=True).text
-        result.raw_text, result.ids = inner.text, inner.ids
-        result.ttft_ms, result.total_ms = inner.ttft_ms, inner.total_ms
-        if final != shown and result.stats.finish_reason != "cancelled":
-            result.text = final
-            yield final
+        def start(stop: CancelToken) -> Generation:
+            raw = GenerationResult(prompt_ids=prompt_ids, ids=[], text="")
+            return Generation(self._stream(prompt_ids, max_new_tokens, sampling, stops, stop, raw), raw)
+
+        return Completion(shaped_stream(start, suggestion_shape(prefix, suffix, resolved), result, cancel), result)
 
     def complete_text(self, prompt: str | Sequence[int], **kwargs) -> GenerationResult:
         """Generate to the end and return the result (no streaming)."""

@@ -15,116 +15,23 @@ previous one is only prefilled from the first token that differs.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
-import functools
 import threading
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
+from ..base import CancelToken, SamplingParams, StepStats
 from .config import GemmaConfig
-from ..errors import SettingsError
 from .model import Cache, Transformer, init_cache
 from .programs import Programs
+from .steps import (PREFILL_BUCKETS, SamplerShape, bucket, decode_step, full_forward, kv_bucket, prefill_step,
+                    verify_step)
 from .speculative import draft_from_context
 
-PREFILL_BUCKETS = (16, 32, 64, 128, 256, 512)
 DRAFT_LEN = 7  # guesses checked per pass
 VERIFY_LEN = DRAFT_LEN + 1  # the last token and its guesses: one static shape
-# Every cache view length is a separate compiled program, and each holds tens of MB; below
-# 1 024 positions a shorter view saves almost nothing (decoding reads ~270 MB of weights and
-# at most 6 MB of keys and values at this length), so the shortest view is 1 024.
-MIN_KV_LEN = 1024
-
-
-class CancelToken(Protocol):
-    def is_set(self) -> bool: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class SamplingParams:
-    """How to pick each next token. temperature 0 means greedy (argmax)."""
-
-    temperature: float = 0.0
-    top_k: int | None = None
-    top_p: float | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise SettingsError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise SettingsError(f"top_k must be >= 1, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise SettingsError(f"top_p must be in (0, 1], got {self.top_p}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0 or self.top_k == 1
-
-
-@dataclasses.dataclass(frozen=True)
-class _SamplerShape:
-    """The parts of SamplingParams that change the compiled program."""
-
-    greedy: bool
-    top_k: int | None
-    use_top_p: bool
-
-    @classmethod
-    def of(cls, params: SamplingParams) -> "_SamplerShape":
-        if params.greedy:
-            return cls(True, None, False)
-        return cls(False, params.top_k, params.top_p is not None and params.top_p < 1)
-
-
-def sample_token(logits: jax.Array, key: jax.Array, temperature: jax.Array, top_p: jax.Array,
-                 shape: _SamplerShape) -> jax.Array:
-    """logits [B, V] -> token ids [B]."""
-    if shape.greedy:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    logits = logits / temperature
-    if shape.top_k is None and not shape.use_top_p:
-        return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
-    if shape.top_k is not None:
-        values, indices = lax.top_k(logits, min(shape.top_k, logits.shape[-1]))  # sorted, descending
-    else:
-        indices = jnp.argsort(-logits, axis=-1)
-        values = jnp.take_along_axis(logits, indices, axis=-1)
-    if shape.use_top_p:
-        probs = jax.nn.softmax(values, axis=-1)
-        # Keep the smallest prefix whose mass reaches top_p (the first candidate always stays).
-        mass_before = jnp.cumsum(probs, axis=-1) - probs
-        values = jnp.where(mass_before < top_p, values, -jnp.inf)
-    choice = jax.random.categorical(key, values, axis=-1)
-    return jnp.take_along_axis(indices, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)
-
-
-def bucket(n: int, buckets: Sequence[int]) -> int:
-    for b in buckets:
-        if n <= b:
-            return b
-    return buckets[-1]
-
-
-def kv_bucket(n: int, cache_len: int) -> int:
-    """The smallest power of two >= n (at least MIN_KV_LEN), capped at the cache length."""
-    size = MIN_KV_LEN
-    while size < n:
-        size *= 2
-    return min(size, cache_len)
-
-
-@dataclasses.dataclass
-class StepStats:
-    prompt_tokens: int = 0
-    reused_tokens: int = 0
-    new_tokens: int = 0
-    finish_reason: str = ""  # "stop", "length", "cancelled", "context"
-    draft_accepted: int = 0  # tokens that came from verified prompt-lookup guesses
 
 
 class Sampler:
@@ -194,7 +101,7 @@ class Sampler:
             raise ValueError("the prompt is empty: give at least one token")
         if n > self.cache_len:
             raise ValueError(f"the prompt has {n} tokens but the KV cache holds {self.cache_len}")
-        shape = _SamplerShape.of(sampling)
+        shape = SamplerShape.of(sampling)
         base_key = jax.random.PRNGKey(sampling.seed)
         temperature = jnp.float32(max(sampling.temperature, 1e-6))
         top_p = jnp.float32(sampling.top_p if sampling.top_p is not None else 1.0)
@@ -218,7 +125,7 @@ class Sampler:
             # values (and the first token) would then depend on where the cached prefix ended, so the
             # same prompt could get a different suggestion cold and warm.
             token, logits, cache = self._run(
-                _prefill_step, self.prefill_model, self.prefill_params, jnp.asarray(tokens), cache, jnp.int32(start),
+                prefill_step, self.prefill_model, self.prefill_params, jnp.asarray(tokens), cache, jnp.int32(start),
                 jnp.int32(chunk - 1), key, temperature, top_p, kv_len=kv_bucket(start + padded, self.cache_len),
                 shape=shape)
             start += chunk
@@ -247,7 +154,7 @@ class Sampler:
                                              cancel, stats, on_logits)
 
     def _generate_locked(self, prompt_ids, max_new_tokens, sampling, stop_ids, cancel, stats, on_logits):
-        shape = _SamplerShape.of(sampling)
+        shape = SamplerShape.of(sampling)
         base_key = jax.random.PRNGKey(sampling.seed)
         temperature = jnp.float32(max(sampling.temperature, 1e-6))
         top_p = jnp.float32(sampling.top_p if sampling.top_p is not None else 1.0)
@@ -266,7 +173,7 @@ class Sampler:
                 if step + 1 < max_new_tokens and position < self.cache_len:
                     cache = self._take_cache()
                     key = jax.random.fold_in(base_key, position + 1)
-                    pending = self._run(_decode_step, self.model, self.params, token, cache, jnp.int32(position), key,
+                    pending = self._run(decode_step, self.model, self.params, token, cache, jnp.int32(position), key,
                                         temperature, top_p, kv_len=kv_bucket(position + 1, self.cache_len), shape=shape)
                     self._cache = pending[2]
                 if on_logits is not None:
@@ -327,17 +234,17 @@ class Sampler:
                 if not draft:
                     cache = self._take_cache()
                     token, _, cache = self._run(
-                        _decode_step, self.model, self.params, jnp.asarray([context[-1]], jnp.int32), cache,
+                        decode_step, self.model, self.params, jnp.asarray([context[-1]], jnp.int32), cache,
                         jnp.int32(position),
                         jax.random.PRNGKey(0), jnp.float32(1), jnp.float32(1),
-                        kv_len=kv_bucket(position + 1, self.cache_len), shape=_SamplerShape(True, None, False))
+                        kv_len=kv_bucket(position + 1, self.cache_len), shape=SamplerShape(True, None, False))
                     self._cache = cache
                     pending = [int(token[0])]
                 else:
                     fed = np.zeros((1, VERIFY_LEN), np.int32)
                     fed[0, :1 + len(draft)] = [context[-1]] + draft
                     cache = self._take_cache()
-                    choices, cache = self._run(_verify_step, self.model, self.params, jnp.asarray(fed), cache,
+                    choices, cache = self._run(verify_step, self.model, self.params, jnp.asarray(fed), cache,
                                                jnp.int32(position), kv_len=kv_bucket(position + VERIFY_LEN, self.cache_len))
                     self._cache = cache
                     choices = np.asarray(choices[0]).tolist()
@@ -409,7 +316,7 @@ class Sampler:
         Compilations run on `workers` threads (XLA releases the GIL): loading a cached program
         is mostly waiting, so two load in about the time of one. Returns how many were
         compiled; stops early when `stop` is set."""
-        greedy = _SamplerShape(True, None, False)
+        greedy = SamplerShape(True, None, False)
         scalar, key, f32 = jnp.int32(0), jax.random.PRNGKey(0), jnp.float32(1)
         compiling = []
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="codegemma-compile") as pool:
@@ -428,12 +335,12 @@ class Sampler:
                         self._cached_ids = []
                     cache = self._cache
                     if step == "decode":
-                        lowered = self._lower(_decode_step, self.model, self.params, tokens[0], cache, scalar, key, f32,
+                        lowered = self._lower(decode_step, self.model, self.params, tokens[0], cache, scalar, key, f32,
                                               f32, kv_len=kv_len, shape=greedy)
                     elif step == "verify":
-                        lowered = self._lower(_verify_step, self.model, self.params, tokens, cache, scalar, kv_len=kv_len)
+                        lowered = self._lower(verify_step, self.model, self.params, tokens, cache, scalar, kv_len=kv_len)
                     else:
-                        lowered = self._lower(_prefill_step, self.prefill_model, self.prefill_params, tokens, cache,
+                        lowered = self._lower(prefill_step, self.prefill_model, self.prefill_params, tokens, cache,
                                               scalar, scalar, key, f32, f32, kv_len=kv_len, shape=greedy)
                     del cache
                 self._precompiled.add(program)
@@ -450,44 +357,6 @@ class Sampler:
         n = len(ids)
         with self._lock:
             cache = self._place_cache(init_cache(self.config, 1, max(n, 1), self.cache_dtype))
-            hidden, _ = _full_forward(self.prefill_model, self.prefill_params, jnp.asarray([list(ids)], jnp.int32),
+            hidden, _ = full_forward(self.prefill_model, self.prefill_params, jnp.asarray([list(ids)], jnp.int32),
                                       cache)
             return np.asarray(hidden[0])
-
-
-# --- pure steps ----------------------------------------------------------------------------------
-# Module-level, with the model (a hashable Flax module) as a static argument, so samplers of
-# the same model share compiled programs. The cache argument is donated: XLA updates it in place.
-
-
-@functools.partial(jax.jit, static_argnames=("model", "kv_len", "shape"), donate_argnames=("cache",))
-def _prefill_step(model: Transformer, params, tokens, cache, write_index, last_index, key, temperature, top_p,
-                  *, kv_len: int, shape: _SamplerShape):
-    """tokens [B, T] at write_index -> (next token [B], its logits [B, V], cache)."""
-    hidden, cache = model.apply({"params": params}, tokens, cache, write_index, kv_len)
-    last = lax.dynamic_index_in_dim(hidden, last_index, axis=1, keepdims=False)  # [B, D]
-    logits = model.apply({"params": params}, last, method=Transformer.logits)
-    return sample_token(logits, key, temperature, top_p, shape), logits, cache
-
-
-@functools.partial(jax.jit, static_argnames=("model", "kv_len", "shape"), donate_argnames=("cache",))
-def _decode_step(model: Transformer, params, token, cache, position, key, temperature, top_p,
-                 *, kv_len: int, shape: _SamplerShape):
-    """token [B] at position -> (next token [B], its logits [B, V], cache)."""
-    hidden, cache = model.apply({"params": params}, token[:, None], cache, position, kv_len)
-    logits = model.apply({"params": params}, hidden[:, 0], method=Transformer.logits)
-    return sample_token(logits, key, temperature, top_p, shape), logits, cache
-
-
-@functools.partial(jax.jit, static_argnames=("model", "kv_len"), donate_argnames=("cache",))
-def _verify_step(model: Transformer, params, tokens, cache, write_index, *, kv_len: int):
-    """tokens [B, T] at write_index -> (greedy choice after each of them [B, T], cache)."""
-    hidden, cache = model.apply({"params": params}, tokens, cache, write_index, kv_len)
-    logits = model.apply({"params": params}, hidden, method=Transformer.logits)
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32), cache
-
-
-@functools.partial(jax.jit, static_argnums=(0,))
-def _full_forward(model: Transformer, params, tokens, cache):
-    hidden, _ = model.apply({"params": params}, tokens, cache, jnp.int32(0), tokens.shape[1])
-    return model.apply({"params": params}, hidden, method=Transformer.logits), None

@@ -28,17 +28,16 @@ import time
 from typing import Callable, Iterator, Sequence
 
 from .. import fim
+from ..base import (COMPLETION_STOPS, GENERATION_STOPS, CancelToken, Completion, CompletionResult, Generation,
+                    GenerationResult, is_instruction_model, model_has_fim, shaped_stream, suggestion_shape)
 from ..errors import CodeGemmaError, PromptError, SettingsError
 from .transport import Endpoint, ServerError, ServerUnavailable, request_json, stream_events
-from ..base import Either, Flag, Generation
 
 FIM_SETTINGS = ("auto", "yes", "no")
 DEFAULT_API_KEY_ENV = "CODEGEMMA_API_KEY"
 # Gemma's tokenizer averages about 3.5 characters a token on code; 3 keeps a trimmed prompt inside the
 # context in nearly every case, and the server's own check catches the rest.
 CHARS_PER_TOKEN = 3
-_FIM_STOPS = (fim.FIM_PREFIX, fim.FIM_SUFFIX, fim.FIM_MIDDLE, fim.FILE_SEPARATOR)
-_TURN_STOPS = ("<end_of_turn>", fim.FILE_SEPARATOR)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,52 +69,11 @@ class RemoteOptions:
                         read_timeout=self.read_timeout, retries=self.retries, backoff=self.backoff)
 
 
-def model_has_fim(name: str) -> bool:
-    """CodeGemma's pretrained (base) models were trained with FIM pieces; its -it model and Gemma were not."""
-    name = name.lower()
-    return "codegemma" in name and "-it" not in name and "instruct" not in name
-
-
-# --- results: the same fields as the local engine's, so the comm and the magics need no branch --------
-
-
-@dataclasses.dataclass
-class RemoteStats:
-    prompt_tokens: int = 0  # as the server reports it (usage); 0 when it does not say
-    reused_tokens: int = 0  # the server keeps its own prompt cache and does not report it
-    new_tokens: int = 0
-    finish_reason: str = ""  # "stop", "length", "cancelled"
-
-
-@dataclasses.dataclass
-class RemoteResult:
-    prompt: str  # the prompt text sent
-    text: str = ""
-    stats: RemoteStats = dataclasses.field(default_factory=RemoteStats)
-    ttft_ms: float = 0.0
-    total_ms: float = 0.0
-    raw_text: str = ""  # completions: what the model wrote before shaping
-    mode: str = ""
-    layout: str = ""
-    prompt_ids: list[int] = dataclasses.field(default_factory=list)  # left empty: the server tokenizes
-    ids: list[int] = dataclasses.field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return {"prompt": self.prompt, "text": self.text, "ttft_ms": round(self.ttft_ms, 2),
-                "total_ms": round(self.total_ms, 2), "prompt_tokens": self.stats.prompt_tokens,
-                "reused_tokens": 0, "new_tokens": self.stats.new_tokens, "finish_reason": self.stats.finish_reason,
-                "raw_text": self.raw_text, "mode": self.mode, "layout": self.layout}
-
-
-class RemoteGeneration(Generation):
-    """A running request: iterate for text (pieces for generate, the whole suggestion for complete)."""
-
-
 # --- the backend -----------------------------------------------------------------------------------
 
 
 class RemoteEngine:
-    backend = "remote"
+    kind = "remote"
     format = "remote"
 
     def __init__(self, options: RemoteOptions, endpoint: Endpoint, model: str, context_len: int,
@@ -130,6 +88,16 @@ class RemoteEngine:
         self.last_prompt = ""  # the text last sent, for debugging prompt building
         self.last_prompt_ids: list[int] = []  # the server tokenizes: no ids on this side
         self._tokenizer = None
+        self._instruction: bool | None = None
+
+    @property
+    def instruction(self) -> bool:
+        """An instruction model by its name, whose template the server's tokenizer knows (asked once)."""
+        if self._instruction is None:
+            from ..chat import has_chat_template
+
+            self._instruction = is_instruction_model(self.model) and has_chat_template(self.tokenizer)
+        return self._instruction
 
     @classmethod
     def load(cls, options: RemoteOptions, progress: Callable[[str], None] | None = None) -> "RemoteEngine":
@@ -174,7 +142,7 @@ class RemoteEngine:
     # --- requests ---------------------------------------------------------------------------------
 
     def generate(self, prompt: str | Sequence[int], *, max_new_tokens: int = 128, sampling=None,
-                 stop_ids: Sequence[int] | None = None, cancel=None, truncate: bool = False) -> RemoteGeneration:
+                 stop_ids: Sequence[int] | None = None, cancel=None, truncate: bool = False) -> Generation:
         """Stream text continuing `prompt` (text, or ids the server's tokenizer turns back into text)."""
         if max_new_tokens < 1:
             raise PromptError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
@@ -185,13 +153,13 @@ class RemoteEngine:
         budget = self._char_budget(max_new_tokens)
         if truncate and len(prompt) > budget:
             prompt = prompt[len(prompt) - budget:]  # the end of a prompt is what the answer depends on
-        result = RemoteResult(prompt=prompt)
-        body = self._body(prompt, max_new_tokens, sampling, _TURN_STOPS)
-        return RemoteGeneration(self._pieces(body, cancel, result), result)
+        result = GenerationResult(prompt_ids=[], ids=[], text="", prompt=prompt)
+        body = self._body(prompt, max_new_tokens, sampling, GENERATION_STOPS)
+        return Generation(self._pieces(body, cancel, result), result)
 
     def complete(self, prefix: str, suffix: str = "", *, mode: str = "auto", layout: str = "psm",
                  path: str | None = None, context_files: Sequence[fim.ContextFile] = (),
-                 max_new_tokens: int | None = None, sampling=None, cancel=None) -> RemoteGeneration:
+                 max_new_tokens: int | None = None, sampling=None, cancel=None) -> Completion:
         """Complete the code between prefix and suffix; iterate for the whole suggestion so far."""
         try:
             resolved = fim.resolve_mode(mode, prefix, suffix)
@@ -206,13 +174,18 @@ class RemoteEngine:
         prompt = self._completion_prompt(prefix, suffix, layout, path, context_files, max_new_tokens)
         # The same ends as fim.shape: a line ends at its newline, anything at two blank lines.
         stops = ("\n",) if resolved == "line" else ("\n\n\n",)
-        if self.has_fim:
-            stops += _FIM_STOPS
-        result = RemoteResult(prompt=prompt, mode=resolved, layout=layout if self.has_fim else "prefix-only")
+        stops += COMPLETION_STOPS if self.has_fim else GENERATION_STOPS
+        result = CompletionResult(prompt_ids=[], ids=[], text="", prompt=prompt, mode=resolved,
+                                  layout=layout if self.has_fim else "prefix-only")
         body = self._body(prompt, max_new_tokens, sampling, stops)
-        return RemoteGeneration(self._suggestions(body, prefix, suffix, resolved, cancel, result), result)
 
-    def complete_text(self, prompt: str | Sequence[int], **kwargs) -> RemoteResult:
+        def start(stop: CancelToken) -> Generation:
+            raw = GenerationResult(prompt_ids=[], ids=[], text="", prompt=prompt)
+            return Generation(self._pieces(body, stop, raw), raw)
+
+        return Completion(shaped_stream(start, suggestion_shape(prefix, suffix, resolved), result, cancel), result)
+
+    def complete_text(self, prompt: str | Sequence[int], **kwargs) -> GenerationResult:
         return self.generate(prompt, **kwargs).wait()
 
     def _completion_prompt(self, prefix, suffix, layout, path, context_files, max_new_tokens) -> str:
@@ -256,7 +229,7 @@ class RemoteEngine:
                     body["top_k"] = int(sampling.top_k)  # not OpenAI's, but vLLM, llama.cpp and Ollama take it
         return body
 
-    def _pieces(self, body: dict, cancel, result: RemoteResult) -> Iterator[str]:
+    def _pieces(self, body: dict, cancel, result: GenerationResult) -> Iterator[str]:
         """Text pieces as the server sends them; fills `result` as it goes."""
         started = time.perf_counter()
         self.last_prompt = body["prompt"]
@@ -294,28 +267,6 @@ class RemoteEngine:
                               f"llama-cpp-python server does this unless started with --interrupt_requests "
                               f"false)")
 
-    def _suggestions(self, body, prefix, suffix, mode, cancel, result: RemoteResult) -> Iterator[str]:
-        finished = Flag()
-        raw = RemoteResult(prompt=body["prompt"], stats=result.stats)
-        shown = ""
-        for _ in self._pieces(body, Either(finished, cancel), raw):
-            shaped = fim.shape(raw.text, prefix, suffix, mode)
-            if shaped.complete:
-                finished.set()  # closes the stream: the server stops generating
-            if shaped.text != shown:
-                shown = result.text = shaped.text
-                yield shown
-        result.raw_text, result.ttft_ms, result.total_ms = raw.text, raw.ttft_ms, raw.total_ms
-        if cancel is not None and cancel.is_set():
-            result.stats.finish_reason = "cancelled"
-            return
-        if finished.is_set():
-            result.stats.finish_reason = "stop"
-        final = fim.shape(raw.text, prefix, suffix, mode, final=True).text
-        if final != shown:
-            result.text = final
-            yield final
-
     # --- tokens (the server's tokenizer) -----------------------------------------------------------
 
     @property
@@ -333,9 +284,4 @@ class RemoteEngine:
         """The server owns its caches."""
 
 
-def is_remote(engine) -> bool:
-    return getattr(engine, "backend", "local") == "remote"
-
-
-__all__ = ["RemoteEngine", "RemoteOptions", "RemoteResult", "ServerError", "ServerUnavailable", "CodeGemmaError",
-           "is_remote", "model_has_fim"]
+__all__ = ["RemoteEngine", "RemoteOptions", "ServerError", "ServerUnavailable", "CodeGemmaError", "model_has_fim"]

@@ -12,19 +12,10 @@ import dataclasses
 
 from . import limits
 from . import prompts as cv
+from ...backends.base import GenerationResult, SamplingParams, shaped_stream
 from .. import prompts as prompting
 
 _MARGIN = 8  # tokens kept free besides the answer's
-
-
-class _Stop:
-    """A cancel token for the engine: the job's cancel, or a base model's answer being complete."""
-
-    def __init__(self, cancel):
-        self.cancel, self.answered = cancel, False
-
-    def is_set(self) -> bool:
-        return self.answered or self.cancel.is_set()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -206,38 +197,33 @@ class Conversation:
 
     def _run(self, candidates, kind: str, failed: bool, max_new_tokens: int | None):
         """(answer, display handle) after streaming, or (None, None) when the stream raised (reported by magics)."""
-        from ...backends.local import SamplingParams
-        from ...backends.chat import has_chat_template
-
         max_new = max_new_tokens or self.settings.max_new_tokens
         sampling = SamplingParams(temperature=self.settings.temperature, seed=self.settings.seed)
 
         def run(engine, job, out):
             model = engine.info()["model"]
-            instruction = (prompting.is_instruction_model(f"{model} {engine.source}")
-                           and has_chat_template(engine.tokenizer))
+            instruction = engine.instruction
             limit = engine.context_len - max_new - _MARGIN
             build, count, context_text, summary = self._builders(engine, kind, failed, instruction, limit)
             prompt, tokens, index = limits.fit_prompt(candidates, build, count, limit)
             note = self._note_for(instruction, model)
-            stop = _Stop(job.cancel)
-            generation = engine.generate(prompt, max_new_tokens=max_new, sampling=sampling, cancel=stop,
-                                         truncate=True)
-            text, shaped = "", ""
-            for piece in generation:
-                text += piece
-                shaped, stop.answered = self._shape(text, kind, instruction)
+            result = GenerationResult(prompt_ids=[], ids=[], text="")
+
+            def start(stop):
+                return engine.generate(prompt, max_new_tokens=max_new, sampling=sampling, cancel=stop, truncate=True)
+
+            def shape(text, final):
+                return self._shape(text, kind, instruction)
+
+            for shaped in shaped_stream(start, shape, result, job.cancel):
                 shown = shaped or "…"
                 if kind == "fix":
                     out.put(("text", {"text/plain": shown}))
                 else:
                     out.put(("text", {"text/markdown": note + shown, "text/plain": shown}))
-            shaped, _ = self._shape(generation.result.text, kind, instruction)
-            if stop.answered and not job.cancel.is_set():
-                generation.result.stats.finish_reason = "stop"
-            answer = _Answer(shaped, tokens, context_text(candidates[index]), summary(candidates[index]),
-                             instruction, model, generation.result)
-            return answer, generation.result
+            answer = _Answer(result.text, tokens, context_text(candidates[index]), summary(candidates[index]),
+                             instruction, model, result)
+            return answer, result
 
         answer, summary, handle = self.stream(run)
         print(summary.replace(" Not run: read it first.", "") if kind != "fix" else summary)
