@@ -5,6 +5,7 @@ from __future__ import annotations
 import string
 
 from jupyter_codegemma.backends.local.tokenizer import Tokenizer
+from jupyter_codegemma.backends.local.checkpoints.gguf_vocab import tokenizer_from_gguf_vocab
 
 NORMAL, CONTROL, UNKNOWN, BYTE = 1, 3, 2, 6
 VOCAB_SIZE = 512
@@ -34,5 +35,5 @@ def codegemma_like_tokenizer() -> Tokenizer:
     scores = [0.0 if t != NORMAL else -float(i) / 100 for i, t in enumerate(types)]
     # Longer pieces score higher, so BPE merges prefer them.
     scores = [s + len(tok) if types[i] == NORMAL else s for i, (s, tok) in enumerate(zip(scores, tokens))]
-    return Tokenizer.from_gguf_vocab(tokens, scores, types, bos_id=2, eos_id=1, unk_id=3, pad_id=0,
+    return tokenizer_from_gguf_vocab(tokens, scores, types, bos_id=2, eos_id=1, unk_id=3, pad_id=0,
                                      source="codegemma-like test vocabulary")

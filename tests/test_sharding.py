@@ -26,11 +26,11 @@ CHILD = textwrap.dedent(r"""
     from jupyter_codegemma.backends.local.engine import Engine, EngineOptions
     from jupyter_codegemma.backends.local.model import init_params
     from jupyter_codegemma.backends.base import SamplingParams
-    from jupyter_codegemma.backends.local.tokenizer import Tokenizer
+    from jupyter_codegemma.backends.local.checkpoints.gguf_vocab import tokenizer_from_gguf_vocab
 
     IDS = [BOS_ID, 300, 17, 511, 260, 261, 400, 42, 5, 300, 300, 1, 77, 450]
     tokens, scores, types = tiny_vocab(512)
-    tokenizer = Tokenizer.from_gguf_vocab(tokens, scores, types, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID,
+    tokenizer = tokenizer_from_gguf_vocab(tokens, scores, types, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID,
                                           pad_id=PAD_ID)
     out = {"device_count": len(jax.devices())}
     for name in ("tiny-gemma1-mqa", "tiny-gemma1-mha"):

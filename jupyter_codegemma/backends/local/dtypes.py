@@ -18,9 +18,9 @@ def resolve_dtype(dtype: str, platform: str | None = None, native_int8: bool | N
     if platform != "cpu":
         return "bfloat16"
     if native_int8 is None:
-        from . import native as kernels
+        from . import native
 
-        native_int8 = kernels.enable_native()
+        native_int8 = native.enable_native()
     return "int8" if native_int8 else "float32"
 
 

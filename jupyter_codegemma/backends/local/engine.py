@@ -66,10 +66,10 @@ class Engine:
         self.mesh = sharding.make_mesh(self.num_devices) if self.num_devices > 1 else None
         native_int8 = amx = False
         if platform == "cpu" and self.mesh is None and options.dtype in ("auto", "int8"):
-            from . import native as kernels
+            from . import native
 
-            native_int8 = kernels.enable_native(WeightsCache(options.cache_dir).root / "kernels")
-            amx = kernels.amx_enabled()
+            native_int8 = native.enable_native(WeightsCache(options.cache_dir).root / "kernels")
+            amx = native.amx_enabled()
         self.dtype = resolve_dtype(options.dtype, platform, native_int8)
         if self.dtype == "int8" and self.mesh is not None:
             raise SettingsError("dtype int8 runs on one device; use dtype bfloat16 (or float32) with several devices")
@@ -246,9 +246,9 @@ class Engine:
 
     def _kernels(self) -> str:
         """Which native CPU kernels multiply the weights ("xla" when none do)."""
-        from . import native as kernels
+        from . import native
 
-        return kernels.describe() if self.dtype == "int8" else "xla"
+        return native.describe() if self.dtype == "int8" else "xla"
 
     def info(self) -> dict:
         return {

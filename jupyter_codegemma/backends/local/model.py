@@ -2,7 +2,7 @@
 
 Parameters follow the paper's parts: `embedder/input_embedding` [V, D], and per layer
 `attn/qkv/w`, `attn/output/w`, `mlp/gate_up/w`, `mlp/down/w` (matrices stored [out, in], the
-projections that share an input fused), the norms' `scale`. `checkpoints/layout.py` converts
+projections that share an input fused), the norms' `scale`. Each loader in `checkpoints/` (gguf.py, safetensors.py, orbax.py) converts
 each checkpoint format into this tree. A quantized tree (quantize.py) holds int8 matrices, each
 with a float32 `scale` per output row beside it (`input_embedding_scale` for the embedding).
 
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from . import native as kernels
+from . import native
 from .config import AttentionKind, GemmaConfig
 
 # A large finite negative rather than -inf, so fully-masked rows (padding) stay finite.
@@ -89,7 +89,7 @@ class Embedder(nn.Module):
     def decode(self, x: jax.Array) -> jax.Array:
         """The output head is tied to the embedding: [..., D] -> [..., V]."""
         if self.quantized:
-            return kernels.int8_matmul(x, self.input_embedding, self.input_embedding_scale)
+            return native.int8_matmul(x, self.input_embedding, self.input_embedding_scale)
         return jnp.einsum("...D,VD->...V", x, self.input_embedding.astype(x.dtype))
 
 
@@ -109,7 +109,7 @@ class Linear(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         w = self.param("w", nn.initializers.normal(), (self.features, x.shape[-1]))
         if w.dtype == jnp.int8:
-            return kernels.int8_matmul(x, w, self.param("scale", nn.initializers.ones_init(), (self.features,)))
+            return native.int8_matmul(x, w, self.param("scale", nn.initializers.ones_init(), (self.features,)))
         return jnp.einsum("...i,oi->...o", x, w.astype(x.dtype))
 
 

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import jax
 
-from . import native as kernels
+from . import native
 
 SUFFIX = ".jaxexport"
 # Every step takes (model, params, tokens, cache, ...) and donates the cache: once the static
@@ -38,10 +38,10 @@ def _runtime_fingerprint() -> bytes:
 
     here = Path(__file__).parent
     digest = hashlib.sha256(f"{jax.__version__} {jaxlib.__version__} {jax.default_backend()}".encode())
-    for path in (*(here / name for name in _SOURCES), *kernels._SOURCES, *kernels._HEADERS):
+    for path in (*(here / name for name in _SOURCES), *native._SOURCES, *native._HEADERS):
         digest.update(path.read_bytes())
-    # Which kernels a program calls is decided while tracing (kernels.int8_matmul).
-    digest.update(f"native={kernels.native_enabled()} amx={kernels.amx_enabled()}".encode())
+    # Which kernels a program calls is decided while tracing (native.int8_matmul).
+    digest.update(f"native={native.native_enabled()} amx={native.amx_enabled()}".encode())
     return digest.digest()
 
 
@@ -82,7 +82,7 @@ class Programs:
         exported = self._read(path)
         if exported is None:
             try:
-                checks = [jax.export.DisabledSafetyCheck.custom_call(t) for t in kernels.FFI_TARGETS]
+                checks = [jax.export.DisabledSafetyCheck.custom_call(t) for t in native.FFI_TARGETS]
                 exported = jax.export.export(step, disabled_checks=checks)(model, params, *args, **statics)
                 blob = exported.serialize()
             except Exception:  # noqa: BLE001 - an unexportable step still runs, traced as before

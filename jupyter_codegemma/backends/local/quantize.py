@@ -8,7 +8,7 @@ embedding [V, D] is quantized the same way; it is the largest matrix (the output
 all of it for every token). Norm scales stay in float32.
 
 The model (model.py) recognises int8 weights by their dtype and multiplies them with
-kernels.int8_matmul.
+native.int8_matmul.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ are matched atomically, and bytes with no piece of their own fall back to `<0xNN
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import sentencepiece
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
@@ -88,32 +88,6 @@ class Tokenizer:
         if not proto.pieces:
             raise TokenizerError(source, "not a SentencePiece model (it has no pieces)")
         return cls(proto, data, source)
-
-    @classmethod
-    def from_gguf_vocab(
-        cls,
-        tokens: Sequence[str],
-        scores: Sequence[float],
-        token_types: Sequence[int],
-        *,
-        bos_id: int,
-        eos_id: int,
-        unk_id: int,
-        pad_id: int | None,
-        add_space_prefix: bool = False,
-        source: str = "<gguf>",
-    ) -> Tokenizer:
-        """Rebuild the SentencePiece model that a llama.cpp "llama" (SPM) vocabulary came from.
-
-        `add_space_prefix` mirrors the GGUF key `tokenizer.ggml.add_space_prefix` (False for
-        Gemma, whose tokenizer has no dummy prefix).
-        """
-        from .checkpoints.gguf_vocab import proto_from_gguf_vocab
-
-        proto = proto_from_gguf_vocab(
-            tokens, scores, token_types, bos_id, eos_id, unk_id, pad_id, add_space_prefix, source
-        )
-        return cls(proto, proto.SerializeToString(), source)
 
     # ----------------------------------------------------------------- properties
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
-if TYPE_CHECKING:
-    from .prompts import Context
+Material = TypeVar("Material")  # what a prompt is built from (prompts.Context)
 
 CUT = "… [{n} characters cut] …"
 
@@ -79,7 +78,7 @@ def excerpt(source: str, limit: int, line: int | None = None) -> str:
 SCALES = (1.0, 0.5, 0.25, 0.125, 0.0625)  # the budget's scales `fit_prompt` tries, in order
 
 
-def contexts_at_scales(make: Callable[[Budget], "Context"], budget: Budget = Budget()) -> list["Context"]:
+def contexts_at_scales(make: Callable[[Budget], Material], budget: Budget = Budget()) -> list[Material]:
     """The context cut to each of SCALES of the budget (built up front, on the kernel's main thread)."""
     return [make(budget.scaled(scale)) for scale in SCALES]
 

@@ -17,7 +17,7 @@ from ..tokenizer import Tokenizer, TokenizerError
 if TYPE_CHECKING:  # gguf is only needed by callers that already hold a reader
     import gguf
 
-__all__ = ["read_gguf_vocab", "proto_from_gguf_vocab"]
+__all__ = ["read_gguf_vocab", "proto_from_gguf_vocab", "tokenizer_from_gguf_vocab"]
 
 _SPACE_SYMBOL = "\u2581"  # SentencePiece's escaped space, "▁"
 
@@ -34,6 +34,27 @@ _GGUF_TOKEN_TYPES: dict[int, int] = {
     6: _Type.BYTE,
 }
 
+
+
+def tokenizer_from_gguf_vocab(
+    tokens: Sequence[str],
+    scores: Sequence[float],
+    token_types: Sequence[int],
+    *,
+    bos_id: int,
+    eos_id: int,
+    unk_id: int,
+    pad_id: int | None,
+    add_space_prefix: bool = False,
+    source: str = "<gguf>",
+) -> Tokenizer:
+    """Rebuild the SentencePiece model that a llama.cpp "llama" (SPM) vocabulary came from.
+
+    `add_space_prefix` mirrors the GGUF key `tokenizer.ggml.add_space_prefix` (False for
+    Gemma, whose tokenizer has no dummy prefix).
+    """
+    proto = proto_from_gguf_vocab(tokens, scores, token_types, bos_id, eos_id, unk_id, pad_id, add_space_prefix, source)
+    return Tokenizer(proto, proto.SerializeToString(), source)
 
 
 def read_gguf_vocab(reader: gguf.GGUFReader, source: str) -> Tokenizer:
@@ -77,7 +98,7 @@ def read_gguf_vocab(reader: gguf.GGUFReader, source: str) -> Tokenizer:
             raise TokenizerError(source, f"GGUF metadata has no tokenizer.ggml.{key}")
     # llama.cpp prepends a space to SPM text unless the file says otherwise.
     add_space_prefix = bool(scalar("tokenizer.ggml.add_space_prefix", True))
-    return Tokenizer.from_gguf_vocab(
+    return tokenizer_from_gguf_vocab(
         tokens,
         scores.tolist(),
         types.tolist(),
