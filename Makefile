@@ -3,6 +3,7 @@
 #   make test    every test suite
 #   make demo    a headless demo with timings
 #   make bench   keystroke-to-suggestion latency and speed, against llama.cpp
+#   make docs    the documentation site (MkDocs) into build/site
 #   make llama-cpp   llama-cpp-python (reference engine, test server), built once into ~/.cache
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup llama-cpp lab test demo bench clean
+.PHONY: setup llama-cpp lab test demo bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,9 +45,9 @@ setup: $(STAMP) $(CHROMIUM)
 
 # llama-cpp-python: the reference engine (bench/) and the shared server of the remote-backend tests.
 # Built from source once into a cache outside the repo (a clean venv reinstalls from there in seconds).
-# Without -mno-amx-* its native build emits AMX instructions these machines forbid, and the first
-# evaluation dies with a segmentation fault (DESIGN.md §7); --no-cache-dir keeps pip from reusing a
-# wheel built without the flags.
+# Without -mno-amx-* its native build emits AMX instructions, which CPUs that have AMX but do not let
+# programs use it (this project's development machines) refuse: the first evaluation dies with a
+# segmentation fault. --no-cache-dir keeps pip from reusing a wheel built without the flags.
 LLAMA_CPP_VERSION := 0.3.36
 WHEELS    ?= $(HOME)/.cache/jupyter-codegemma/wheels
 LLAMA_CPP := $(VENV)/.llama_cpp
@@ -70,7 +71,12 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: setup
 	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG)
 
+# The documentation site: docs/ and the notebooks (not executed); --strict turns a broken link or anchor,
+# or a page missing from the nav, into an error (mkdocs.yml's validation settings).
+MKDOCS_BUILD := $(BIN)/mkdocs build --strict --site-dir build/site
+
 test: setup $(LLAMA_CPP)
+	$(MKDOCS_BUILD)
 	$(BIN)/python -m pytest
 	@# Every notebook, top to bottom on the default model, on the "CodeGemma (JAX)" kernel (nbval).
 	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks/
@@ -78,6 +84,9 @@ test: setup $(LLAMA_CPP)
 # A real kernel started with jupyter_client: completions over the comm as JupyterLab sends them, one %%codegemma cell.
 demo: setup
 	$(BIN)/codegemma kernel demo
+
+docs: $(STAMP)
+	$(MKDOCS_BUILD)
 
 # Keystroke to suggestion and the speed figures, against llama.cpp on the same file (bench/latency.py).
 bench: setup $(LLAMA_CPP)
