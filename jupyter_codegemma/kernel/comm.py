@@ -126,6 +126,7 @@ class CompletionComm:
         with self._lock:
             if self._jobs.get(request_id) is job:
                 del self._jobs[request_id]
+        self.service.answered(job)
         self._send(reply, context)
 
     def _send(self, reply: dict, context=None) -> None:

@@ -68,6 +68,7 @@ class Service:
         self._loaded_once = False
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._pending = 0
+        self._running: Job | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name="codegemma-engine", daemon=True)
         self._thread.start()
@@ -111,6 +112,13 @@ class Service:
                 self.engine, self._engine_key = None, None
                 self.state, self.message = "loading", ""
 
+    def answered(self, job: Job) -> None:
+        """`job` has sent its last reply: the model is no longer busy with it, though the worker may
+        still be tidying up (a status asked right after the answer says "ready")."""
+        with self._lock:
+            if self._running is job and self.state == "busy":
+                self.state = "ready"
+
     def shutdown(self) -> None:
         self._queue.put(None)
 
@@ -140,7 +148,8 @@ class Service:
                 if job.cancel.is_set():
                     job.on_cancelled()
                     continue
-                self.state = "busy"
+                with self._lock:
+                    self.state, self._running = "busy", job
                 job.run(engine)
             except PromptError as e:
                 job.on_error(protocol.PROMPT_ERROR, str(e))
@@ -150,8 +159,10 @@ class Service:
                 log.exception("codegemma: request failed")
                 job.on_error(protocol.INTERNAL, f"{type(e).__name__}: {e}")
             finally:
-                if self.state == "busy":
-                    self.state = "ready"
+                with self._lock:
+                    self._running = None
+                    if self.state == "busy":
+                        self.state = "ready"
                 job._end()
 
     def _backend_spec(self) -> BackendSpec:
