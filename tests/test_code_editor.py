@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from kernel_cells import run_cell
 
 
 ROOT = Path(__file__).parents[1]
@@ -19,12 +20,6 @@ ROOT = Path(__file__).parents[1]
 @pytest.fixture(scope="module")
 def ks(ks_in_folder):
     return ks_in_folder
-
-
-def _run(ks, code: str) -> str:
-    reply, outputs = ks.execute(code, timeout=60)
-    assert reply["status"] == "ok", reply
-    return "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
 
 
 def _opened(ks, code: str) -> dict[str, dict]:
@@ -58,33 +53,33 @@ def test_the_model_names_the_labextensions_view():
 def test_traits_travel_both_ways_through_the_comm(ks):
     opened = _opened(ks, "from jupyter_codegemma.exercises import CodeEditor\n"
                          "e = CodeEditor(value='x = [1 2]\\n', description='Your code')")
-    comm_id = _run(ks, "print(e.model_id)").strip()
+    comm_id = run_cell(ks, "print(e.model_id)").strip()
     state = opened[comm_id]
     assert state["_model_name"] == "CodeEditorModel" and state["_view_module"] == "jupyter-codegemma"
     assert (state["value"], state["language"], state["description"]) == ("x = [1 2]\n", "python", "Your code")
     assert state["error_line"] is None and state["error_col"] is None and state["read_only"] is False
 
     # kernel -> view: one message carries line and column
-    _run(ks, "e.mark(1, 8); e.read_only = True")
+    run_cell(ks, "e.mark(1, 8); e.read_only = True")
     assert _update(ks, comm_id, lambda s: s.get("error_line") == 1)["error_col"] == 8
     assert _update(ks, comm_id, lambda s: "read_only" in s)["read_only"] is True
 
     # view -> kernel: what the CodeMirror view sends when the student types above the marked line
     ks.send(comm_id, {"method": "update", "state": {"value": "# a list\nx = [1 2]\n", "error_line": 2,
                                                     "error_col": 8}, "buffer_paths": []})
-    assert _run(ks, "print(repr(e.value), e.error_line, e.error_col)").strip() == "'# a list\\nx = [1 2]\\n' 2 8"
-    _run(ks, "e.mark(None)")
+    assert run_cell(ks, "print(repr(e.value), e.error_line, e.error_col)").strip() == "'# a list\\nx = [1 2]\\n' 2 8"
+    run_cell(ks, "e.mark(None)")
     assert _update(ks, comm_id, lambda s: "error_line" in s and s["error_line"] is None)["error_col"] is None
 
 
 def test_a_wrong_check_marks_the_error_line_in_the_editor(ks):
     opened = _opened(ks, "w = %exercise --category missing_colon --difficulty 1 --editor codemirror "
                          "--results results.json")
-    ids = json.loads(_run(ks, "import json; print(json.dumps({k: getattr(w, k).model_id for k in "
+    ids = json.loads(run_cell(ks, "import json; print(json.dumps({k: getattr(w, k).model_id for k in "
                               "('editor', 'check_button', 'reset_button', 'status', 'code_view')}))"))
     assert opened[ids["editor"]]["_view_name"] == "CodeEditorView"
     # The mark is in the editor: the Textarea's separate code view is not shown.
-    assert _run(ks, "print(w.code_view in w.children, w.editor in w.children)").split() == ["False", "True"]
+    assert run_cell(ks, "print(w.code_view in w.children, w.editor in w.children)").split() == ["False", "True"]
 
     ks.send(ids["editor"], {"method": "update", "state": {"value": "temperature = 30\nif temperature > 25\n"
                                                           "    weather = 'hot'\n"}, "buffer_paths": []})
@@ -98,12 +93,12 @@ def test_a_wrong_check_marks_the_error_line_in_the_editor(ks):
                                                           "    weather = 'hot'\n"}, "buffer_paths": []})
     ks.send(ids["check_button"], {"method": "custom", "content": {"event": "click"}})
     assert _update(ks, ids["status"], lambda s: "Solved" in s.get("value", ""))
-    assert _run(ks, "print(w.editor.error_line, w.solved)").split() == ["None", "True"]
+    assert run_cell(ks, "print(w.editor.error_line, w.solved)").split() == ["None", "True"]
 
     # Reset puts the broken code back, unmarked until the next Check.
-    _run(ks, "w.editor.mark(2, 20)")
+    run_cell(ks, "w.editor.mark(2, 20)")
     ks.send(ids["reset_button"], {"method": "custom", "content": {"event": "click"}})
-    assert _run(ks, "print(w.editor.value == w.exercise.broken, w.editor.error_line)").split() == ["True", "None"]
+    assert run_cell(ks, "print(w.editor.value == w.exercise.broken, w.editor.error_line)").split() == ["True", "None"]
 
 
 def test_the_textarea_is_used_where_the_labextension_is_absent_or_when_asked(monkeypatch, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from kernel_cells import run_cell
 
 
 
@@ -13,16 +14,10 @@ def ks(ks_in_folder):
     return ks_in_folder
 
 
-def _run(ks, code: str) -> str:
-    reply, outputs = ks.execute(code, timeout=60)
-    assert reply["status"] == "ok", reply
-    return "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
-
-
 def _ids(ks, name: str) -> dict:
     fields = ("editor", "check_button", "hint_button", "reset_button", "next_button", "status", "hint_view",
               "code_view", "attempts")
-    out = _run(ks, "import json; print(json.dumps({k: getattr(%s, k).model_id for k in %r}))" % (name, fields))
+    out = run_cell(ks, "import json; print(json.dumps({k: getattr(%s, k).model_id for k in %r}))" % (name, fields))
     return json.loads(out)
 
 
@@ -43,9 +38,9 @@ def _latest(ks, comm_id: str, predicate, timeout: float = 30) -> str:
 
 def test_widget_wrong_attempt_hint_and_solution_through_comms(ks):
     # The Textarea fallback and its marked code view (the CodeMirror editor: tests/test_code_editor.py).
-    _run(ks, "w = %exercise --category missing_colon --difficulty 1 --editor textarea --results results.json")
+    run_cell(ks, "w = %exercise --category missing_colon --difficulty 1 --editor textarea --results results.json")
     ids = _ids(ks, "w")
-    assert _run(ks, "print(w.exercise.id)").strip() == "colon-if"
+    assert run_cell(ks, "print(w.exercise.id)").strip() == "colon-if"
 
     _type(ks, ids, "temperature = 30\nif temperature > 25\n    weather = 'hot'\n")  # still broken
     _click(ks, ids, "check_button")
@@ -68,17 +63,17 @@ def test_widget_wrong_attempt_hint_and_solution_through_comms(ks):
     assert record["solved"] and record["attempts"] == 2 and record["hints"] == 2 and record["max_hint_level"] == 2
 
     _click(ks, ids, "next_button")
-    assert _run(ks, "print(w.exercise.id, w.progress.value)").split() == ["colon-def", "1"]
+    assert run_cell(ks, "print(w.exercise.id, w.progress.value)").split() == ["colon-def", "1"]
 
 
 def test_exam_mode_stops_the_ladder_before_the_model(ks):
-    _run(ks, "%codegemma disable hints\nw2 = %exercise --category keyword --difficulty 1 --results results.json")
+    run_cell(ks, "%codegemma disable hints\nw2 = %exercise --category keyword --difficulty 1 --results results.json")
     ids = _ids(ks, "w2")
     for _ in range(3):
         _click(ks, ids, "hint_button")
     assert "switched off" in _latest(ks, ids["hint_view"], lambda v: "switched off" in v)
-    assert _run(ks, "print(w2.hint_level, w2._model_thread)").split() == ["2", "None"]  # no model asked
-    _run(ks, "%codegemma enable hints")
+    assert run_cell(ks, "print(w2.hint_level, w2._model_thread)").split() == ["2", "None"]  # no model asked
+    run_cell(ks, "%codegemma enable hints")
 
 
 @pytest.mark.parametrize("tests,expected", [
@@ -88,11 +83,11 @@ def test_exam_mode_stops_the_ladder_before_the_model(ks):
 ])
 def test_runaway_tests_are_stopped_and_the_kernel_is_unaffected(ks, tests, expected):
     cell = f"# broken\nx = [1 2]\n# solution\nx = [1, 2]\n# tests\n{tests}\n"
-    _run(ks, f"w3 = get_ipython().run_cell_magic('exercise', '--id runaway --results results.json', {cell!r})\n"
+    run_cell(ks, f"w3 = get_ipython().run_cell_magic('exercise', '--id runaway --results results.json', {cell!r})\n"
          "from jupyter_codegemma.exercises.sandbox import Limits\nw3.limits = Limits(cpu_s=1, wall_s=5)\n"
          "kernel_marker = 41")
     ids = _ids(ks, "w3")
     _type(ks, ids, "x = [1, 2]\n")
     _click(ks, ids, "check_button")
     assert expected in _latest(ks, ids["status"], lambda v: "parses, but" in v, timeout=20)
-    assert _run(ks, "kernel_marker += 1; print(kernel_marker, 'x' in globals())").split() == ["42", "False"]
+    assert run_cell(ks, "kernel_marker += 1; print(kernel_marker, 'x' in globals())").split() == ["42", "False"]

@@ -15,6 +15,9 @@ from typing import Literal, Sequence
 from .errors import PromptError
 
 Role = Literal["user", "model"]
+# The pieces of Gemma's templates that a detokenizer drops and a prompt shown to a person writes out.
+CONTROL_PIECES = ("<start_of_turn>", "<end_of_turn>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
+                  "<|file_separator|>")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,3 +45,20 @@ def chat_prompt(tokenizer, turns: Sequence[Turn], *, system: str | None = None) 
         text = f"{system}\n\n{turn.text}" if system and i == 0 and turn.role == "user" else turn.text
         ids += [start] + encode(f"{turn.role}\n{text}") + [end] + encode("\n")
     return ids + [start] + encode("model\n")
+
+
+def decode_keeping_pieces(ids: Sequence[int], decode, pieces: dict[int, str]) -> str:
+    """Ids -> text with the control tokens among them written out as their pieces (`pieces`: id ->
+    piece): detokenizers drop control tokens, so the runs between them are decoded one by one."""
+    out, run = [], []
+    for i in ids:
+        if i in pieces:
+            if run:
+                out.append(decode(run))
+                run = []
+            out.append(pieces[i])
+        else:
+            run.append(i)
+    if run:
+        out.append(decode(run))
+    return "".join(out)

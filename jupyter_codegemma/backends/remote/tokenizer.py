@@ -12,11 +12,10 @@ and the matching /detokenize. Ollama has none: then this says so in one line.
 
 from __future__ import annotations
 
+from ..chat import CONTROL_PIECES, decode_keeping_pieces
 from ..errors import CodeGemmaError
 from .transport import Endpoint, ServerError, ServerUnavailable, request_json
 
-CONTROL_PIECES = ("<start_of_turn>", "<end_of_turn>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
-                  "<|file_separator|>", "<eos>")
 
 
 class ServerTokenizer:
@@ -92,17 +91,6 @@ class ServerTokenizer:
         """
         if ids and ids[0] == self.bos_id:
             ids = ids[1:]
-        control = {self.piece_to_id(p): p for p in CONTROL_PIECES}
+        control = {self.piece_to_id(p): p for p in (*CONTROL_PIECES, "<eos>")}
         control.pop(None, None)
-        out, run = [], []
-        for i in ids:
-            if i in control:
-                if run:
-                    out.append(self.decode(run))
-                    run = []
-                out.append(control[i])
-            else:
-                run.append(i)
-        if run:
-            out.append(self.decode(run))
-        return "".join(out)
+        return decode_keeping_pieces(ids, self.decode, control)

@@ -13,6 +13,8 @@ import dataclasses
 import re
 from typing import Callable, Sequence, TypeVar
 
+from ...backends.chat import CONTROL_PIECES, decode_keeping_pieces
+
 Material = TypeVar("Material")  # what a prompt is built from (prompts.Context)
 
 CUT = "… [{n} characters cut] …"
@@ -135,23 +137,11 @@ def redact(text: str) -> str:
 def render_prompt(tokenizer, ids: Sequence[int]) -> str:
     """Prompt ids as text, control tokens (<bos>, <start_of_turn>, ...) written out as their pieces."""
     control = {tokenizer.bos_id, tokenizer.eos_id}
-    for piece in ("<start_of_turn>", "<end_of_turn>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
-                  "<|file_separator|>"):
+    for piece in CONTROL_PIECES:
         i = tokenizer.piece_to_id(piece)
         if i is not None:
             control.add(i)
-    out, run = [], []
-    for i in ids:
-        if i in control:
-            if run:
-                out.append(tokenizer.decode(run))
-                run = []
-            out.append(tokenizer.id_to_piece(i))
-        else:
-            run.append(i)
-    if run:
-        out.append(tokenizer.decode(run))
-    return "".join(out)
+    return decode_keeping_pieces(ids, tokenizer.decode, {i: tokenizer.id_to_piece(i) for i in control})
 
 
 def context_section(context_text: str, tokens: int, summary: str) -> str:

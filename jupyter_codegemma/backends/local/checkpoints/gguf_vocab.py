@@ -17,7 +17,7 @@ from ..tokenizer import Tokenizer, TokenizerError
 if TYPE_CHECKING:  # gguf is only needed by callers that already hold a reader
     import gguf
 
-__all__ = ["read_gguf_vocab", "proto_from_gguf_vocab", "tokenizer_from_gguf_vocab"]
+__all__ = ["read_gguf_vocab", "tokenizer_from_gguf_vocab"]
 
 _SPACE_SYMBOL = "\u2581"  # SentencePiece's escaped space, "▁"
 
@@ -36,24 +36,14 @@ _GGUF_TOKEN_TYPES: dict[int, int] = {
 
 
 
-def tokenizer_from_gguf_vocab(
-    tokens: Sequence[str],
-    scores: Sequence[float],
-    token_types: Sequence[int],
-    *,
-    bos_id: int,
-    eos_id: int,
-    unk_id: int,
-    pad_id: int | None,
-    add_space_prefix: bool = False,
-    source: str = "<gguf>",
-) -> Tokenizer:
+def tokenizer_from_gguf_vocab(tokens: Sequence[str], scores: Sequence[float], token_types: Sequence[int], *,
+                              source: str = "<gguf>", **special) -> Tokenizer:
     """Rebuild the SentencePiece model that a llama.cpp "llama" (SPM) vocabulary came from.
 
-    `add_space_prefix` mirrors the GGUF key `tokenizer.ggml.add_space_prefix` (False for
-    Gemma, whose tokenizer has no dummy prefix).
+    `special`: bos_id, eos_id, unk_id, pad_id (None for none) and add_space_prefix, which mirrors
+    the GGUF key `tokenizer.ggml.add_space_prefix` (False for Gemma: no dummy prefix).
     """
-    proto = proto_from_gguf_vocab(tokens, scores, token_types, bos_id, eos_id, unk_id, pad_id, add_space_prefix, source)
+    proto = _proto_from_gguf_vocab(tokens, scores, token_types, source=source, **special)
     return Tokenizer(proto, proto.SerializeToString(), source)
 
 
@@ -136,17 +126,9 @@ def _gguf_array(f, n: int, source: str):
     return np.concatenate([f.parts[i] for i in f.data])
 
 
-def proto_from_gguf_vocab(
-    tokens: Sequence[str],
-    scores: Sequence[float],
-    token_types: Sequence[int],
-    bos_id: int,
-    eos_id: int,
-    unk_id: int,
-    pad_id: int | None,
-    add_space_prefix: bool,
-    source: str,
-) -> sp_pb2.ModelProto:
+def _proto_from_gguf_vocab(tokens: Sequence[str], scores: Sequence[float], token_types: Sequence[int], *,
+                           bos_id: int, eos_id: int, unk_id: int, pad_id: int | None, add_space_prefix: bool = False,
+                           source: str) -> sp_pb2.ModelProto:
     n = len(tokens)
     if n == 0:
         raise TokenizerError(source, "the vocabulary is empty")
