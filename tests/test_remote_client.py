@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import select
 import socket
 import threading
 import time
@@ -232,3 +233,46 @@ def test_cancel_while_backing_off_from_a_server_that_went_away(fake):
     generation = engine.generate("x", cancel=cancel)
     assert list(generation) == [] and generation.result.stats.finish_reason == "cancelled"
     assert time.monotonic() - started < 1.5  # not the 2 + 4 + ... s of back-off
+
+
+def test_cancel_before_the_server_answers_drops_the_request():
+    """A request the server has queued (no answer started yet) is dropped as soon as it is cancelled: the
+    server sees the client go, rather than finding out when it writes the answer."""
+    gone = threading.Event()
+
+    class Queueing(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            readable, _, _ = select.select([self.connection], [], [], 5)  # "queued": wait, watching the socket
+            try:
+                if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                    gone.set()
+            except OSError:  # reset
+                gone.set()
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Queueing)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        cancel = threading.Event()
+        threading.Timer(0.2, cancel.set).start()
+        started = time.monotonic()
+        endpoint = Endpoint(f"http://127.0.0.1:{httpd.server_address[1]}")
+        assert list(stream_events(endpoint, "/v1/completions", {"prompt": "x"}, cancel)) == []
+        assert time.monotonic() - started < 1.5
+        assert gone.wait(1.0)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_events_end_only_at_sse_line_ends(fake):
+    """U+2028 and NEL may stand unescaped inside JSON: only CR, LF and CRLF end an SSE line."""
+    text = "a\u2028b\x85c\u2029"
+    event = json.dumps({"choices": [{"text": text, "finish_reason": "stop"}]}, ensure_ascii=False)
+    fake.script = [(200, [f"data: {event}\r", "data: [DONE]\r"], 0)]
+    events = list(stream_events(Endpoint(fake.url), "/v1/completions", {"prompt": "x"}))
+    assert [e["choices"][0]["text"] for e in events] == [text]

