@@ -16,6 +16,7 @@ from IPython.display import display
 
 from ..backends.base import GenerationResult, SamplingParams, shaped_stream
 from . import prompts as prompting
+from .safe_markdown import code_block
 from .conversation.commands import Conversation
 from .worker import Job, Service
 from .settings import CodeGemma
@@ -101,7 +102,7 @@ class CodeGemmaMagics(Magics):
         except _Failed as e:
             print(f"codegemma: {e}")
             return
-        handle.update({"text/markdown": f"```python\n{code}\n```", "text/plain": code}, raw=True)
+        handle.update({"text/markdown": code_block(code, "python"), "text/plain": code}, raw=True)
         print(summary)
         if not args.no_insert and code.strip():
             self.shell.set_next_input(code, replace=args.replace)

@@ -14,6 +14,7 @@ from . import limits
 from . import prompts as cv
 from ...backends.base import GenerationResult, SamplingParams, shaped_stream
 from .. import prompts as prompting
+from ..safe_markdown import code_block, untrusted_markdown
 
 _MARGIN = 8  # tokens kept free besides the answer's
 
@@ -108,12 +109,13 @@ class Conversation:
         section = limits.context_section(answer.context_text, answer.prompt_tokens, answer.summary)
         if why_not is not None:
             text = (f"{note}**No confident fix** for {failure.label} ({type(failure.error).__name__}): "
-                    f"{why_not}. Nothing was inserted; read the traceback, or try `%codegemma explain`.")
+                    f"{untrusted_markdown(why_not)}. Nothing was inserted; read the traceback, or try "
+                    f"`%codegemma explain`.")
             handle.update({"text/markdown": text + section, "text/plain": "codegemma: no confident fix: " + why_not},
                           raw=True)
             return
         change = cv.diff(failure.source, proposal, failure.label)
-        handle.update({"text/markdown": f"{note}Proposed fix for {failure.label}:\n\n```diff\n{change}\n```" + section,
+        handle.update({"text/markdown": f"{note}Proposed fix for {failure.label}:\n\n{code_block(change, 'diff')}" + section,
                        "text/plain": change}, raw=True)
         if args.insert:
             self.shell.set_next_input(proposal.rstrip("\n") + "\n", replace=False)
@@ -128,7 +130,7 @@ class Conversation:
             return
         self.history.add(question, answer.text)
         blocks = cv.code_blocks(answer.text)
-        text = self._note(answer) + answer.text
+        text = self._note(answer) + untrusted_markdown(answer.text)
         if blocks:
             text += "\n\n" + "; ".join(f"`%codegemma chat insert {i}` puts code block {i} in a new cell"
                                        for i in range(1, len(blocks) + 1)[:3])
@@ -190,7 +192,7 @@ class Conversation:
         answer, handle = self._run(contexts, kind, failed, max_new_tokens)
         if answer is None:
             return
-        text = self._note(answer) + (answer.text or "*(the model wrote nothing)*")
+        text = self._note(answer) + (untrusted_markdown(answer.text) or "*(the model wrote nothing)*")
         handle.update({"text/markdown": text + limits.context_section(answer.context_text, answer.prompt_tokens,
                                                                   answer.summary),
                        "text/plain": answer.text}, raw=True)
@@ -220,7 +222,7 @@ class Conversation:
                 if kind == "fix":
                     out.put(("text", {"text/plain": shown}))
                 else:
-                    out.put(("text", {"text/markdown": note + shown, "text/plain": shown}))
+                    out.put(("text", {"text/markdown": note + untrusted_markdown(shown), "text/plain": shown}))
             answer = _Answer(result.text, tokens, context_text(candidates[index]), summary(candidates[index]),
                              instruction, model, result)
             return answer, result
@@ -281,7 +283,7 @@ class Conversation:
 
     @staticmethod
     def _note_for(instruction: bool, model: str) -> str:
-        return "" if instruction else cv.BASE_MODEL_NOTE.format(model=model) + "\n\n"
+        return "" if instruction else cv.BASE_MODEL_NOTE.format(model=untrusted_markdown(model)) + "\n\n"
 
     def _note(self, answer: _Answer) -> str:
         return self._note_for(answer.instruction, answer.model)

@@ -14,6 +14,7 @@ import re
 from typing import Callable, Sequence, TypeVar
 
 from ...backends.chat import CONTROL_PIECES, decode_keeping_pieces
+from ..safe_markdown import code_block, html_text
 
 Material = TypeVar("Material")  # what a prompt is built from (prompts.Context)
 
@@ -146,6 +147,7 @@ def render_prompt(tokenizer, ids: Sequence[int]) -> str:
 
 def context_section(context_text: str, tokens: int, summary: str) -> str:
     """The collapsible "Context sent to the model" part of an answer."""
-    fence = "````" if "```" in context_text else "```"
-    return (f"\n\n<details><summary>Context sent to the model: {summary}; {tokens} tokens</summary>\n\n"
-            f"{fence}text\n{context_text}\n{fence}\n\n</details>\n")
+    # Only this fixed markup is HTML: the summary is escaped, the context (code, tracebacks, values the
+    # model saw) is a code block nothing in it can close.
+    return (f"\n\n<details><summary>Context sent to the model: {html_text(summary)}; {int(tokens)} tokens"
+            f"</summary>\n\n{code_block(context_text, 'text')}\n\n</details>\n")
