@@ -97,6 +97,20 @@ def test_load_of_a_missing_file_is_a_message_not_a_crash(ks):
     assert ks.execute("1 + 1")[0]["status"] == "ok"
 
 
+@pytest.mark.slow
+def test_a_failed_load_keeps_the_working_model(ks):
+    assert ks.execute("%codegemma load", timeout=300)[0]["status"] == "ok"
+    reply, outputs = ks.execute("%codegemma load /nonexistent/model.gguf", timeout=120)
+    said = _text(outputs)
+    assert "/nonexistent/model.gguf" in said and "still using" in said and "Traceback" not in said
+    status = _text(ks.execute("%codegemma status")[1])
+    assert "ready" in status and "270" in status  # the default model answers as before
+    settings = "from jupyter_codegemma.kernel import extension\nprint(repr(extension._loaded['settings'].model))"
+    assert _text(ks.execute(settings)[1]).strip() == "''"  # the setting went back to the working model
+    reply, outputs = ks.execute("%%codegemma --max-new-tokens 8 --no-insert\nadd two numbers", timeout=120)
+    assert reply["status"] == "ok" and "tokens" in _text(outputs)  # the old model answered; no retry of the bad path
+
+
 # --- the prompt helpers ----------------------------------------------------------------------
 
 

@@ -140,10 +140,13 @@ class Service:
                     job.on_cancelled()
                     continue
                 try:
+                    wanted_server = bool(self.settings.server_url)
                     engine = self._engine_for(job.progress)
                 except Exception as e:
-                    what = "the server did not answer" if self.settings.server_url else "the model did not load"
-                    job.on_error(protocol.MODEL_ERROR, f"{what}: {e}")
+                    what = "the server did not answer" if wanted_server else "the model did not load"
+                    kept = (f"; still using {self.engine.info().get('model', 'the previous model')}"
+                            if self.engine is not None else "")
+                    job.on_error(protocol.MODEL_ERROR, f"{what}: {e}{kept}")
                     continue
                 if job.cancel.is_set():
                     job.on_cancelled()
@@ -174,18 +177,37 @@ class Service:
         return BackendSpec(model=s.model, dtype=s.dtype, context_len=s.context_len)
 
     def _engine_for(self, progress: Callable[[str], None] | None):
-        """The engine for the current settings, loading it (again) when they changed."""
+        """The engine for the current settings, loading it (again) when they changed.
+
+        A working engine is replaced only once the new one has loaded: when the new one fails, the
+        old one stays (and the settings go back to it), so a mistyped path does not leave the
+        kernel without a model, nor make every later request retry the bad path."""
         key = self._backend_spec()
         if self.engine is not None and key == self._engine_key:
             return self.engine
-        self.engine, self._engine_key = None, None
+        old, old_key = self.engine, self._engine_key
         self.state, self.message = "loading", ""
         try:
             engine = load_backend(key, progress)
             engine.warm_up(progress)
         except Exception as e:
-            self.state, self.message = "error", str(e)
+            if old is None:
+                self.state, self.message = "error", str(e)
+            else:
+                self._restore_settings(old_key)
+                self.state, self.message = "ready", f"kept {old.info().get('model', 'the model')}: {e}"
             raise
         self.engine, self._engine_key = engine, key
-        self.state = "ready"
+        self.state, self.message = "ready", ""
         return engine
+
+    def _restore_settings(self, spec: BackendSpec) -> None:
+        """Point the settings back at `spec` (the backend that keeps working after a failed switch)."""
+        s = self.settings
+        if spec.remote:
+            s.server_url, s.server_model, s.server_fim = spec.server_url, spec.server_model, spec.server_fim
+        else:
+            s.server_url, s.model, s.dtype = "", spec.model, spec.dtype
+        if spec.remote:
+            s.api_key_env = spec.api_key_env
+        s.context_len = spec.context_len
