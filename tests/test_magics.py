@@ -78,7 +78,14 @@ def test_settings_through_config_and_set(ks):
     assert reply["status"] == "ok"
     assert _text(outputs).strip().splitlines()[-1] == "0.2 5 1"
     reply, outputs = ks.execute("%codegemma set nonsense=1")
-    assert "expected KEY=VALUE" in _text(outputs)
+    assert "there is no setting 'nonsense'" in _text(outputs)
+    for mistake, said in [("temprature=0.3", "did you mean temperature?"),
+                          ("max_new_tokens=-5", "max_new_tokens takes a whole number of at least 1, not '-5'"),
+                          ("dtype=int4", "dtype takes one of auto, float32, bfloat16, int8, not 'int4'"),
+                          ("temperature", "expected KEY=VALUE")]:
+        reply, outputs = ks.execute(f"%codegemma set {mistake}")
+        lines = _text(outputs).strip().splitlines()
+        assert reply["status"] == "ok" and len(lines) == 1 and said in lines[0], (mistake, lines)
     reply, outputs = ks.execute("%codegemma set max_new_tokens=256 temperature=0")
     reply, outputs = ks.execute("%codegemma help")
     assert "enable|disable" in _text(outputs) and "context_cells" in _text(outputs)

@@ -19,7 +19,7 @@ from . import prompts as prompting
 from .safe_markdown import code_block
 from .conversation.commands import Conversation
 from .worker import Job, Service
-from .settings import CodeGemma
+from .settings import CodeGemma, SettingError, set_from_text
 
 _REFRESH_S = 0.1  # how often the streamed output area is redrawn
 
@@ -103,8 +103,10 @@ class CodeGemmaMagics(Magics):
             print(f"codegemma: {e}")
             return
         handle.update({"text/markdown": code_block(code, "python"), "text/plain": code}, raw=True)
-        print(summary)
-        if not args.no_insert and code.strip():
+        insert = not args.no_insert and bool(code.strip())
+        where = "replaces this cell" if args.replace else "is in a new cell below"
+        print(summary + (f" The code {where}, not run: read it first." if insert else ""))
+        if insert:
             self.shell.set_next_input(code, replace=args.replace)
 
     def _generate_job(self, request: str, context: list[str], max_new_tokens: int, temperature: float):
@@ -275,19 +277,20 @@ class CodeGemmaMagics(Magics):
         handle.update({"text/plain": _remote_line(self.service.engine.info())}, raw=True)
 
     def _set(self, rest):
+        if not rest:
+            print("codegemma: expected `%codegemma set KEY=VALUE`, e.g. `%codegemma set temperature=0.2`")
+            return
         for item in rest:
             key, sep, value = item.partition("=")
-            trait = self.settings.traits(config=True).get(key.strip())
-            if not sep or trait is None:
-                names = ", ".join(sorted(self.settings.traits(config=True)))
-                print(f"codegemma: expected KEY=VALUE with KEY one of {names}; got {item!r}")
+            if not sep:
+                print(f"codegemma: expected KEY=VALUE, got {item!r} (e.g. `%codegemma set temperature=0.2`)")
                 return
             try:
-                setattr(self.settings, key.strip(), trait.from_string(value.strip()))
-            except Exception as e:
-                print(f"codegemma: {key}: {e}")
+                shown = set_from_text(self.settings, key.strip(), value.strip())
+            except SettingError as e:
+                print(f"codegemma: {e}")
                 return
-            print(f"codegemma: {key.strip()} = {getattr(self.settings, key.strip())!r}")
+            print(f"codegemma: {key.strip()} = {shown!r}")
 
     def _switch(self, rest, on: bool):
         which = rest or ["completions", "hints"]
@@ -318,10 +321,13 @@ def _remote_line(info: dict) -> str:
 
 
 def _summary(result) -> str:
+    """One line on how the answer was written: its length, why it ended (in words), its speed."""
     if result is None:
         return ""
     stats = result.stats
     decode_s = max((result.total_ms - result.ttft_ms) / 1e3, 1e-9)
     rate = (stats.new_tokens - 1) / decode_s if stats.new_tokens > 1 else 0.0
-    return (f"codegemma: {stats.new_tokens} tokens ({stats.finish_reason}); first after {result.ttft_ms:.0f} ms, "
-            f"then {rate:.1f} tokens/s. Not run: read it first.")
+    ended = {"length": f"; cut off at the {stats.new_tokens}-token limit (--max-new-tokens N writes more)",
+             "cancelled": "; cancelled", "context": "; stopped at the end of the model's context"}
+    return (f"codegemma: {stats.new_tokens} tokens{ended.get(stats.finish_reason, '')}; first after "
+            f"{result.ttft_ms:.0f} ms, then {rate:.1f} tokens/s.")

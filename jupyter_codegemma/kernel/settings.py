@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 
 from traitlets import Bool, Enum, Float, Int, Unicode, default
@@ -60,3 +61,35 @@ class CodeGemma(Configurable):
         if self.server_url:
             return f"{self.server_model or 'the model'} at {self.server_url}"
         return self.model or "Gemma 3 270M (default)"
+
+
+class SettingError(ValueError):
+    """A `%codegemma set` the settings cannot take; its message is the one line to show."""
+
+
+def set_from_text(settings: CodeGemma, key: str, text: str):
+    """`%codegemma set KEY=VALUE`: set one setting from its text; a SettingError names what is wrong
+    (an unknown key with the nearest names, a value out of its range or of the wrong kind)."""
+    traits = settings.traits(config=True)
+    trait = traits.get(key)
+    if trait is None:
+        near = difflib.get_close_matches(key, traits, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(near)}?" if near else f"the settings are {', '.join(sorted(traits))}"
+        raise SettingError(f"there is no setting {key!r}: {hint}")
+    try:
+        value = trait.from_string(text)
+        setattr(settings, key, value)
+    except Exception:  # traitlets' own text names its classes; say what the setting takes instead
+        raise SettingError(f"{key} takes {_what_it_takes(trait)}, not {text!r}") from None
+    return getattr(settings, key)
+
+
+def _what_it_takes(trait) -> str:
+    kind = type(trait).__name__
+    if kind == "Enum":
+        return "one of " + ", ".join(map(str, trait.values))
+    if kind == "Bool":
+        return "true or false"
+    lower = getattr(trait, "min", None)
+    noun = {"Int": "a whole number", "Float": "a number"}.get(kind, "text")
+    return f"{noun} of at least {lower}" if lower is not None else noun

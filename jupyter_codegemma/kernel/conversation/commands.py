@@ -228,7 +228,7 @@ class Conversation:
             return answer, result
 
         answer, summary, handle = self.stream(run)
-        print(summary.replace(" Not run: read it first.", "") if kind != "fix" else summary)
+        print(summary)
         return answer, handle
 
     def _builders(self, engine, kind: str, failed: bool, instruction: bool, limit: int):
