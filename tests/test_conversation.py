@@ -27,7 +27,7 @@ def _final(outputs):
 
 
 def _last_prompt(ks) -> str:
-    reply, outputs = ks.execute("%codegemma debug last-prompt")
+    reply, outputs = ks.execute("%codegemma debug last-prompt conversation")
     assert reply["status"] == "ok"
     return _text(outputs)
 
@@ -128,7 +128,7 @@ def test_chat_keeps_three_turns_in_the_prompt_and_reset_clears_them(ks):
     prompt = _last_prompt(ks)
     assert all(q in prompt for q in questions)
     assert prompt.count("User:") == 3 and prompt.count("Assistant:") == 3  # two answers, and the open turn
-    tokens = int(prompt.split("the last prompt: ")[1].split(" tokens")[0])
+    tokens = int(prompt.split("the last conversation prompt: ")[1].split(" tokens")[0])
     assert tokens + 12 <= 4096  # within the engine's context (CodeGemma.context_len)
     reply, outputs = ks.execute("%codegemma chat history")
     assert _text(outputs).count("--- user") == 3
@@ -286,3 +286,16 @@ def test_instruction_model_prompts_use_the_chat_template(engine):
     assert "reply with the whole corrected cell" in text and "Cell In[3]:\n```python\nprint(totl)\n```" in text
     assert Conversation._shape("Here:\n```python\nprint(total)\n```\nDone.", "fix", True) == ("print(total)", False)
     assert Turn  # the template's turns are runtime.chat.Turn
+
+
+def test_last_prompt_is_kept_per_kind(ks):
+    ks.execute("%%codegemma --max-new-tokens 4 --no-insert\nsquare each number in a list", timeout=120)
+    ks.execute("%%codegemma --explain --max-new-tokens 4\nxs = [1, 2]", timeout=120)
+    magic = _text(ks.execute("%codegemma debug last-prompt magic")[1])
+    assert magic.startswith("--- the last magic prompt") and "square each number" in magic
+    assert "xs = [1, 2]" not in magic
+    both = _text(ks.execute("%codegemma debug last-prompt")[1])
+    assert "--- the last magic prompt" in both and "--- the last conversation prompt" in both
+    assert "xs = [1, 2]" in both
+    wrong = _text(ks.execute("%codegemma debug last-prompt cell")[1])
+    assert wrong.strip().startswith("codegemma: expected `%codegemma debug last-prompt [")

@@ -73,7 +73,7 @@ class CompletionComm:
         job = Job(lambda engine: self._run_complete(engine, request, job, context),
                   on_cancelled=lambda: self._finish(job, request.id, protocol.cancelled(request.id), context),
                   on_error=lambda code, message: self._finish(
-                      job, request.id, protocol.error(code, message, request.id), context))
+                      job, request.id, protocol.error(code, message, request.id), context), kind="completion")
         with self._lock:
             older = [(i, j) for i, j in self._jobs.items()]
             self._jobs[request.id] = job

@@ -141,7 +141,7 @@ class CodeGemmaMagics(Magics):
 
         return run
 
-    def _stream(self, run):
+    def _stream(self, run, kind: str = "magic"):
         """Run on the engine worker, redrawing the output as text arrives; (code, summary, display handle)."""
         out: queue.Queue = queue.Queue()
 
@@ -150,7 +150,7 @@ class CodeGemmaMagics(Magics):
 
         job = Job(work, on_cancelled=lambda: out.put(("cancelled", None)),
                   on_error=lambda code, message: out.put(("error", (code, message))),
-                  progress=lambda message: out.put(("progress", message)))
+                  progress=lambda message: out.put(("progress", message)), kind=kind)
         handle = display({"text/plain": "codegemma: waiting for the model..."}, raw=True, display_id=True)
         self.service.submit(job)
         shown, redrawn = None, 0.0
@@ -205,7 +205,8 @@ class CodeGemmaMagics(Magics):
         chat reset | insert [N] | history
                          clear the %%codegemma --chat conversation; put the N-th code block of the
                          last answer in a new cell; show the conversation
-        debug last-prompt [--ids]   the prompt the engine last ran (as text, or its token ids)
+        debug last-prompt [magic|conversation|completion] [--ids]
+                         the last prompt of each kind of request (as text, or its token ids)
         help             this text, and the settings with their current values
         """
         words = shlex.split(line)
@@ -242,7 +243,7 @@ class CodeGemmaMagics(Magics):
     def _load(self, rest):
         self.settings.model = rest[0] if rest else ""
         try:
-            _, _, handle = self._stream(lambda engine, job, out: ("", None))
+            _, _, handle = self._stream(lambda engine, job, out: ("", None), kind="")
         except (_Failed, _Cancelled) as e:
             print(f"codegemma: {e or 'cancelled'}")
             return
@@ -270,7 +271,7 @@ class CodeGemmaMagics(Magics):
             return
         self.settings.server_model, self.settings.server_url = model, words[0]
         try:  # connect now: a server that is down is said here, not at the first completion
-            _, _, handle = self._stream(lambda engine, job, out: ("", None))
+            _, _, handle = self._stream(lambda engine, job, out: ("", None), kind="")
         except (_Failed, _Cancelled) as e:
             print(f"codegemma: {e or 'cancelled'}")
             return

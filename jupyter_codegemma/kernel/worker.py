@@ -20,6 +20,8 @@ from .settings import CodeGemma
 log = logging.getLogger("jupyter_codegemma")
 
 MAX_PENDING = 16  # queued jobs; beyond that requests get `busy`
+# What a job asks of the model, for `%codegemma debug last-prompt KIND`.
+PROMPT_KINDS = ("magic", "conversation", "completion")
 
 
 class Job:
@@ -27,8 +29,9 @@ class Job:
 
     def __init__(self, run: Callable, *, on_cancelled: Callable[[], None] = lambda: None,
                  on_error: Callable[[str, str], None] = lambda code, message: None,
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None, kind: str = ""):
         self.run = run
+        self.kind = kind  # one of PROMPT_KINDS, or "" for work that prompts nothing (a load)
         self.cancel = threading.Event()
         self.on_cancelled, self.on_error, self.progress = on_cancelled, on_error, progress
         self.finished = threading.Event()
@@ -69,6 +72,9 @@ class Service:
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._pending = 0
         self._running: Job | None = None
+        # The last prompt of each kind of job: (ids, text) as the backend ran it.
+        self.last_prompts: dict[str, tuple[list[int], str]] = {}
+        self._last_seen: tuple[list[int], str] = ([], "")  # the backend's last prompt after the last job
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name="codegemma-engine", daemon=True)
         self._thread.start()
@@ -112,6 +118,12 @@ class Service:
                 self.engine, self._engine_key = None, None
                 self.state, self.message = "loading", ""
 
+    def _remember_prompt(self, job: Job, engine) -> None:
+        ids, text = list(getattr(engine, "last_prompt_ids", []) or []), getattr(engine, "last_prompt", "") or ""
+        if job.kind and (ids or text) and (ids, text) != self._last_seen:
+            self.last_prompts[job.kind] = (ids, text)
+        self._last_seen = (ids, text)
+
     def answered(self, job: Job) -> None:
         """`job` has sent its last reply: the model is no longer busy with it, though the worker may
         still be tidying up (a status asked right after the answer says "ready")."""
@@ -154,6 +166,7 @@ class Service:
                 with self._lock:
                     self.state, self._running = "busy", job
                 job.run(engine)
+                self._remember_prompt(job, engine)
             except PromptError as e:
                 job.on_error(protocol.PROMPT_ERROR, str(e))
             except CodeGemmaError as e:

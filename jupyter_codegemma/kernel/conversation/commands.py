@@ -15,6 +15,7 @@ from . import prompts as cv
 from ...backends.base import GenerationResult, SamplingParams, shaped_stream
 from .. import prompts as prompting
 from ..safe_markdown import code_block, untrusted_markdown
+from ..worker import PROMPT_KINDS
 
 _MARGIN = 8  # tokens kept free besides the answer's
 
@@ -166,25 +167,29 @@ class Conversation:
             print(f"codegemma: expected `chat reset`, `chat insert [N]` or `chat history`, got {command!r}")
 
     def debug(self, words: list[str]) -> None:
-        """%codegemma debug last-prompt [--ids]: the prompt the engine last ran, as text (or its ids)."""
-        if not words or words[0] != "last-prompt":
-            print("codegemma: expected `%codegemma debug last-prompt [--ids]`")
+        """%codegemma debug last-prompt [magic|conversation|completion] [--ids]: the last prompt of each
+        kind of request (%%codegemma cells, explain/fix/chat, the editor's completions), as the model saw it."""
+        kinds = [w for w in words[1:] if w != "--ids"]
+        if not words or words[0] != "last-prompt" or any(k not in PROMPT_KINDS for k in kinds):
+            print(f"codegemma: expected `%codegemma debug last-prompt [{'|'.join(PROMPT_KINDS)}] [--ids]`")
             return
-        engine = self.service.engine
-        ids = list(getattr(engine, "last_prompt_ids", []) or []) if engine is not None else []
-        text = getattr(engine, "last_prompt", "")  # a remote backend sends text; the server tokenizes it
-        if not ids and text and "--ids" not in words:
-            print(f"--- the last prompt sent to the server: {len(text)} characters ---")
-            print(text)
+        engine, prompts = self.service.engine, self.service.last_prompts
+        shown = [k for k in (kinds or PROMPT_KINDS) if k in prompts]
+        if engine is None or not shown:
+            what = " or ".join(kinds) if kinds else "any"
+            print(f"codegemma: no {what} prompt has run in this kernel yet")
             return
-        if not ids:
-            print("codegemma: the engine has not run a prompt yet")
-            return
-        if "--ids" in words:
-            print(ids)
-        else:
-            print(f"--- the last prompt: {len(ids)} tokens ---")
-            print(limits.render_prompt(engine.tokenizer, ids))
+        for kind in shown:
+            ids, text = prompts[kind]
+            if "--ids" in words:
+                print(f"--- the last {kind} prompt's ids ---")
+                print(ids if ids else "(sent to the server as text: no ids on this side)")
+            elif ids:
+                print(f"--- the last {kind} prompt: {len(ids)} tokens ---")
+                print(limits.render_prompt(engine.tokenizer, ids))
+            else:  # a server backend sends text; the server tokenizes it
+                print(f"--- the last {kind} prompt sent to the server: {len(text)} characters ---")
+                print(text)
 
     # --- running on the engine ----------------------------------------------------------------------
 
@@ -227,7 +232,7 @@ class Conversation:
                              instruction, model, result)
             return answer, result
 
-        answer, summary, handle = self.stream(run)
+        answer, summary, handle = self.stream(run, kind="conversation")
         print(summary)
         return answer, handle
 
