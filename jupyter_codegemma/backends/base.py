@@ -8,6 +8,7 @@ Imports no JAX (a thin-client kernel, which talks to a server, uses this module 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Iterator, Protocol, Sequence
 
 from . import fim
@@ -144,6 +145,27 @@ def is_instruction_model(name: str) -> bool:
     return "-it" in name or "instruct" in name
 
 
+# What Gemma's chat template adds to a turn's text: <start_of_turn>, the role, "\n" before it and
+# <end_of_turn>, "\n" after it; and to the whole: <bos>, then <start_of_turn>model\n for the answer.
+CHAT_TURN_TOKENS = 5
+CHAT_OPEN_TOKENS = 4
+
+
+def token_counter(backend) -> Callable[[str], int]:
+    """Counts a text's tokens (no <bos>) as `backend` does: its own `count_tokens` where it has one (a
+    server, which estimates when it has no tokenize route), else its tokenizer. Remembers the texts it
+    has counted: a chat's turns are counted again each time a shorter history is tried."""
+    count = getattr(backend, "count_tokens", None) or (lambda text: len(backend.tokenize(text, add_bos=False)))
+    return functools.lru_cache(maxsize=256)(count)
+
+
+def chat_tokens(count: Callable[[str], int], turns: Sequence, system: str | None = None) -> int:
+    """The tokens of a chat prompt for `turns` in Gemma's template (`system` opens the first turn), from
+    a text counter: exact to about a token a turn, for fitting a chat to the context."""
+    total = CHAT_OPEN_TOKENS + sum(count(turn.text) + CHAT_TURN_TOKENS for turn in turns)
+    return total + (count(system) + 1 if system and turns else 0)
+
+
 def model_has_fim(name: str) -> bool:
     """For a model known only by its name (on a server): CodeGemma's pretrained (base) models were
     trained with FIM pieces; its -it model and Gemma were not. A local model is asked its tokenizer."""
@@ -193,13 +215,14 @@ def shaped_stream(start: Callable[[CancelToken], Generation], shape: Shape, resu
 
 
 def suggestion_shape(prefix: str, suffix: str, mode: str) -> Shape:
-    """How a completion is cut to a suggestion for `mode` (fim.shape)."""
+    """How a completion is cut to a suggestion for `mode` (fim.shape), ending before any runaway repeat."""
+    from .repetition import stop_runaway
 
     def shape(raw: str, final: bool) -> tuple[str, bool]:
         shaped = fim.shape(raw, prefix, suffix, mode, final=final)
         return shaped.text, shaped.complete
 
-    return shape
+    return stop_runaway(shape)
 
 
 # --- the interface --------------------------------------------------------------------------------
@@ -240,6 +263,13 @@ class Backend(Protocol):
                  path: str | None = None, context_files: Sequence[fim.ContextFile] = (),
                  max_new_tokens: int | None = None, sampling: SamplingParams = SamplingParams(),
                  cancel=None) -> Completion: ...
+
+    def chat(self, turns: Sequence, *, system: str | None = None, max_new_tokens: int = 128,
+             sampling: SamplingParams = SamplingParams(), cancel=None) -> Generation:
+        """Stream an instruction model's next turn after `turns` (backends.chat.Turn: roles "user" and
+        "model", the last a user's). The local engine builds Gemma's template from ids; a server gets the
+        turns as messages on its chat route and applies the model's own template. Gemma has no system
+        role: `system` opens the first user turn. A chat too long for the context loses its start."""
 
     def complete_text(self, prompt: str | Sequence[int], **kwargs) -> GenerationResult: ...
 

@@ -15,6 +15,8 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 
 from ..backends.base import GenerationResult, SamplingParams, shaped_stream
+from ..backends.chat import Turn
+from ..backends.repetition import stop_runaway
 from . import prompts as prompting
 from .safe_markdown import code_block
 from .conversation.commands import Conversation
@@ -113,15 +115,18 @@ class CodeGemmaMagics(Magics):
         sampling = SamplingParams(temperature=temperature, seed=self.settings.seed)
 
         def run(engine, job, out):
-            if engine.instruction:
-                prompt = prompting.chat_prompt_ids(engine.tokenizer, request, context)
-                shape = prompting.instruction_code_shape
+            instruction = engine.instruction
+            if instruction:  # one user turn; the backend applies the chat template (a server, its own)
+                turns = [Turn("user", prompting.chat_request(request, context))]
+                shape = stop_runaway(prompting.instruction_code_shape)
             else:
                 prompt = prompting.base_prompt(request, context)
-                shape = prompting.base_code_shape
+                shape = stop_runaway(prompting.base_code_shape)
             result = GenerationResult(prompt_ids=[], ids=[], text="")
 
             def start(stop):
+                if instruction:
+                    return engine.chat(turns, max_new_tokens=max_new_tokens, sampling=sampling, cancel=stop)
                 return engine.generate(prompt, max_new_tokens=max_new_tokens, sampling=sampling, cancel=stop,
                                        truncate=True)
 
@@ -133,7 +138,10 @@ class CodeGemmaMagics(Magics):
 
     def _fill_job(self, prefix: str, suffix: str, max_new_tokens: int):
         def run(engine, job, out):
-            completion = engine.complete(prefix, suffix, mode="block", max_new_tokens=max_new_tokens,
+            # A gap inside a line is filled to the end of that line; a gap on lines of its own, as a block.
+            inside_line = bool(prefix.rsplit("\n", 1)[-1].strip() or suffix.split("\n", 1)[0].strip())
+            completion = engine.complete(prefix, suffix, mode="line" if inside_line else "block",
+                                         max_new_tokens=max_new_tokens,
                                          cancel=job.cancel)
             for text in completion:
                 out.put(("text", prefix + text + suffix))

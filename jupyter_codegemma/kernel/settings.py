@@ -17,6 +17,7 @@ from traitlets.config import Configurable
 # (c.Spawner.environment), with no per-user configuration: see docs/deployment.md.
 SERVER_URL_ENV = "CODEGEMMA_SERVER_URL"
 SERVER_MODEL_ENV = "CODEGEMMA_SERVER_MODEL"
+ALLOW_INSECURE_HTTP_ENV = "CODEGEMMA_ALLOW_INSECURE_HTTP"  # "1", "true" or "yes"
 
 
 class CodeGemma(Configurable):
@@ -27,7 +28,9 @@ class CodeGemma(Configurable):
                  help="Weight dtype. auto: int8 weights with native kernels on CPUs with AVX-512 VNNI "
                  "(prompts on AMX where the CPU has it), float32 elsewhere on CPU, bfloat16 on GPU/TPU.").tag(config=True)
     context_len = Int(4096, min=64, help="KV cache length: the longest prompt plus output, in tokens.").tag(config=True)
-    max_new_tokens = Int(256, min=1, help="The most tokens %%codegemma writes.").tag(config=True)
+    max_new_tokens = Int(256, min=1, help="The most tokens %%codegemma, fix and chat write.").tag(config=True)
+    explain_max_new_tokens = Int(160, min=1, help="The most tokens an explanation (%codegemma explain, "
+                                 "%%codegemma --explain) writes.").tag(config=True)
     temperature = Float(0.0, min=0.0, help="%%codegemma sampling temperature; 0 is greedy.").tag(config=True)
     seed = Int(0, help="%%codegemma sampling seed (used when temperature > 0).").tag(config=True)
     context_cells = Int(3, min=0, help="How many previous code cells %%codegemma shows the model.").tag(config=True)
@@ -48,6 +51,9 @@ class CodeGemma(Configurable):
                           "(the key itself is never stored in settings or notebooks).").tag(config=True)
     server_fim = Enum(("auto", "yes", "no"), "auto", help="Whether the server's model takes FIM prompts; auto: "
                       "CodeGemma base models do (from the model's name).").tag(config=True)
+    allow_insecure_http = Bool(help="Send the API key over plain http:// to a server that is not on this machine "
+                               "(anyone on the network between can read it; use https:// where you can). "
+                               "Default: $CODEGEMMA_ALLOW_INSECURE_HTTP.").tag(config=True)
 
     @default("server_url")
     def _server_url_default(self) -> str:
@@ -56,6 +62,10 @@ class CodeGemma(Configurable):
     @default("server_model")
     def _server_model_default(self) -> str:
         return os.environ.get(SERVER_MODEL_ENV, "")
+
+    @default("allow_insecure_http")
+    def _allow_insecure_http_default(self) -> bool:
+        return os.environ.get(ALLOW_INSECURE_HTTP_ENV, "").strip().lower() in ("1", "true", "yes")
 
     def model_label(self) -> str:
         if self.server_url:

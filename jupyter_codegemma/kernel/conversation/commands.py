@@ -12,7 +12,8 @@ import dataclasses
 
 from . import limits
 from . import prompts as cv
-from ...backends.base import GenerationResult, SamplingParams, shaped_stream
+from ...backends.base import GenerationResult, SamplingParams, chat_tokens, shaped_stream, token_counter
+from ...backends.repetition import stop_runaway
 from .. import prompts as prompting
 from ..safe_markdown import code_block, untrusted_markdown
 from ..worker import PROMPT_KINDS
@@ -204,21 +205,29 @@ class Conversation:
 
     def _run(self, candidates, kind: str, failed: bool, max_new_tokens: int | None):
         """(answer, display handle) after streaming, or (None, None) when the stream raised (reported by magics)."""
-        max_new = max_new_tokens or self.settings.max_new_tokens
+        # Explanations get their own, smaller budget: a good one is short, and a long one from a small
+        # model is mostly repetition.
+        max_new = max_new_tokens or (self.settings.explain_max_new_tokens if kind == "explain"
+                                     else self.settings.max_new_tokens)
         sampling = SamplingParams(temperature=self.settings.temperature, seed=self.settings.seed)
 
         def run(engine, job, out):
             model = engine.info()["model"]
             instruction = engine.instruction
             limit = engine.context_len - max_new - _MARGIN
-            build, count, context_text, summary = self._builders(engine, kind, failed, instruction, limit)
+            build, count, context_text, summary = self._builders(token_counter(engine), kind, failed, instruction,
+                                                                 limit)
             prompt, tokens, index = limits.fit_prompt(candidates, build, count, limit)
             note = self._note_for(instruction, model)
             result = GenerationResult(prompt_ids=[], ids=[], text="")
 
             def start(stop):
+                if instruction:  # the turns: the backend applies the chat template (a server, its own)
+                    return engine.chat(prompt, system=cv.SYSTEM, max_new_tokens=max_new, sampling=sampling,
+                                       cancel=stop)
                 return engine.generate(prompt, max_new_tokens=max_new, sampling=sampling, cancel=stop, truncate=True)
 
+            @stop_runaway
             def shape(text, final):
                 return self._shape(text, kind, instruction)
 
@@ -236,19 +245,25 @@ class Conversation:
         print(summary)
         return answer, handle
 
-    def _builders(self, engine, kind: str, failed: bool, instruction: bool, limit: int):
-        """(build, count_tokens, context_text, summary) for this kind of request and model."""
-        from ...backends.chat import Turn, chat_prompt
+    def _builders(self, count_text, kind: str, failed: bool, instruction: bool, limit: int):
+        """(build, count_tokens, context_text, summary) for this kind of request and model. An instruction
+        model's prompt is its chat turns (engine.chat applies the template), a base model's is text;
+        `count_text` counts a text's tokens (base.token_counter: a server without a tokenize route estimates)."""
+        from ...backends.chat import Turn
 
-        tokenizer = engine.tokenizer
-        count = (lambda prompt: len(prompt)) if instruction else (lambda prompt: len(engine.tokenize(prompt)))
+        if instruction:
+            def count(turns):
+                return chat_tokens(count_text, turns, cv.SYSTEM)
+        else:
+            def count(prompt):
+                return count_text(prompt) + 1  # and <bos>
         if kind == "chat":
             def build(question):
                 def fits(turns):
                     return count(to_prompt(turns)) <= limit
 
                 def to_prompt(turns):
-                    return chat_prompt(tokenizer, turns, system=cv.SYSTEM) if instruction else cv.base_chat_prompt(turns)
+                    return list(turns) if instruction else cv.base_chat_prompt(turns)
 
                 return to_prompt(self.history.prompt_turns(question, fits))
 
@@ -268,7 +283,7 @@ class Conversation:
                 return cv.explain_request(ctx, failed) if kind == "explain" else cv.fix_request(ctx)
 
             def build(ctx):
-                return chat_prompt(tokenizer, [Turn("user", ask(ctx))], system=cv.SYSTEM)
+                return [Turn("user", ask(ctx))]
         else:
             def build(ctx):
                 return cv.base_explain_prompt(ctx, failed) if kind == "explain" else cv.base_fix_prompt(ctx)
