@@ -25,6 +25,7 @@ class BackendSpec:
     server_model: str = ""
     api_key_env: str = "CODEGEMMA_API_KEY"
     server_fim: str = "auto"
+    allow_insecure_http: bool = False  # send the API key over plain http:// to a host that is not loopback
 
     @property
     def remote(self) -> bool:
@@ -38,7 +39,8 @@ def load_backend(spec: BackendSpec, progress: Callable[[str], None] | None = Non
 
         return RemoteEngine.load(RemoteOptions(url=spec.server_url, model=spec.server_model,
                                                api_key_env=spec.api_key_env, fim=spec.server_fim,
-                                               context_len=spec.context_len), progress=progress)
+                                               context_len=spec.context_len,
+                                               allow_insecure_http=spec.allow_insecure_http), progress=progress)
     from .local import Engine, EngineOptions
 
     options = EngineOptions(dtype=spec.dtype, cache_len=spec.context_len, devices=spec.devices)

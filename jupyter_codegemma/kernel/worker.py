@@ -155,10 +155,9 @@ class Service:
                     wanted_server = bool(self.settings.server_url)
                     engine = self._engine_for(job.progress)
                 except Exception as e:
-                    what = "the server did not answer" if wanted_server else "the model did not load"
                     kept = (f"; still using {self.engine.info().get('model', 'the previous model')}"
                             if self.engine is not None else "")
-                    job.on_error(protocol.MODEL_ERROR, f"{what}: {e}{kept}")
+                    job.on_error(protocol.MODEL_ERROR, f"{_load_failure(e, wanted_server)}{kept}")
                     continue
                 if job.cancel.is_set():
                     job.on_cancelled()
@@ -186,7 +185,8 @@ class Service:
         s = self.settings
         if s.server_url:
             return BackendSpec(server_url=s.server_url, server_model=s.server_model, api_key_env=s.api_key_env,
-                               server_fim=s.server_fim, context_len=s.context_len)
+                               server_fim=s.server_fim, context_len=s.context_len,
+                               allow_insecure_http=s.allow_insecure_http)
         return BackendSpec(model=s.model, dtype=s.dtype, context_len=s.context_len)
 
     def _engine_for(self, progress: Callable[[str], None] | None):
@@ -222,5 +222,21 @@ class Service:
         else:
             s.server_url, s.model, s.dtype = "", spec.model, spec.dtype
         if spec.remote:
-            s.api_key_env = spec.api_key_env
+            s.api_key_env, s.allow_insecure_http = spec.api_key_env, spec.allow_insecure_http
         s.context_len = spec.context_len
+
+
+def _load_failure(e: Exception, server: bool) -> str:
+    """One line on why the backend did not load: a server that did not answer, one that answered
+    wrongly, a setting (the API key's rules) that forbids it, or a model that did not load."""
+    from ..backends.errors import CodeGemmaError, SettingsError
+
+    if isinstance(e, SettingsError):
+        return str(e)
+    if not isinstance(e, CodeGemmaError):  # not one of ours: name its kind (a KeyError's text is just the key)
+        return f"{'the server could not be used' if server else 'the model did not load'}: {type(e).__name__}: {e}"
+    if not server:
+        return f"the model did not load: {e}"
+    from ..backends.remote import ServerUnavailable
+
+    return f"the server did not answer: {e}" if isinstance(e, ServerUnavailable) else f"the server could not be used: {e}"

@@ -19,7 +19,7 @@ from .. import fim
 from ..base import (COMPLETION_STOPS, GENERATION_STOPS, CancelToken, Completion, CompletionResult, Generation,
                     GenerationResult, SamplingParams, is_instruction_model, shaped_stream, stop_ids,
                     suggestion_shape)
-from ..chat import has_chat_template
+from ..chat import chat_prompt, has_chat_template
 from ..errors import PromptError, SettingsError
 from . import process
 from .checkpoints import Checkpoint, WeightsCache, load_checkpoint
@@ -334,6 +334,12 @@ class Engine:
             yield tail
         result.total_ms = (time.perf_counter() - started) * 1e3
         process.release_freed_memory()
+
+    def chat(self, turns, *, system: str | None = None, max_new_tokens: int = 128,
+             sampling: SamplingParams = SamplingParams(), cancel: CancelToken | None = None) -> Generation:
+        """An instruction model's next turn after `turns`: Gemma's template from ids (backends/chat.py)."""
+        return self.generate(chat_prompt(self.tokenizer, turns, system=system), max_new_tokens=max_new_tokens,
+                             sampling=sampling, cancel=cancel, truncate=True)
 
     def complete(self, prefix: str, suffix: str = "", *, mode: str = "auto", layout: str = "psm",
                  path: str | None = None, context_files: Sequence[fim.ContextFile] = (),

@@ -10,6 +10,10 @@ delivered data it is never retried: the caller would see text twice. A stream th
 Timeouts: `connect_timeout` to open a connection (TLS included); `read_timeout` is the longest silence
 tolerated, before the answer starts (a loaded server queues us) and between events.
 
+What comes back is read within limits and checked (replies.py): too large, a web page, not JSON, an
+event that is not a JSON object, a body cut short, a silence past the read timeout, each is a
+`ServerError` line that says so. The API key (endpoint.py) is scrubbed from every error raised here.
+
 Cancellation: a stream is opened and read on a helper thread, while the caller polls its cancel token
 (anything with `is_set()`) every POLL_S. On cancel the caller shuts the socket down (with a reset),
 even before the server has answered (the socket is known from the moment it connects): the server
@@ -23,88 +27,26 @@ usual environment variables (HTTP(S)_PROXY, NO_PROXY); certificates are the syst
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import queue
-import re
 import socket
 import ssl
 import struct
 import threading
 import time
-import urllib.parse
 from typing import Any, Iterator
 
 import httpx
 
-from ..errors import CodeGemmaError
+from .endpoint import Endpoint, ServerError, ServerUnavailable, safe_url
+from .replies import (ERROR_BODY_LIMIT, JSON_LIMIT, NOT_JSON, SSE_LINE_LIMIT, STREAM_LIMIT, LineTooLong,
+                      describe, error_message, is_html, lines, loads, message_of, one_line, read_limited,
+                      snippet, web_page)
 
 POLL_S = 0.05  # how often a waiting stream looks at its cancel token (each look costs CPU)
 RETRY_STATUSES = (502, 503, 504)  # the server (or a proxy before it) is starting or overloaded
-ERROR_BODY_LIMIT = 64_000  # bytes of an error answer read for its message
-_EOL = re.compile(rb"\r\n|\r|\n")  # SSE line ends (not str.splitlines: U+2028 may sit inside JSON)
-
-
-class ServerError(CodeGemmaError):
-    """The server answered with an error, or broke off a stream. `status` is the HTTP status (0: none)."""
-
-    def __init__(self, message: str, status: int = 0):
-        super().__init__(message)
-        self.status = status
-
-
-class ServerUnavailable(ServerError):
-    """No connection could be made (after the retries): the server is down or the URL is wrong."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Endpoint:
-    """Where the server is and how patiently to talk to it."""
-
-    url: str  # the server's base URL, with or without the trailing /v1
-    api_key: str | None = None  # sent as `Authorization: Bearer ...`; never logged or shown
-    connect_timeout: float = 5.0  # seconds to open a connection
-    read_timeout: float = 120.0  # the longest silence tolerated while waiting for data (a loaded server queues)
-    retries: int = 3  # further attempts after a failed connection
-    backoff: float = 0.5  # seconds before the first retry; doubled each time
-
-    def __post_init__(self) -> None:
-        parts = urllib.parse.urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ServerError(f"server URL must look like http://host:port or https://host, got {self.url!r}")
-
-    @property
-    def _parts(self) -> urllib.parse.SplitResult:
-        return urllib.parse.urlsplit(self.url)
-
-    @property
-    def root(self) -> str:
-        """The path prefix of the server (a deployment may serve it under /some/prefix), no trailing /v1."""
-        path = self._parts.path.rstrip("/")
-        return path[:-3] if path.endswith("/v1") else path
-
-    def api(self, path: str) -> str:
-        """The request path of an OpenAI-compatible route, e.g. api("/completions") -> /v1/completions."""
-        return f"{self.root}/v1{path}"
-
-    @property
-    def display(self) -> str:
-        """The URL without credentials or query, to show to people."""
-        p = self._parts
-        return f"{p.scheme}://{p.hostname}{':' + str(p.port) if p.port else ''}{p.path.rstrip('/')}"
-
-    @property
-    def origin(self) -> str:
-        """scheme://host[:port] that requests go to (credentials in the URL are never sent or shown)."""
-        p = self._parts
-        return f"{p.scheme}://{p.netloc.rpartition('@')[2]}"
-
-    def headers(self, stream: bool = False) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        return headers
+_SSE_FIELDS = ("data", "event", "id", "retry", "error")
 
 
 @functools.lru_cache(maxsize=None)
@@ -129,8 +71,6 @@ def _open(endpoint: Endpoint, method: str, path: str, body: Any, *, stream: bool
     payload = None if body is None else json.dumps(body).encode()
     patience = timeout or endpoint.read_timeout
     headers = endpoint.headers(stream)
-    if stream:
-        headers["Accept-Encoding"] = "identity"  # a compressing proxy would hold tokens back
     delay = endpoint.backoff
     for attempt in range(endpoint.retries + 1):
         client = _client(endpoint, patience)
@@ -138,23 +78,24 @@ def _open(endpoint: Endpoint, method: str, path: str, body: Any, *, stream: bool
             request = client.build_request(method, endpoint.origin + path, content=payload, headers=headers,
                                            extensions={"trace": trace} if trace else None)
             response = client.send(request, stream=True)
-        except httpx.HTTPError as e:
+        except (httpx.HTTPError, httpx.InvalidURL, OSError, UnicodeError) as e:
             client.close()
             if stop is not None and stop.is_set():
                 raise _Cancelled() from None
             if isinstance(e, (httpx.ReadTimeout, httpx.WriteTimeout)):
                 # Connected but no answer in time: the server is up and stuck; retrying only piles on.
-                raise ServerError(f"{endpoint.display} did not answer within {patience:g} s") from None
+                raise ServerError(f"{endpoint.where(path)} did not answer within {patience:g} s (the read "
+                                  f"timeout): is the server stuck or overloaded?") from None
             problem = _describe(e)
         else:
             status = response.status_code
             if status < 300:
                 return client, response
-            message = _error_message(response)
+            message = error_message(response)
             client.close()
             if 300 <= status < 400:
                 raise ServerError(f"{endpoint.display} answered with a redirect (HTTP {status}) to "
-                                  f"{_safe_url(response.headers.get('location', '?'))}: use that URL", status)
+                                  f"{safe_url(response.headers.get('location', '?'))}: use that URL", status)
             if status not in RETRY_STATUSES:
                 if status in (401, 403):
                     message += " (check the API key: see CodeGemma.api_key_env)"
@@ -192,57 +133,39 @@ def _describe(e: BaseException) -> str:
     return " ".join(f"{type(shown).__name__}: {shown}".split()) if str(shown) else type(shown).__name__
 
 
-def _safe_url(url: str) -> str:
-    p = urllib.parse.urlsplit(url)
-    return f"{p.scheme}://{p.netloc.rpartition('@')[2]}{p.path}" if p.scheme else p.path
-
-
-def _error_message(response: httpx.Response) -> str:
-    """The server's own words: OpenAI-style {"error": {"message": ...}}, FastAPI's {"detail": ...}, or text."""
-    raw = b""
-    try:
-        for chunk in response.iter_bytes():
-            raw += chunk
-            if len(raw) >= ERROR_BODY_LIMIT:
-                break
-    except httpx.HTTPError:
-        if not raw:
-            return response.reason_phrase or "no details"
-    text = raw[:ERROR_BODY_LIMIT].decode("utf-8", "replace")
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return " ".join(text.split())[:500] or response.reason_phrase or "no details"
-    return " ".join((_message_of(data) or text).split())[:500]
-
-
-def _message_of(data: Any) -> str:
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict):
-            return str(error.get("message") or error)
-        if isinstance(error, str):
-            return error
-        detail = data.get("detail") or data.get("message")
-        if detail:
-            return detail if isinstance(detail, str) else json.dumps(detail)[:500]
-    return ""
-
-
 def request_json(endpoint: Endpoint, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
-    """One JSON request, its JSON answer (retrying connection failures)."""
+    """One JSON request, its JSON answer (retrying connection failures); any failure is a ServerError."""
+    try:
+        return _request_json(endpoint, method, path, body, timeout)
+    except ServerError as e:
+        raise endpoint.scrubbed(e) from None
+
+
+def _request_json(endpoint: Endpoint, method: str, path: str, body: Any, timeout: float | None) -> Any:
+    where = endpoint.where(path)
     client, response = _open(endpoint, method, path, body, stream=False, timeout=timeout)
     try:
-        raw = response.read()
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > JSON_LIMIT:
+            raise ServerError(f"{where} answered with {int(declared) / 2**20:.0f} MB: more than the "
+                              f"{JSON_LIMIT // 2**20} MB this client reads for one answer, refused")
+        raw, more = read_limited(response, JSON_LIMIT)
+    except httpx.TimeoutException:
+        raise ServerError(f"{where} stopped in the middle of its answer: nothing for "
+                          f"{timeout or endpoint.read_timeout:g} s") from None
     except httpx.HTTPError as e:
-        raise ServerError(f"{endpoint.display} broke off its answer to {path}: {_describe(e)}") from None
+        raise ServerError(f"{where} broke off its answer: {_describe(e)}") from None
     finally:
         client.close()
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise ServerError(f"{endpoint.display}{path} answered with something that is not JSON: "
-                          f"{raw[:200]!r}") from None
+    if more:
+        raise ServerError(f"{where} answered with more than the {JSON_LIMIT // 2**20} MB this client reads for "
+                          f"one answer: refused")
+    if is_html(response.headers.get("content-type", ""), raw[:64]):
+        raise web_page(endpoint, path, raw, "JSON")
+    data = loads(raw)
+    if data is NOT_JSON:
+        raise ServerError(f"{where} answered with something that is not JSON: {snippet(raw)}")
+    return data
 
 
 def stream_events(endpoint: Endpoint, path: str, body: Any, cancel=None) -> Iterator[dict]:
@@ -250,27 +173,16 @@ def stream_events(endpoint: Endpoint, path: str, body: Any, cancel=None) -> Iter
 
     Ends quietly (without [DONE]) when `cancel` is set, having closed the connection. Raises
     ServerUnavailable when no connection can be made, ServerError for an error answer, an error event,
-    a stream that breaks off or stays silent longer than the read timeout.
+    an answer that is not an event stream of JSON objects, a stream that breaks off, stays silent
+    longer than the read timeout, or goes over the limits.
     """
     reader = _EventReader(endpoint, path, body)
     try:
         yield from reader.events(cancel)
+    except ServerError as e:
+        raise endpoint.scrubbed(e) from None
     finally:
         reader.close()
-
-
-def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Lines of a byte stream ended by CRLF, LF or CR (a CR at a chunk's end waits for a possible LF)."""
-    pending = b""
-    for chunk in chunks:
-        text = pending + chunk
-        held = text.endswith(b"\r")
-        *lines, pending = _EOL.split(text[:-1] if held else text)
-        if held:
-            pending += b"\r"
-        yield from lines
-    if pending.rstrip(b"\r"):
-        yield pending.rstrip(b"\r")
 
 
 class _EventReader:
@@ -279,7 +191,7 @@ class _EventReader:
     thread wherever it blocks: connecting, waiting for the answer, reading; a back-off wakes on `_stop`."""
 
     def __init__(self, endpoint: Endpoint, path: str, body: Any):
-        self._endpoint = endpoint
+        self._endpoint, self._path = endpoint, path
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._socket: socket.socket | None = None  # the connection's socket, until the thread is done with it
@@ -302,7 +214,7 @@ class _EventReader:
         try:
             client, response = _open(self._endpoint, "POST", path, body, stream=True, stop=self._stop,
                                      trace=self._trace)
-            self._read(response)
+            self._read(path, response)
         except _Cancelled:
             pass  # the caller has left
         except Exception as e:  # noqa: BLE001 - handed to the caller, who decides what it means
@@ -313,22 +225,59 @@ class _EventReader:
             if client is not None:
                 client.close()
 
-    def _read(self, response: httpx.Response) -> None:
+    def _read(self, path: str, response: httpx.Response) -> None:
+        endpoint, where = self._endpoint, self._endpoint.where(path)
+        kind = response.headers.get("content-type", "").lower()
+        if "html" in kind or "json" in kind:  # not a stream: a proxy's page, or a server that ignored `stream`
+            raw, _ = read_limited(response, ERROR_BODY_LIMIT)
+            if is_html(kind, raw[:64]):
+                raise web_page(endpoint, path, raw, "an event stream")
+            data = loads(raw)
+            if data is NOT_JSON:
+                raise ServerError(f"{where} answered with {kind.split(';')[0]} that is not JSON, not the event "
+                                  f"stream asked for: {snippet(raw)}")
+            message = message_of(data)
+            if message:
+                raise ServerError(f"{where} reported an error: {one_line(message, 500)}")
+            raise ServerError(f"{where} answered with one JSON reply ({describe(data)}), not the event stream "
+                              f"asked for (stream: true)")
         data: list[str] = []
-        for line in _lines(response.iter_bytes()):
-            text = line.decode("utf-8", "replace")
-            if not text:  # a blank line ends an event
-                if data:
-                    self._queue.put(("data", "\n".join(data)))
-                    data = []
-            elif not text.startswith(":"):  # a comment: servers send these as keep-alive pings
-                field, _, value = text.partition(":")
-                if field == "data":
-                    data.append(value[1:] if value.startswith(" ") else value)
-        self._queue.put(("eof", None))
+        size, junk, received = 0, "", 0
+        chunks = response.iter_bytes()
+        try:
+            for line in lines(chunks):
+                received += len(line) + 1
+                if received > STREAM_LIMIT:
+                    raise ServerError(f"{where} sent more than {STREAM_LIMIT // 2**20} MB in one answer: refused")
+                text = line.decode("utf-8", "replace")
+                if not text:  # a blank line ends an event
+                    if data:
+                        self._queue.put(("data", "\n".join(data)))
+                        data, size = [], 0
+                elif not text.startswith(":"):  # a comment: servers send these as keep-alive pings
+                    field, _, value = text.partition(":")
+                    value = value[1:] if value.startswith(" ") else value
+                    if field == "data":
+                        data.append(value)
+                        size += len(value)
+                        if size > SSE_LINE_LIMIT:
+                            raise LineTooLong()
+                    elif field == "error":  # llama.cpp's server words some failures so
+                        self._queue.put(("error-line", value))
+                    elif field not in _SSE_FIELDS and not junk:
+                        if text.lstrip().startswith("<"):
+                            raise web_page(endpoint, path, line, "an event stream")
+                        junk = text
+        except LineTooLong:
+            raise ServerError(f"{where} sent an event longer than {SSE_LINE_LIMIT // 2**20} MB: refused "
+                              f"(is it an OpenAI-compatible server?)") from None
+        if data:  # the last event, when the stream ended without its blank line
+            self._queue.put(("data", "\n".join(data)))
+        self._queue.put(("eof", junk))
 
     def events(self, cancel) -> Iterator[dict]:
         endpoint = self._endpoint
+        where = endpoint.where(self._path)
         while True:
             if cancel is not None and cancel.is_set():
                 return
@@ -339,8 +288,9 @@ class _EventReader:
             if kind == "failed":  # no stream at all: the server is down, or refused (already worded)
                 raise value
             if kind == "eof":
+                also = f"; it also sent lines that are not server-sent events: {snippet(value)}" if value else ""
                 raise ServerError(f"{endpoint.display} closed the stream before it was finished "
-                                  f"(did the server stop?)")
+                                  f"(did the server stop?){also}")
             if kind == "error":
                 if isinstance(value, httpx.TimeoutException):
                     raise ServerError(f"{endpoint.display} sent nothing for {endpoint.read_timeout:g} s "
@@ -349,17 +299,22 @@ class _EventReader:
                     raise value
                 raise ServerError(f"the connection to {endpoint.display} broke in the middle of an answer "
                                   f"({_describe(value)})")
+            if kind == "error-line":
+                event = loads(value)
+                message = (message_of(event) if event is not NOT_JSON else "") or value
+                raise ServerError(f"{endpoint.display} reported an error mid-stream: {one_line(message, 500)}")
             if value.strip() == "[DONE]":
                 self._done = True
                 return
-            try:
-                event = json.loads(value)
-            except ValueError:
-                raise ServerError(f"{endpoint.display} sent an event that is not JSON: {value[:200]!r}") from None
-            message = _message_of(event) if isinstance(event, dict) and "error" in event else ""
-            if message or not isinstance(event, dict):
-                raise ServerError(f"{endpoint.display} reported an error mid-stream: "
-                                  f"{' '.join((message or repr(event)[:200]).split())}")
+            event = loads(value)
+            if event is NOT_JSON:
+                raise ServerError(f"{where} sent an event that is not JSON: {snippet(value)}")
+            if not isinstance(event, dict):
+                raise ServerError(f"{where} sent an event that is not a JSON object but {describe(event)}: "
+                                  f"{snippet(value)}")
+            message = message_of(event) if "error" in event else ""
+            if message:
+                raise ServerError(f"{endpoint.display} reported an error mid-stream: {one_line(message, 500)}")
             yield event
 
     def close(self) -> None:
@@ -382,3 +337,6 @@ def _shut(sock: socket.socket, abort: bool = True) -> bool:
         return True
     except OSError:
         return False
+
+
+__all__ = ["Endpoint", "ServerError", "ServerUnavailable", "describe", "request_json", "stream_events"]
