@@ -17,7 +17,8 @@ from jupyter_codegemma.exercises import (CATEGORIES, Exercise, ExerciseError, bu
                                          exercise_from_cell, load_exercises, save_exercises)
 from jupyter_codegemma.exercises.generator import GENERATED_CATEGORIES, NoSiteError, categories_for, inject_error
 from jupyter_codegemma.exercises.hints import NO_CONFIDENT, hint, model_fix, where_text
-from jupyter_codegemma.exercises.results import Results, export_csv
+from jupyter_codegemma.exercises.magics import split_args
+from jupyter_codegemma.exercises.results import Results, ResultsError, export_csv
 from jupyter_codegemma.exercises.sandbox import Limits, run_tests
 
 BUILTIN = builtin_exercises()
@@ -199,6 +200,19 @@ def test_levels_one_and_two_need_no_model():
     assert CATEGORIES["missing_colon"] in hint(2, source)
 
 
+def test_hint_two_names_the_exercises_kind_of_mistake():
+    semicolon = "temperature = 30\nif temperature > 25;\n    weather = 'hot'\n"
+    result = check_code(semicolon)
+    assert result.message == "invalid syntax" and result.category == "other"  # all Python and the checker say
+    text = hint(2, semicolon, result, category="missing_colon")
+    assert text.startswith('Line 2, column 20: Python says "invalid syntax".\nThe mistake: a missing colon')
+    assert CATEGORIES["missing_colon"] in text
+    # A different mistake made while fixing is named as what it is, with the exercise's beside it.
+    comma = hint(2, "x = [1 2]\n", category="missing_colon")
+    assert "The mistake: a missing comma" in comma and "(this exercise is about a missing colon" in comma
+    assert CATEGORIES["missing_comma"] in comma
+
+
 def _scripted(outputs):
     calls = iter(outputs)
     return lambda prompt, **kw: next(calls) + "```\n"
@@ -237,6 +251,69 @@ def test_results_file_and_csv(tmp_path):
     assert rows[0]["student"] == "ana" and rows[0]["exercise"] == "colon-if" and rows[0]["solved"] == "True"
 
 
+def test_export_skips_bad_files_with_one_line_each(tmp_path, capsys):
+    good = Results(tmp_path / "ana.json", student="ana")
+    good.attempt("colon-if", solved=True)
+    text = (tmp_path / "ana.json").read_text()
+    (tmp_path / "cut.json").write_text(text[: len(text) // 2])  # truncated
+    (tmp_path / "list.json").write_text("[1, 2]")  # valid JSON, not a results file
+    (tmp_path / "record.json").write_text('{"student": "x", "exercises": {"colon-if": 3}}')
+    (tmp_path / "empty.json").write_text("")
+    Results(tmp_path / "bo.json", student="bo").attempt("colon-def", solved=False)
+    files = [tmp_path / n for n in ("ana.json", "missing.json", "cut.json", "list.json", "record.json",
+                                    "empty.json", "bo.json")]
+    out = export_csv(files, tmp_path / "class.csv")
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["student"], r["exercise"]) for r in rows] == [("ana", "colon-if"), ("bo", "colon-def")]
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 5 and all(w.startswith("export_csv: skipped ") for w in warnings), warnings
+    for name, problem in zip(("missing", "cut", "list", "record", "empty"),
+                             ("no such file", "truncated", "not a results file", "'colon-if' is not an object",
+                              "empty")):
+        line = next(w for w in warnings if f"{name}.json" in w)
+        assert problem in line, line
+
+
+def test_a_broken_results_file_is_reported_and_kept(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text('{"exercises": {"a": {"attempts": 1')
+    with pytest.raises(ResultsError, match="results.json: not valid JSON.*truncated"):
+        Results(path)
+    assert path.read_text() == '{"exercises": {"a": {"attempts": 1'
+    with pytest.raises(ResultsError, match="does not exist"):
+        Results(tmp_path / "nowhere" / "results.json")
+
+
+def test_exercise_file_mistakes_name_the_file_and_line(tmp_path):
+    good = ("- id: a\n  category: missing_colon\n  broken: |\n    if x\n        pass\n"
+            "  solution: |\n    if x:\n        pass\n  tests: |\n    assert True\n")
+    path = tmp_path / "week.yaml"
+    for text, expected in [
+        (good.replace("  tests: |", "  tests |"),
+         "week.yaml, line 9, column 3: not valid YAML: a line without the ':' after its key: 'tests |'"),
+        (good + good.replace("id: a", "id: b").replace("  tests: |\n    assert True\n", ""),
+         "week.yaml, line 11: exercise 'b': missing tests"),
+        (good.replace("  category", "  difficulty: easy\n  category"),
+         "week.yaml, line 1: exercise 'a': difficulty must be 1, 2 or 3, got 'easy'"),
+        ("", "week.yaml: expected a list of exercises"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ExerciseError) as info:
+            load_exercises(path)
+        assert str(info.value).startswith(str(tmp_path / expected)) and "\n" not in str(info.value)
+    with pytest.raises(ExerciseError, match="no such file"):
+        load_exercises(tmp_path / "none.yaml")
+    (tmp_path / "week.json").write_text('{"exercises": [1,]}')
+    with pytest.raises(ExerciseError, match=r"week.json, line 1, column 18: not valid JSON"):
+        load_exercises(tmp_path / "week.json")
+
+
+def test_magic_words_lose_their_quotes():
+    assert split_args('--title "Squares" --id \'my id\' --file C:\\course\\week3.yaml') == \
+        ["--title", "Squares", "--id", "my id", "--file", "C:\\course\\week3.yaml"]
+    assert split_args('--title="Two words"') == ["--title=Two words"]
+
+
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_authoring_round_trip(tmp_path, suffix):
     path = save_exercises(BUILTIN[:5], tmp_path / f"set{suffix}")
@@ -245,10 +322,10 @@ def test_authoring_round_trip(tmp_path, suffix):
 
 def test_authoring_errors_name_the_exercise(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("- id: a\n  broken: 'x = (1'\n  solution: 'x = (1)'\n  category: brackets\n")
+    bad.write_text("- id: a\n  broken: 'x = (1'\n  solution: 'x = (1)'\n  tests: 'assert x'\n  category: brackets\n")
     with pytest.raises(ExerciseError, match="exercise 'a'.*category 'brackets'"):
         load_exercises(bad)
-    bad.write_text("- id: a\n  broken: 'x'\n  solution: 'x'\n  dificulty: 2\n")
+    bad.write_text("- id: a\n  broken: 'x'\n  solution: 'x'\n  tests: 'assert x'\n  dificulty: 2\n")
     with pytest.raises(ExerciseError, match="unknown field.*dificulty"):
         load_exercises(bad)
     with pytest.raises(ExerciseError, match="difficulty"):

@@ -17,7 +17,7 @@ import tokenize
 import warnings
 from dataclasses import dataclass
 
-__all__ = ["CATEGORIES", "CheckResult", "check_code"]
+__all__ = ["CATEGORIES", "CATEGORY_NAMES", "CheckResult", "check_code"]
 
 # category -> the plain-language explanation shown at hint level 2 (and by %codegemma explain).
 CATEGORIES: dict[str, str] = {
@@ -68,6 +68,22 @@ CATEGORIES: dict[str, str] = {
         "Python could not understand this line. Read the message, look at the marked place and the line "
         "before it, and compare it with a similar line that works."
     ),
+}
+
+
+# category -> its name in plain words, for a sentence such as "The mistake: a missing colon ':'."
+CATEGORY_NAMES: dict[str, str] = {
+    "unbalanced_brackets": "a bracket that is not closed, or closed by the wrong kind of bracket",
+    "unterminated_string": "a string (text) without its closing quote, or text without quotes",
+    "missing_colon": "a missing colon ':' at the end of a line that starts a block",
+    "indentation": "wrong indentation (the spaces at the start of a line)",
+    "missing_comma": "a missing comma between items or arguments",
+    "assign_for_compare": "'=' (assignment) where '==' (comparison) is meant",
+    "keyword": "a misspelled or misplaced Python keyword",
+    "python2_print": "print without parentheses (Python 2 style)",
+    "missing_operator": "a missing operator between two values",
+    "stray_character": "a character that Python does not understand",
+    "other": "something Python could not understand",
 }
 
 

@@ -15,10 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .checker import CheckResult, check_code
+from .checker import CATEGORIES, CATEGORY_NAMES, CheckResult, check_code
 
 __all__ = ["HINT_LEVELS", "ModelFix", "engine_sampler", "fix_prompt", "hint", "model_fix", "normalise",
-           "unified_diff", "where_html", "where_text"]
+           "unified_diff", "what_text", "where_html", "where_text"]
 
 HINT_LEVELS = 3
 NO_CONFIDENT = "No confident suggestion from the model: look again at the marked line and the explanation."
@@ -66,15 +66,35 @@ def where_html(source: str, result: CheckResult | None) -> str:
             'border:1px solid #ddd">' + "".join(rows) + "</pre>")
 
 
-def hint(level: int, source: str, result: CheckResult | None = None) -> str:
-    """Hint `level` (1 or 2) as text; level 3 needs the model (`model_fix`)."""
+def what_text(source: str, result: CheckResult, category: str | None = None) -> str:
+    """Level 2: where, Python's message, the kind of mistake in plain words, and why it is one.
+
+    `category` is the exercise's: it names the mistake when the checker agrees or cannot tell (Python's
+    bare "invalid syntax" for a ';' typed for the ':'); when the checker finds another kind of mistake
+    (a new one made while fixing), that one is named, and the exercise's beside it."""
+    if result.ok:
+        return "The code parses: no syntax error to explain."
+    found = result.category or "other"
+    if category in CATEGORIES and category != "other" and found in (category, "other"):
+        kind, also = category, ""
+    else:
+        kind = found
+        also = (f" (this exercise is about {CATEGORY_NAMES[category]})"
+                if category in CATEGORIES and category not in ("other", found) else "")
+    explanation = result.explanation if kind == found else CATEGORIES[kind]
+    return (f"Line {result.line}, column {result.col}: Python says \"{result.message}\".\n"
+            f"The mistake: {CATEGORY_NAMES[kind]}{also}.\n\n{explanation}")
+
+
+def hint(level: int, source: str, result: CheckResult | None = None, *, category: str | None = None) -> str:
+    """Hint `level` (1 or 2) as text; level 3 needs the model (`model_fix`). `category`: the exercise's."""
     result = result or check_code(source)
     if result.ok:
         return "The code parses. Press Check to run the tests."
     if level <= 1:
         return where_text(source, result)
     if level == 2:
-        return f"{result.message}\n\n{result.explanation}"
+        return what_text(source, result, category)
     raise ValueError("level 3 is the model's fix: use model_fix()")
 
 
@@ -91,6 +111,9 @@ class ModelFix:
     close: int = 0  # ... and change few characters
     agreeing: int = 0  # ... and equal the chosen one
     candidates: list[str] = field(default_factory=list)
+    # False when the model gave no answer (it failed, timed out, was cancelled): asking again may help,
+    # so the widget does not keep it as the answer for this code
+    answered: bool = True
 
     @property
     def shown(self) -> bool:

@@ -1,11 +1,33 @@
-"""`%exercise` (a set of exercises as a widget) and `%%exercise` (this cell as an exercise)."""
+"""`%exercise` (a set of exercises as a widget) and `%%exercise` (this cell as an exercise).
+
+Every mistake in what the user gave — the options, the exercise file, the results file, the cell — is
+one line, `exercise: ...`, naming the file (and line) and the problem; never a traceback.
+"""
 
 from __future__ import annotations
 
+import shlex
+
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from .checker import CATEGORIES
+
+
+class _Mistake(Exception):
+    """Something the user gave is wrong: the message is the one line to show."""
+
+
+def split_args(line: str) -> list[str]:
+    """The magic's words as a shell splits them, quotes removed (`--title "Squares"` -> Squares), but
+    backslashes kept as they are (a Windows path)."""
+    lexer = shlex.shlex(line, posix=True)
+    lexer.whitespace_split, lexer.escape = True, ""
+    try:
+        return list(lexer)
+    except ValueError as e:  # "No closing quotation"
+        raise _Mistake(f"{str(e).lower()} in: {line.strip()}") from None
 
 
 def make_widget(exercises, *, settings=None, service=None, results_path=None, editor=None):
@@ -53,22 +75,37 @@ class ExerciseMagics(Magics):
         The cell form breaks the cell's code with the generator (or, with `# broken` / `# solution` /
         `# tests` sections, uses them as written). Results go to codegemma_exercise_results.json.
         """
-        from . import model
+        try:
+            return self._exercise(line, cell)
+        except _Mistake as e:
+            print("exercise: " + " ".join(str(e).split()))  # one line, whatever the message held
+            return None
 
-        args = parse_argstring(self.exercise, line)
+    def _exercise(self, line: str, cell: str | None):
+        from . import model
+        from .results import ResultsError
+
+        try:
+            args = self.exercise.parser.parse_args(split_args(line))
+        except UsageError as e:  # argparse's own message: "argument --difficulty: invalid choice: ..."
+            raise _Mistake(str(e)) from None
         if cell is None:
-            exercises = model.load_exercises(args.file) if args.file else model.builtin_exercises()
+            try:
+                exercises = model.load_exercises(args.file) if args.file else model.builtin_exercises()
+            except model.ExerciseError as e:
+                raise _Mistake(str(e)) from None
             exercises = [e for e in exercises if (args.category in (None, e.category))
                          and (args.difficulty in (None, e.difficulty))]
             if not exercises:
-                print("exercise: no exercises match those filters")
-                return None
+                raise _Mistake("no exercises match those filters")
         else:
             try:
                 exercises = [model.exercise_from_cell(cell, id=args.id, title=args.title, category=args.category,
                                                       difficulty=args.difficulty or 1, seed=args.seed)]
             except ValueError as e:
-                print(f"exercise: {e}")
-                return None
-        return make_widget(exercises, settings=self.settings, service=self.service, results_path=args.results,
-                           editor=args.editor)
+                raise _Mistake(str(e)) from None
+        try:
+            return make_widget(exercises, settings=self.settings, service=self.service, results_path=args.results,
+                               editor=args.editor)
+        except ResultsError as e:
+            raise _Mistake(f"results file {e}") from None

@@ -32,7 +32,8 @@ __all__ = ["Exercise", "ExerciseError", "builtin_exercises", "exercise_from_cell
            "save_exercises"]
 
 _FIELDS = ("id", "title", "instructions", "broken", "solution", "tests", "hints", "category", "difficulty")
-_REQUIRED = ("id", "broken", "solution")
+# What a file must give each exercise: without tests, any code that parses would count as solved.
+_REQUIRED = ("id", "broken", "solution", "tests")
 
 
 class ExerciseError(ValueError):
@@ -61,6 +62,8 @@ class Exercise:
             raise ExerciseError(f"{where}: difficulty must be 1, 2 or 3, got {self.difficulty!r}")
         if isinstance(self.hints, str):
             self.hints = [self.hints]
+        if not isinstance(self.hints, list) or not all(isinstance(h, str) for h in self.hints):
+            raise ExerciseError(f"{where}: hints must be a list of texts, got {self.hints!r}")
         for name in ("title", "instructions", "broken", "solution", "tests"):
             if not isinstance(getattr(self, name), str):
                 raise ExerciseError(f"{where}: {name} must be text, got {type(getattr(self, name)).__name__}")
@@ -81,46 +84,117 @@ class Exercise:
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "") -> "Exercise":
+        """An exercise from a file's mapping; `where` ("week3.yaml, line 7") is named in every error."""
         if not isinstance(data, dict):
-            raise ExerciseError(f"{where or 'an exercise'}: expected a mapping, got {type(data).__name__}")
-        name = f"exercise {data.get('id', '?')!r}" + (f" in {where}" if where else "")
-        unknown = sorted(set(data) - set(_FIELDS))
+            raise ExerciseError(f"{where or 'an exercise'}: expected an exercise (id, broken, solution, tests, "
+                                f"...), got {_kind(data)}")
+        name = (f"{where}: " if where else "") + f"exercise {data.get('id', '?')!r}"
+        unknown = sorted(map(str, set(data) - set(_FIELDS)))
         if unknown:
             raise ExerciseError(f"{name}: unknown field(s) {', '.join(unknown)}; the fields are {', '.join(_FIELDS)}")
         missing = [k for k in _REQUIRED if not data.get(k)]
         if missing:
-            raise ExerciseError(f"{name}: missing {', '.join(missing)}")
+            why = (" (asserts run after the student's code: without them any code that parses counts as solved)"
+                   if missing == ["tests"] else "")
+            raise ExerciseError(f"{name}: missing {', '.join(missing)}{why}")
         try:
             return cls(**data)
         except ExerciseError as e:
-            raise ExerciseError(f"{e}" + (f" (in {where})" if where else "")) from None
+            raise ExerciseError(f"{where}: {e}" if where else str(e)) from None
 
 
-def _parse(text: str, suffix: str, where: str):
+def _kind(value) -> str:
+    return {dict: "a mapping", list: "a list", str: "text", type(None): "nothing"}.get(type(value),
+                                                                                    type(value).__name__)
+
+
+def _yaml_error(e, where: str, text: str) -> ExerciseError:
+    """One line: the file, the line (and column) where the YAML breaks, what is wrong there, the line's text."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context, context_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if context == "while scanning a simple key" and context_mark is not None:
+        # `tests assert x`: the ':' is missing on the line of the key, not where the scanner gave up
+        mark, problem, context = context_mark, "a line without the ':' after its key", None
+    if mark is None:
+        return ExerciseError(f"{where}: not valid YAML: {problem}")
+    lines = text.splitlines()
+    shown = lines[mark.line].strip() if mark.line < len(lines) else ""
+    also = ""
+    if context and context_mark is not None and context_mark.line != mark.line:
+        also = f" ({context.removeprefix('while ')} that starts on line {context_mark.line + 1})"
+    quote = f": {shown[:60]!r}" if shown else ""
+    return ExerciseError(f"{where}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML: "
+                         f"{problem}{also}{quote}")
+
+
+def _parse(text: str, suffix: str, where: str) -> tuple[object, list[int]]:
+    """The file's data, and the line of each item of its exercise list (YAML; [] for JSON)."""
     if suffix == ".json":
         try:
-            return json.loads(text)
+            return json.loads(text), []
         except json.JSONDecodeError as e:
-            raise ExerciseError(f"{where}: not valid JSON: {e}") from None
+            raise ExerciseError(f"{where}, line {e.lineno}, column {e.colno}: not valid JSON: {e.msg}") from None
     if suffix in (".yaml", ".yml"):
         import yaml
 
+        loader = yaml.SafeLoader(text)
         try:
-            return yaml.safe_load(text)
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
         except yaml.YAMLError as e:
-            raise ExerciseError(f"{where}: not valid YAML: {e}") from None
+            raise _yaml_error(e, where, text) from None
+        finally:
+            loader.dispose()
+        return data, _item_lines(node)
     raise ExerciseError(f"{where}: expected a .yaml, .yml or .json file")
 
 
+def _item_lines(node) -> list[int]:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        node = next((v for k, v in node.value if getattr(k, "value", None) == "exercises"), None)
+    if isinstance(node, yaml.SequenceNode):
+        return [item.start_mark.line + 1 for item in node.value]
+    return []
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ExerciseError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ExerciseError(f"{path}: is a folder, not an exercise file") from None
+    except UnicodeDecodeError as e:
+        raise ExerciseError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise ExerciseError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
 def load_exercises(path: str | Path) -> list[Exercise]:
-    """Exercises from a YAML or JSON file: a list of exercises, or a mapping with an `exercises` list."""
+    """Exercises from a YAML or JSON file: a list of exercises, or a mapping with an `exercises` list.
+
+    Every mistake in the file is an ExerciseError with a one-line message naming the file, the line
+    (for YAML) and what is wrong."""
     path = Path(path)
-    data = _parse(path.read_text(encoding="utf-8"), path.suffix.lower(), str(path))
+    suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json"):
+        raise ExerciseError(f"{path}: expected a .yaml, .yml or .json file")
+    data, lines = _parse(_read(path), suffix, str(path))
     if isinstance(data, dict):
-        data = data.get("exercises")
+        if "exercises" not in data:
+            raise ExerciseError(f"{path}: a mapping without an 'exercises' list (its keys: "
+                                f"{', '.join(map(str, data)) or 'none'})")
+        data = data["exercises"]
     if not isinstance(data, list):
-        raise ExerciseError(f"{path}: expected a list of exercises (or a mapping with an 'exercises' list)")
-    exercises = [Exercise.from_dict(item, str(path)) for item in data]
+        raise ExerciseError(f"{path}: expected a list of exercises (or a mapping with an 'exercises' list), "
+                            f"got {_kind(data)}")
+    if not data:
+        raise ExerciseError(f"{path}: the list of exercises is empty")
+    where = [f"{path}, line {lines[i]}" if i < len(lines) else str(path) for i in range(len(data))]
+    exercises = [Exercise.from_dict(item, where[i]) for i, item in enumerate(data)]
     ids = [e.id for e in exercises]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:

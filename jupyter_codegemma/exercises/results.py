@@ -11,13 +11,14 @@ import csv
 import getpass
 import json
 import os
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["DEFAULT_FILE", "ExerciseRecord", "Results", "export_csv"]
+__all__ = ["DEFAULT_FILE", "ExerciseRecord", "Results", "ResultsError", "export_csv", "read_results"]
 
 DEFAULT_FILE = "codegemma_exercise_results.json"
 _FIELDS = ("attempts", "hints", "max_hint_level", "model_hints", "seconds", "solved", "first_seen", "solved_at")
@@ -26,13 +27,62 @@ _FIELDS = ("attempts", "hints", "max_hint_level", "model_hints", "seconds", "sol
 @dataclass
 class ExerciseRecord:
     attempts: int = 0  # presses of Check
-    hints: int = 0  # presses of Hint
+    hints: int = 0  # hints shown (a press of Hint that shows nothing new is not counted)
     max_hint_level: int = 0
     model_hints: int = 0  # level-3 hints shown with a fix
     seconds: float = 0.0  # time with the exercise open, until solved
     solved: bool = False
     first_seen: str = ""
     solved_at: str = ""
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be used; the message (one line) names the file and the problem."""
+
+
+def read_results(path: str | os.PathLike) -> dict:
+    """A results file's data: {"student": ..., "exercises": {id: {field: value}}}; ResultsError when the
+    file is missing, unreadable, truncated or not a results file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise ResultsError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise ResultsError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if not text.strip():
+        raise ResultsError(f"{path}: the file is empty")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        cut = " (the file ends before its brackets close: truncated?)" if _open_at_end(text) else ""
+        raise ResultsError(f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}{cut}") from None
+    exercises = data.get("exercises") if isinstance(data, dict) else None
+    if not isinstance(exercises, dict):
+        raise ResultsError(f"{path}: not a results file (expected an object with an 'exercises' object)")
+    bad = [key for key, rec in exercises.items() if not isinstance(rec, dict)]
+    if bad:
+        raise ResultsError(f"{path}: the record of exercise {bad[0]!r} is not an object")
+    if not isinstance(data.get("student", ""), (str, type(None))):
+        raise ResultsError(f"{path}: 'student' is not text")
+    return data
+
+
+def _open_at_end(text: str) -> bool:
+    """Whether JSON text ends inside a string or with a bracket still open (a file cut short)."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            escaped, in_string = (not escaped and ch == "\\"), in_string and (escaped or ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+    return in_string or depth > 0
 
 
 def _now() -> str:
@@ -49,10 +99,13 @@ class Results:
         self._started: dict[str, float] = {}
         self.records: dict[str, ExerciseRecord] = {}
         self.student = student
+        if not self.path.parent.is_dir():
+            raise ResultsError(f"{self.path}: the folder {self.path.parent} does not exist")
         if self.path.exists():
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            # A file that cannot be read is reported, never overwritten: it may hold a student's work.
+            data = read_results(self.path)
             self.student = self.student or data.get("student")
-            for key, rec in data.get("exercises", {}).items():
+            for key, rec in data["exercises"].items():
                 self.records[key] = ExerciseRecord(**{k: v for k, v in rec.items() if k in _FIELDS})
         if not self.student:
             try:
@@ -95,6 +148,14 @@ class Results:
         self.save()
         return rec
 
+    def model_fix_shown(self, exercise_id: str) -> ExerciseRecord:
+        """A level-3 hint showed the model's fix (counted once per fix shown, not per press)."""
+        with self._lock:
+            rec = self._record(exercise_id)
+            rec.model_hints += 1
+        self.save()
+        return rec
+
     def _tick(self, exercise_id: str, rec: ExerciseRecord) -> None:
         """Add the time since the last event (while unsolved) to the record."""
         now = time.monotonic()
@@ -117,14 +178,21 @@ class Results:
 
 
 def export_csv(result_files, path: str | os.PathLike) -> Path:
-    """One CSV row per (student, exercise) from one or more results files (e.g. collected from a class)."""
+    """One CSV row per (student, exercise) from one or more results files (e.g. collected from a class).
+
+    A file that is missing, truncated or not a results file is skipped with one line on stderr naming
+    it and the problem; the others are exported."""
     path = Path(path)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["student", "file", "exercise", *_FIELDS])
         for file in result_files:
             file = Path(file)
-            data = json.loads(file.read_text(encoding="utf-8"))
-            for key, rec in sorted(data.get("exercises", {}).items()):
-                writer.writerow([data.get("student", ""), file.name, key, *(rec.get(k, "") for k in _FIELDS)])
+            try:
+                data = read_results(file)
+            except ResultsError as e:
+                print(f"export_csv: skipped {e}", file=sys.stderr)
+                continue
+            for key, rec in sorted(data["exercises"].items()):
+                writer.writerow([data.get("student") or "", file.name, key, *(rec.get(k, "") for k in _FIELDS)])
     return path

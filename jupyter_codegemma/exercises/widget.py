@@ -13,7 +13,10 @@ the editor's `value`, so an `editor_factory` may supply any widget that has one.
 from __future__ import annotations
 
 import html
+import inspect
+import re
 import threading
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import ipywidgets as widgets
@@ -27,7 +30,8 @@ from .sandbox import Limits, run_tests
 
 __all__ = ["EDITORS", "ExerciseWidget", "service_fix_provider"]
 
-# (exercise, source, check result) -> ModelFix; None where no model is available
+# (exercise, source, check result) -> ModelFix, optionally with a `cancel` event keyword (set when the
+# answer is no longer wanted); None where no model is available
 FixProvider = Callable[[Exercise, str, CheckResult], ModelFix]
 
 _STYLE = ("<style>.codegemma-exercise-editor textarea{font-family:monospace;font-size:13px;"
@@ -60,11 +64,41 @@ def editor_factory_for(editor: str = "auto") -> Callable[[str], widgets.Widget]:
     return _code_editor if editor == "codemirror" else _textarea
 
 
+_NOT_SHOWN = "Not shown: the code changed while the model was looking for a fix."
+
+
+@dataclass
+class _Request:
+    """A level-3 hint being computed: for which exercise and code version (`tag`), and its cancel event."""
+
+    tag: tuple[int, int]  # (exercise index, code version) when Hint was pressed
+    key: tuple[str, str]  # (exercise id, code): the answer is kept for this code
+    cancel: threading.Event
+    thread: threading.Thread
+
+
+def _accepts_cancel(provider) -> bool:
+    try:
+        params = inspect.signature(provider).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "cancel" or p.kind is p.VAR_KEYWORD for p in params)
+
+
 class ExerciseWidget(widgets.VBox):
-    """One exercise at a time from a set, with Check / Hint / Reset / Next, attempts and progress.
+    """One exercise at a time from a set, with Check / Hint / Reset / Next, attempts and progress; after the
+    last exercise, Next shows a summary of the set with a Start over button.
+
+    Hints form a ladder for the code in the editor: each press adds the next level under the ones shown
+    (1. where, 2. what kind and why, 3. the model's fix). The ladder belongs to one version of the code:
+    after an edit, the next press starts again at level 1 and says so; a new exercise starts with none.
+    The model is asked at most once per exercise and code: a later press for the same code shows the
+    answer it gave. An answer that arrives after the code changed, the exercise was solved or another
+    exercise was opened is dropped (and the request cancelled where the provider accepts `cancel`).
 
     `editor`: "codemirror", "textarea" or "auto" (default: the settings' `exercise_editor`, else auto);
-    an `editor_factory(value) -> widget with a value` overrides it.
+    an `editor_factory(value) -> widget with a value` overrides it. `fix_provider(exercise, source, result)`
+    (optionally with a `cancel` event keyword) computes level 3 on a background thread.
     """
 
     def __init__(self, exercises: Exercise | Sequence[Exercise], *, results: Results | None = None,
@@ -80,7 +114,17 @@ class ExerciseWidget(widgets.VBox):
         self.limits = limits or Limits()
         self.index = 0
         self.hint_level = 0
-        self._model_thread: threading.Thread | None = None
+        self.finished = False  # the set's summary is showing
+        self._model_thread: threading.Thread | None = None  # the latest level-3 request's thread
+        self._lock = threading.RLock()  # the version, the ladder and the request, shared with that thread
+        self._version = 0  # the code version: a new one at each edit, load, Reset and solving Check
+        self._solved_version = -1
+        self._ladder: list[list] = []  # [level, text or None while the model is asked] for _ladder_version
+        self._ladder_version = -1
+        self._note = ""  # one line under the ladder
+        self._head = ""  # one line above it: the ladder started again for new code
+        self._request: _Request | None = None
+        self._fixes: dict[tuple[str, str], ModelFix] = {}  # the model's answer per (exercise id, code)
 
         self.title = widgets.HTML()
         self.instructions = widgets.HTML()
@@ -94,8 +138,11 @@ class ExerciseWidget(widgets.VBox):
         self.hint_button = self._button("Hint", "lightbulb-o", "Show the next hint: where, what kind, a fix", "info")
         self.reset_button = self._button("Reset", "undo", "Put back the original broken code", "")
         self.next_button = self._button("Next", "arrow-right", "Go to the next exercise in the set", "")
+        self.start_over_button = self._button("Start over", "repeat", "Go back to the first exercise of the set",
+                                              "primary")
         self.status = widgets.HTML(layout=widgets.Layout(width="100%"))
         self.hint_view = widgets.HTML(layout=widgets.Layout(width="100%"))
+        self.summary = widgets.HTML(layout=widgets.Layout(width="100%"))
         self.attempts = widgets.Label()
         self.progress = widgets.IntProgress(min=0, max=len(self.exercises), description="Solved",
                                             style={"description_width": "initial"})
@@ -104,13 +151,17 @@ class ExerciseWidget(widgets.VBox):
         self.hint_button.on_click(lambda _: self.next_hint())
         self.reset_button.on_click(lambda _: self.reset())
         self.next_button.on_click(lambda _: self.next())
+        self.start_over_button.on_click(lambda _: self.start_over())
         self.editor.observe(self._on_edit, names="value")
         buttons = widgets.HBox([self.check_button, self.hint_button, self.reset_button, self.next_button,
                                 self.attempts])
         footer = widgets.HBox([self.progress, self.progress_label])
         code = [self.editor] if self._marks_in_editor else [self.editor, self.code_view]
-        super().__init__([widgets.HTML(_STYLE), self.title, self.instructions, *code,
-                          buttons, self.status, self.hint_view, footer], **kwargs)
+        style = widgets.HTML(_STYLE)
+        self._exercise_view = [style, self.title, self.instructions, *code, buttons, self.status, self.hint_view,
+                               footer]
+        self._summary_view = [style, self.title, self.summary, widgets.HBox([self.start_over_button]), footer]
+        super().__init__(self._exercise_view, **kwargs)
         self.add_class("codegemma-exercise")
         self.load(0)
 
@@ -126,15 +177,20 @@ class ExerciseWidget(widgets.VBox):
         return self.exercises[self.index]
 
     def load(self, index: int) -> None:
-        self.index = index % len(self.exercises)
+        with self._lock:
+            self._new_version(clear_ladder=True)
+            self.index = index % len(self.exercises)
+        if self.finished:
+            self.finished = False
+            self.children = self._exercise_view
         ex = self.exercise
         stars = "★" * ex.difficulty + "☆" * (3 - ex.difficulty)
         self.title.value = (f"<h3 style='margin:4px 0'>{html.escape(ex.title)} "
                             f"<span aria-label='difficulty {ex.difficulty} of 3' title='difficulty'>{stars}</span> "
                             f"<small>({self.index + 1} of {len(self.exercises)})</small></h3>")
         self.instructions.value = f"<p>{html.escape(ex.instructions)}</p>"
-        self.hint_level = 0
-        self.hint_view.value = ""
+        last = self.index == len(self.exercises) - 1
+        self.next_button.tooltip = "Finish the set: a summary of it" if last else "Go to the next exercise in the set"
         self.status.value = ""
         self.editor.value = ex.broken
         self._show_code()
@@ -146,11 +202,40 @@ class ExerciseWidget(widgets.VBox):
         return isinstance(self.editor, CodeEditor)
 
     def _on_edit(self, change) -> None:
+        with self._lock:
+            self._new_version(why="edit")
         # The Textarea's view re-checks the code on every edit. The CodeMirror mark follows the
         # student's edits by itself (the view sends its new place), so there nothing is re-checked
         # until the next Check.
         if not self._marks_in_editor:
             self._show_code()
+
+    def _new_version(self, *, why: str = "", clear_ladder: bool = False) -> None:
+        """The code, the exercise or its state changed: later model answers for the old version are dropped,
+        and the request in flight is cancelled. `why`: "edit" says so in place of the pending hint, "solved"
+        takes the pending hint away; `clear_ladder` empties the hints (a new exercise, Reset)."""
+        self._version += 1
+        request = self._request
+        if request is not None and request.thread.is_alive():
+            request.cancel.set()
+        pending = [entry for entry in self._ladder if entry[1] is None]
+        if clear_ladder:
+            if not self._ladder and not self._note and not self._head:
+                self._ladder_version, self.hint_level = self._version, 0
+                return
+            self._ladder, self._ladder_version, self.hint_level = [], self._version, 0
+            self._note = self._head = ""
+        elif why == "solved" and (pending or self._note):
+            # solved: a model hint still on its way, or one dropped for older code, has nothing left to say
+            self._ladder = [entry for entry in self._ladder if entry[1] not in (None, _NOT_SHOWN)]
+            self._note = ""
+        elif pending:
+            for entry in pending:
+                entry[1] = _NOT_SHOWN
+            self._note = "Press Hint for hints on the code as it is now."
+        else:
+            return
+        self._render_hints()
 
     def _show_code(self, result: CheckResult | None = None) -> None:
         """Mark the error of a Check's `result`; with None (a new exercise, Reset), the fresh code."""
@@ -165,13 +250,39 @@ class ExerciseWidget(widgets.VBox):
         rec = self.results.record(self.exercise.id)
         solved_here = " — solved ✓" if rec.solved else ""
         self.attempts.value = f"Attempts: {rec.attempts}{solved_here}"
-        solved = sum(self.results.record(e.id).solved for e in self.exercises if e.id in self.results.records)
+        solved = self._solved_count()
         self.progress.value = solved
         self.progress_label.value = f"{solved} of {len(self.exercises)} solved"
+
+    def _solved_count(self) -> int:
+        return sum(self.results.records[e.id].solved for e in self.exercises if e.id in self.results.records)
 
     @property
     def solved(self) -> bool:
         return self.results.record(self.exercise.id).solved
+
+    # --- the hint ladder's view --------------------------------------------------------------------------
+
+    def _render_hints(self) -> None:
+        # Each hint's title and text are separated by a line break, so the text of the view reads
+        # "Hint 3" / "No confident suggestion ..." (not "Hint 3No confident ...").
+        parts = [f"<div class='codegemma-hint-note'><i>{html.escape(self._head)}</i></div>"] if self._head else []
+        for level, text in self._ladder:
+            body = "Asking the model for a fix..." if text is None else text
+            parts.append(f"<div class='codegemma-hint'><b>Hint {level}</b>\n"
+                         f"<pre style='white-space:pre-wrap;margin:2px 0 6px'>{html.escape(body)}</pre></div>")
+        if self._note:
+            parts.append(f"<div class='codegemma-hint-note'><i>{html.escape(self._note)}</i></div>")
+        self.hint_view.value = ("<div class='codegemma-hints' aria-live='polite'>" + "\n".join(parts) + "</div>"
+                                if parts else "")
+
+    @property
+    def hint_text(self) -> str:
+        """The hints shown, as plain text: "Hint 1", its text, a blank line, "Hint 2", ..."""
+        with self._lock:
+            blocks = [f"Hint {level}\n{'Asking the model for a fix...' if text is None else text}"
+                      for level, text in self._ladder]
+            return "\n\n".join([self._head] * bool(self._head) + blocks + [self._note] * bool(self._note))
 
     # --- the buttons ---------------------------------------------------------------------------------------
 
@@ -187,6 +298,13 @@ class ExerciseWidget(widgets.VBox):
             outcome = run_tests(source, self.exercise.tests, self.limits)
             self.results.attempt(self.exercise.id, solved=outcome.passed)
             if outcome.passed:
+                with self._lock:
+                    if source == self.editor.value:  # still the code that was checked
+                        same_code = self._ladder_version == self._version
+                        self._new_version(why="solved")
+                        self._solved_version = self._version
+                        if same_code:  # the ladder shown is this code's: it goes on
+                            self._ladder_version = self._version
                 self.status.value = "<div role='status' style='color:#080'>✓ Solved: the code parses and the tests pass.</div>"
             else:
                 self.status.value = (f"<div role='alert' style='color:#b00'>The code parses, but: "
@@ -195,28 +313,47 @@ class ExerciseWidget(widgets.VBox):
         return result
 
     def next_hint(self) -> str:
+        """The Hint button: add the next level of the ladder for the code in the editor; its text."""
+        if self.finished:
+            return ""
         source = self.editor.value
         result = check_code(source)
-        top = 3 if self._model_allowed() else 2
-        self.hint_level = min(self.hint_level + 1, top)
-        level = self.hint_level
-        if result.ok:
-            text = hint(level, source, result)
-            self.results.hint(self.exercise.id, level)
-            self.hint_view.value = f"<div role='status'>{html.escape(text)}</div>"
-            return text
-        if level < 3:
-            text = hint(level, source, result)
-            if level == 2 and self.exercise.hints:
-                text += "\n\n" + "\n".join(f"• {h}" for h in self.exercise.hints)
-            if level == 2 and not self._model_allowed():
-                text += "\n\n" + self._why_no_model()
-            self.results.hint(self.exercise.id, level)
-            self.hint_view.value = (f"<div role='status'><b>Hint {level}</b>"
-                                    f"<pre style='white-space:pre-wrap;margin:2px 0'>{html.escape(text)}</pre></div>")
-            return text
-        self._ask_model(source, result)
-        return "asking the model"
+        exercise = self.exercise
+        with self._lock:
+            if self._ladder_version != self._version:
+                self._head = ("Your code changed since the last hint, so the hints start again for this code."
+                              if self._ladder else "")
+                self._ladder, self._ladder_version, self.hint_level = [], self._version, 0
+            top = 1 if result.ok else (3 if self._model_allowed() else 2)
+            if self.hint_level >= top:
+                if self._ladder and self._ladder[-1][1] is None:
+                    return "asking the model"  # already asked for this code: its answer will come here
+                if top == 3 and (exercise.id, source) not in self._fixes:  # the model failed: ask again
+                    self._ladder = [entry for entry in self._ladder if entry[0] != 3]
+                    self._note = ""
+                    return self._model_hint(exercise, source, result)
+                self._note = ("That was the last hint for this code." if result.ok or top == 3 else
+                              "That was the last hint for this code: " + self._why_no_model())
+                self._render_hints()
+                return self._ladder[-1][1] if self._ladder else ""
+            self.hint_level += 1
+            level = self.hint_level
+            self._note = ""
+            if level == 3:
+                return self._model_hint(exercise, source, result)
+            if result.ok:
+                text = ("Solved: this code parses and passes the tests." if self._solved_version == self._version
+                        else hint(1, source, result))
+            else:
+                text = hint(level, source, result, category=exercise.category)
+                if level == 2 and exercise.hints:
+                    text += "\n\n" + "\n".join(f"• {h}" for h in exercise.hints)
+                if level == 2 and not self._model_allowed():
+                    text += "\n\n" + self._why_no_model()
+            self._ladder.append([level, text])
+            self._render_hints()
+        self.results.hint(exercise.id, level)
+        return text
 
     def _model_allowed(self) -> bool:
         enabled = True if self.settings is None else bool(self.settings.hints_enabled)
@@ -227,70 +364,172 @@ class ExerciseWidget(widgets.VBox):
             return "(Model hints are switched off.)"
         return "(No model hints here: run %load_ext jupyter_codegemma for level 3.)"
 
-    def _ask_model(self, source: str, result: CheckResult) -> None:
-        if self._model_thread is not None and self._model_thread.is_alive():
-            return
-        self.hint_view.value = "<div role='status'><b>Hint 3</b> — asking the model for a fix...</div>"
-        exercise = self.exercise
+    def _model_hint(self, exercise: Exercise, source: str, result: CheckResult) -> str:
+        """Level 3 (under the lock): the answer already given for this code, else a request to the model."""
+        key = (exercise.id, source)
+        self.results.hint(exercise.id, 3)
+        fix = self._fixes.get(key)
+        if fix is not None:
+            self._ladder.append([3, self._fix_text(fix)])
+            self._render_hints()
+            if fix.shown:
+                self.results.model_fix_shown(exercise.id)
+            return self._ladder[-1][1]
+        self._ladder.append([3, None])
+        self._render_hints()
+        tag, cancel = (self.index, self._version), threading.Event()
+        thread = threading.Thread(target=self._ask_model, args=(tag, key, exercise, source, result, cancel),
+                                  name="codegemma-exercise-hint", daemon=True)
+        self._request = _Request(tag, key, cancel, thread)
+        self._model_thread = thread
+        thread.start()
+        return "asking the model"
 
-        def work():
-            try:
-                fix = self.fix_provider(exercise, source, result)
-            except Exception as e:  # the model failed to load, or the kernel is shutting down
-                fix = ModelFix(None, "", f"the model failed: {e}")
-            self.results.hint(exercise.id, 3, model_fix_shown=fix.shown)
-            if exercise is not self.exercise:
+    @staticmethod
+    def _fix_text(fix: ModelFix) -> str:
+        return fix.message() if fix.shown else f"{NO_CONFIDENT}\n({fix.reason})"
+
+    def _ask_model(self, tag, key, exercise: Exercise, source: str, result: CheckResult,
+                   cancel: threading.Event) -> None:
+        """On a background thread: ask the fix provider, keep its answer for this code, and show it if the
+        code, the exercise and its state are still those of the request."""
+        try:
+            provider = self.fix_provider
+            if provider is None:
+                raise RuntimeError("no model here")
+            if _accepts_cancel(provider):
+                fix = provider(exercise, source, result, cancel=cancel)
+            else:
+                fix = provider(exercise, source, result)
+        except Exception as e:  # the model failed to load, or the kernel is shutting down
+            fix = ModelFix(None, "", f"the model failed: {e}", answered=False)
+        with self._lock:
+            if fix.answered:  # a real answer for this code, even if it is no longer wanted now
+                self._fixes[key] = fix
+            if (self.index, self._version) != tag:
+                return  # stale: the code changed, the exercise was solved, or another one opened
+            pending = [entry for entry in self._ladder if entry[1] is None]
+            if not pending:
                 return
-            body = fix.message() if fix.shown else f"{NO_CONFIDENT}\n({fix.reason})"
-            self.hint_view.value = (f"<div role='status'><b>Hint 3</b>"
-                                    f"<pre style='white-space:pre-wrap;margin:2px 0'>{html.escape(body)}</pre></div>")
+            pending[-1][1] = self._fix_text(fix)
+            self._render_hints()
+        if fix.shown:
+            self.results.model_fix_shown(exercise.id)
 
-        self._model_thread = threading.Thread(target=work, name="codegemma-exercise-hint", daemon=True)
-        self._model_thread.start()
-
-    def wait_for_hint(self, timeout: float = 300) -> None:
-        """Wait for a level-3 hint in progress (for scripts and tests)."""
-        if self._model_thread is not None:
-            self._model_thread.join(timeout)
+    def wait_for_hint(self, timeout: float = 300) -> str:
+        """Wait for a level-3 hint in progress (for scripts and tests); the text of the latest hint shown."""
+        thread = self._model_thread
+        if thread is not None:
+            thread.join(timeout)
+        with self._lock:
+            latest = self._ladder[-1][1] if self._ladder else None
+        return latest or ""
 
     def reset(self) -> None:
+        if self.finished:
+            return
+        with self._lock:
+            self._new_version(clear_ladder=True)
         self.editor.value = self.exercise.broken
-        self.hint_level = 0
-        self.hint_view.value = ""
         self.status.value = ""
         self._show_code()
 
     def next(self) -> None:
-        self.load(self.index + 1)
+        """Next: the next exercise, or after the last one the summary of the set."""
+        if self.finished:
+            return
+        if self.index + 1 < len(self.exercises):
+            self.load(self.index + 1)
+        else:
+            self.show_summary()
+
+    def start_over(self) -> None:
+        """Back to the first exercise of the set (what was solved stays solved)."""
+        self.load(0)
+
+    def show_summary(self) -> None:
+        """The end of the set: how many were solved, and per exercise solved or not, attempts and hints."""
+        with self._lock:
+            self._new_version(clear_ladder=True)
+        total, solved = len(self.exercises), self._solved_count()
+        rows, hints = [], 0
+        for n, ex in enumerate(self.exercises, 1):
+            rec = self.results.records.get(ex.id)
+            hints += rec.hints if rec else 0
+            done = "✓ solved" if rec and rec.solved else "not yet"
+            used = f"{rec.hints} (up to level {rec.max_hint_level})" if rec and rec.hints else "none"
+            rows.append(f"<tr><td>{n}</td><td>{html.escape(ex.title)}</td><td>{done}</td>"
+                        f"<td>{rec.attempts if rec else 0}</td><td>{used}</td></tr>")
+        cell = "style='padding:2px 10px 2px 0;text-align:left'"
+        table = ("<table class='codegemma-exercise-summary'><thead><tr>"
+                 + "".join(f"<th {cell}>{h}</th>" for h in ("#", "Exercise", "Solved", "Checks", "Hints"))
+                 + "</tr></thead><tbody>" + "".join(rows).replace("<td>", f"<td {cell}>") + "</tbody></table>")
+        verdict = "All solved: well done!" if solved == total else "Start over to try the others again."
+        self.title.value = (f"<h3 style='margin:4px 0'>End of the set: {solved} of {total} solved</h3>")
+        self.summary.value = (f"<div role='status'><p>{solved} of {total} solved, {hints} "
+                              f"hint{'s' if hints != 1 else ''} used. {verdict}</p>{table}</div>")
+        self.finished = True
+        self.children = self._summary_view
+
+    @property
+    def summary_text(self) -> str:
+        """The summary as plain text (empty until the set is finished)."""
+        if not self.finished:
+            return ""
+        text = re.sub(r"</(p|tr|h3)>", "\n", self.title.value + self.summary.value)
+        text = html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"</t[dh]>", " | ", text)))
+        return "\n".join(line.rstrip(" |") for line in text.strip().splitlines())
 
 
 def service_fix_provider(service, *, n: int = 5, timeout: float = 300) -> FixProvider:
-    """Level-3 fixes computed on the kernel's engine worker (one model, one queue for everything)."""
+    """Level-3 fixes computed on the kernel's engine worker (one model, one queue for everything).
+
+    A `cancel` event set while the fix is queued or computed gives the worker back: the job is dropped
+    if it has not started, else it stops before its next sample (and its answer is a cancelled one)."""
     from ..kernel.worker import Job
     from .hints import engine_sampler
 
-    def provide(exercise: Exercise, source: str, result: CheckResult) -> ModelFix:
+    class _Stop(Exception):
+        pass
+
+    def provide(exercise: Exercise, source: str, result: CheckResult,
+                cancel: threading.Event | None = None) -> ModelFix:
         box: dict = {}
         done = threading.Event()
+        cancelled = ModelFix(None, "", "cancelled", answered=False)
 
         def verify(code: str) -> bool:
             return run_tests(code, exercise.tests).passed
 
         def run(engine):
-            box["fix"] = model_fix(engine_sampler(engine, job.cancel), source, result, n=n, verify=verify)
+            sample = engine_sampler(engine, job.cancel)
+
+            def sample_until_cancelled(prompt, **kwargs):
+                if job.cancel.is_set():
+                    raise _Stop
+                return sample(prompt, **kwargs)
+
+            try:
+                box["fix"] = model_fix(sample_until_cancelled, source, result, n=n, verify=verify)
+            except _Stop:
+                box["fix"] = cancelled
             done.set()
 
         def failed(code, message):
-            box["fix"] = ModelFix(None, "", f"the model failed: {message}")
+            box["fix"] = ModelFix(None, "", f"the model failed: {message}", answered=False)
             done.set()
 
-        job = Job(run, on_error=failed, on_cancelled=lambda: (box.setdefault("fix", ModelFix(None, "", "cancelled")),
-                                                              done.set()))
+        job = Job(run, on_error=failed, on_cancelled=lambda: (box.setdefault("fix", cancelled), done.set()))
         service.submit(job)
-        if not done.wait(timeout):
-            job.cancel.set()
-            job.drop_if_queued()
-            return ModelFix(None, "", f"the model took longer than {timeout:g} s")
+        waited, step = 0.0, 0.1
+        while not done.wait(step):
+            waited += step
+            if (cancel is not None and cancel.is_set()) or waited >= timeout:
+                job.cancel.set()
+                job.drop_if_queued()
+                if cancel is not None and cancel.is_set():
+                    return cancelled
+                return ModelFix(None, "", f"the model took longer than {timeout:g} s", answered=False)
         return box["fix"]
 
     return provide
