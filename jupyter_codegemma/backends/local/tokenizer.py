@@ -21,6 +21,8 @@ from ..errors import CodeGemmaError
 
 __all__ = ["IncrementalDecoder", "Tokenizer", "TokenizerError"]
 
+MAX_MODEL_BYTES = 256 << 20  # a file larger than this is not a tokenizer.model (Gemma 3's is 4.7 MB)
+
 
 class TokenizerError(CodeGemmaError, ValueError):
     """A tokenizer that cannot be built or used; the message names its source and the problem."""
@@ -70,6 +72,10 @@ class Tokenizer:
         source = os.fspath(path)
         try:
             with open(source, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > MAX_MODEL_BYTES:
+                    raise TokenizerError(source, f"the file has {size} bytes, too many for a SentencePiece model "
+                                                 f"(at most {MAX_MODEL_BYTES}; Gemma's has about 4 MB)")
                 data = f.read()
         except OSError as exc:
             raise TokenizerError(source, f"cannot read the file ({exc.strerror or exc})") from exc
@@ -83,10 +89,16 @@ class Tokenizer:
         try:
             proto.ParseFromString(data)
         except Exception as exc:  # protobuf's DecodeError, but upb raises others too
-            raise TokenizerError(source, "not a SentencePiece model (protobuf parse failed)") from exc
+            raise TokenizerError(source, "not a SentencePiece model: the protobuf does not parse") from exc
         # Arbitrary bytes often parse as an empty or nonsensical proto; a real model has pieces.
         if not proto.pieces:
-            raise TokenizerError(source, "not a SentencePiece model (it has no pieces)")
+            raise TokenizerError(source, "not a SentencePiece model: it has no pieces")
+        # The pieces are serialized first: a file cut off after some of them still parses, but
+        # lacks the specs that follow (SentencePiece's trainer always writes both).
+        missing = [name for name in ("trainer_spec", "normalizer_spec") if not proto.HasField(name)]
+        if missing:
+            raise TokenizerError(source, f"not a SentencePiece model, or a truncated one: it has no "
+                                         f"{' and no '.join(missing)}")
         return cls(proto, data, source)
 
     # ----------------------------------------------------------------- properties

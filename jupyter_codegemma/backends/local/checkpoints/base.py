@@ -28,4 +28,4 @@ def load_tokenizer_file(path):
     try:
         return Tokenizer.from_sentencepiece_file(path)
     except TokenizerError as e:
-        raise CheckpointError(path, f"not a valid tokenizer.model ({e.problem})") from None
+        raise CheckpointError(path, f"not a valid tokenizer.model: {e.problem}") from None

@@ -19,6 +19,7 @@ import numpy as np
 from ..config import GemmaConfig, alternating_local_global, all_global, local_global_pattern
 from ...errors import CheckpointError
 from .base import Checkpoint, Params
+from .gguf_header import scan_gguf_header
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_ARCHITECTURES = ("gemma", "gemma2", "gemma3")
@@ -51,13 +52,20 @@ def _open_reader(path: Path):
         raise CheckpointError(path, "is a directory, expected a .gguf file")
     if not is_gguf(path):
         raise CheckpointError(path, "not a GGUF file (it does not start with the bytes 'GGUF')")
+    # The reader trusts the header (a hostile count makes it loop or allocate without end): every
+    # count, length, shape and offset is checked against the file first (see gguf_header.py).
+    scan_gguf_header(path)
     try:
         reader = gguf.GGUFReader(path)
-    except Exception as e:  # whatever numpy or struct raise: the reader maps every tensor up front,
-        # so a download cut anywhere, header or data, fails here
-        raise CheckpointError(path, f"the file is truncated or corrupt ({type(e).__name__}: {e}); "
+    except Exception as e:  # whatever numpy or struct raise on what the scan does not check
+        raise CheckpointError(path, f"the file is truncated or corrupt ({_one_line(e)}); "
                                     "download it again") from None
     return reader
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    text = " ".join(f"{type(e).__name__}: {e}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _field(reader, key: str, default=None):
@@ -80,14 +88,28 @@ def read_config(reader, path: Path, name: str | None = None) -> GemmaConfig:
             raise CheckpointError(path, f"metadata key {arch}.{key} is missing")
         return value
 
-    num_layers = int(need("block_count"))
-    embed_dim = int(need("embedding_length"))
-    num_heads = int(need("attention.head_count"))
-    num_kv_heads = int(_field(reader, f"{arch}.attention.head_count_kv", num_heads))
-    head_dim = int(_field(reader, f"{arch}.attention.key_length", embed_dim // num_heads))
+    def positive(key: str, value) -> int:
+        value = int(value)
+        if value < 1:
+            raise CheckpointError(path, f"metadata key {arch}.{key} is {value}; it must be positive")
+        return value
+
+    num_layers = positive("block_count", need("block_count"))
+    # Each layer has at least nine tensors; the bound keeps a corrupt count from building a
+    # config (one entry per layer) bigger than the file.
+    if num_layers > len(reader.tensors):
+        raise CheckpointError(path, f"metadata key {arch}.block_count is {num_layers}, but the file holds only "
+                                    f"{len(reader.tensors)} tensors: the file is corrupt")
+    embed_dim = positive("embedding_length", need("embedding_length"))
+    num_heads = positive("attention.head_count", need("attention.head_count"))
+    num_kv_heads = positive("attention.head_count_kv", _field(reader, f"{arch}.attention.head_count_kv", num_heads))
+    head_dim = positive("attention.key_length",
+                        _field(reader, f"{arch}.attention.key_length", max(embed_dim // num_heads, 1)))
     embedding = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
     if embedding is None:
         raise CheckpointError(path, "tensor token_embd.weight is missing")
+    if len(embedding.shape) != 2:
+        raise CheckpointError(path, f"tensor token_embd.weight has {len(embedding.shape)} dimensions, expected 2")
     common = dict(
         name=name or str(_field(reader, "general.name", path.stem)),
         architecture=arch,
@@ -117,7 +139,7 @@ def read_config(reader, path: Path, name: str | None = None) -> GemmaConfig:
             rope_base_global=float(_field(reader, "gemma2.rope.freq_base", 10_000.0)),
             rope_base_local=float(_field(reader, "gemma2.rope.freq_base", 10_000.0)),
             use_post_attn_norm=True, use_post_ffw_norm=True, **common)
-    period = int(_field(reader, "gemma3.attention.sliding_window_pattern", 6))
+    period = positive("attention.sliding_window_pattern", _field(reader, "gemma3.attention.sliding_window_pattern", 6))
     scaling = _field(reader, "gemma3.rope.scaling.type")
     factor = float(_field(reader, "gemma3.rope.scaling.factor", 1.0)) if scaling in (None, "linear") else 1.0
     return GemmaConfig(
@@ -177,14 +199,15 @@ def load_gguf(path: str | os.PathLike) -> Checkpoint:
     """Read a GGUF file whole: config from its metadata, float32 params, the tokenizer."""
     import gguf
 
+    from ..tokenizer import TokenizerError
     from .gguf_vocab import read_gguf_vocab
 
     path = Path(path)
     reader = _open_reader(path)
     try:
         config = read_config(reader, path)
-    except (TypeError, ValueError) as e:  # a value of the wrong type, or shapes GemmaConfig rejects
-        raise CheckpointError(path, f"the metadata does not describe a valid model ({e})") from None
+    except (TypeError, ValueError, ArithmeticError) as e:  # a value of the wrong type, or shapes GemmaConfig rejects
+        raise CheckpointError(path, f"the metadata does not describe a valid model ({_one_line(e)})") from None
 
     def loader(t) -> Callable[[], np.ndarray]:
         def load() -> np.ndarray:
@@ -193,6 +216,9 @@ def load_gguf(path: str | os.PathLike) -> Checkpoint:
             except NotImplementedError as e:
                 raise CheckpointError(path, f"tensor {t.name} has type {t.tensor_type.name}, "
                                             f"which the gguf package cannot dequantize ({e})") from None
+            except (ValueError, TypeError, ArithmeticError) as e:
+                raise CheckpointError(path, f"tensor {t.name} ({t.tensor_type.name}) cannot be dequantized "
+                                            f"({_one_line(e)}): the file is corrupt") from None
             return np.asarray(array, dtype=np.float32)
         return load
 
@@ -201,6 +227,7 @@ def load_gguf(path: str | os.PathLike) -> Checkpoint:
     try:
         tokenizer = read_gguf_vocab(reader, source=str(path))
     except Exception as e:
-        raise CheckpointError(path, f"the tokenizer vocabulary cannot be read: {e}") from None
+        problem = e.problem if isinstance(e, TokenizerError) else _one_line(e, 400)
+        raise CheckpointError(path, f"the tokenizer vocabulary cannot be read: {problem}") from None
     return Checkpoint(config=config, params=params, tokenizer=tokenizer, source=str(path), format="gguf")
 

@@ -46,28 +46,55 @@ def is_hf_dir(path: Path) -> bool:
 # --- reading safetensors files ------------------------------------------------------------------
 
 
+# Bytes per element of every safetensors dtype, so the header can be checked against the file
+# even for dtypes `get` does not convert.
+_ITEMSIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4,
+              "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "C64": 8}
+MAX_HEADER_BYTES = 100_000_000  # the limit the safetensors format itself sets
+
+
 class SafetensorsFile:
-    """Names, shapes and float32 contents of one .safetensors file (memory-mapped)."""
+    """Names, shapes and float32 contents of one .safetensors file (memory-mapped).
+
+    The header is checked whole when the file is opened: its length against the file, its JSON,
+    and every tensor's dtype, shape and data offsets against the data that follows, so a broken
+    or hostile file fails here, in one CheckpointError, before anything is mapped or allocated.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         try:
             with open(path, "rb") as f:
+                self.size = os.fstat(f.fileno()).st_size
                 raw_len = f.read(8)
                 if len(raw_len) < 8:
-                    raise ValueError("the file is shorter than its 8-byte header length")
+                    raise CheckpointError(path, f"the file has {len(raw_len)} bytes, fewer than a safetensors "
+                                                "header's 8-byte length: not a safetensors file, or a truncated one")
                 (header_len,) = struct.unpack("<Q", raw_len)
-                if header_len > 100_000_000:
-                    raise ValueError(f"implausible header length {header_len}")
-                header = json.loads(f.read(header_len))
+                if header_len > self.size - 8:
+                    raise CheckpointError(path, f"the header claims {header_len} bytes, but only {self.size - 8} "
+                                                "follow its length: not a safetensors file, or a truncated one")
+                if header_len > MAX_HEADER_BYTES:
+                    raise CheckpointError(path, f"the header claims {header_len} bytes, more than the format's "
+                                                f"limit of {MAX_HEADER_BYTES}: not a safetensors file")
+                raw_header = f.read(header_len)
         except OSError as e:
-            raise CheckpointError(path, f"cannot read the file: {e.strerror}") from None
-        except (ValueError, UnicodeDecodeError) as e:
-            raise CheckpointError(path, f"not a safetensors file, or a truncated one ({e})") from None
+            raise CheckpointError(path, f"cannot read the file: {e.strerror or e}") from None
+        try:
+            header = json.loads(raw_header)
+        except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            problem = " ".join(str(e).split())[:200]
+            raise CheckpointError(path, f"the header is not JSON ({problem}): not a safetensors file, "
+                                        "or a corrupt one") from None
+        if not isinstance(header, dict):
+            raise CheckpointError(path, f"the header is a JSON {type(header).__name__}, not an object: "
+                                        "not a safetensors file, or a corrupt one")
         header.pop("__metadata__", None)
-        self.header: dict = header
         self.data_start = 8 + header_len
-        self.size = path.stat().st_size
+        data_size = self.size - self.data_start
+        for name, info in header.items():
+            _check_entry(path, name, info, data_size)
+        self.header: dict = header
 
     def keys(self) -> list[str]:
         return list(self.header)
@@ -77,10 +104,8 @@ class SafetensorsFile:
 
     def get(self, name: str) -> np.ndarray:
         info = self.header[name]
-        begin, end = info["data_offsets"]
+        begin, end = info["data_offsets"]  # checked against the file and the shape when it was opened
         shape, dtype = tuple(info["shape"]), info["dtype"]
-        if self.data_start + end > self.size:
-            raise CheckpointError(self.path, f"tensor {name} runs past the end of the file; the file is truncated")
         if dtype == "BF16":
             raw = np.memmap(self.path, np.uint16, "r", offset=self.data_start + begin, shape=((end - begin) // 2,))
             array = (raw.astype(np.uint32) << 16).view(np.float32)
@@ -95,14 +120,47 @@ class SafetensorsFile:
         return array.reshape(shape)
 
 
+def _check_entry(path: Path, name: str, info, data_size: int) -> None:
+    """One header entry: {"dtype": str, "shape": [int, ...], "data_offsets": [begin, end]}, whose
+    bytes lie in the data section and are as many as its shape and dtype need."""
+
+    def bad(problem: str) -> CheckpointError:
+        return CheckpointError(path, f"tensor {name!r} in the header {problem}: the file is corrupt")
+
+    def is_int(x) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    if not isinstance(info, dict):
+        raise bad(f"is described by a JSON {type(info).__name__}, not an object")
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(dtype, str):
+        raise bad(f"has dtype {dtype!r}, expected a string such as \"BF16\"")
+    if not isinstance(shape, list) or not all(is_int(d) and d >= 0 for d in shape):
+        raise bad(f"has shape {str(shape)[:100]}, expected a list of non-negative integers")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_int(o) for o in offsets)):
+        raise bad(f"has data_offsets {str(offsets)[:100]}, expected [begin, end]")
+    begin, end = offsets
+    if not 0 <= begin <= end <= data_size:
+        raise CheckpointError(path, f"tensor {name!r} has data_offsets [{begin}, {end}], outside the file's "
+                                    f"{data_size} bytes of data: the file is truncated or corrupt")
+    itemsize = _ITEMSIZES.get(dtype)
+    if itemsize is not None:
+        count = 1
+        for d in shape:
+            count *= d
+        if (end - begin) != count * itemsize:
+            raise bad(f"has shape {shape} of {dtype} ({count * itemsize} bytes) but data_offsets [{begin}, {end}] "
+                      f"({end - begin} bytes)")
+
+
 def _tensor_files(directory: Path) -> list[Path]:
     index = directory / INDEX_FILE
     if index.is_file():
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(index, f"not a valid safetensors index ({e})") from None
-        files = [directory / name for name in sorted(set(weight_map.values()))]
+            files = [directory / name for name in sorted(set(weight_map.values()))]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+            raise CheckpointError(index, f"not a valid safetensors index ({type(e).__name__}: {e})") from None
         missing = [f for f in files if not f.is_file()]
         if missing:
             raise CheckpointError(missing[0], f"shard listed in {INDEX_FILE} is missing")
@@ -153,13 +211,20 @@ def _attention_kinds(cfg: dict, arch: str, num_layers: int, path: Path) -> tuple
     return local_global_pattern(num_layers, int(cfg.get("sliding_window_pattern", 6)))
 
 
+MAX_CONFIG_BYTES = 16 << 20  # a Gemma config.json is about 1 KB
+MAX_LAYERS = 4096  # the largest Gemma has 62; the bound keeps a corrupt count from building a huge config
+
+
 def read_hf_config(config_path: Path, name: str | None = None) -> GemmaConfig:
     try:
+        if config_path.stat().st_size > MAX_CONFIG_BYTES:
+            raise CheckpointError(config_path, f"the file has {config_path.stat().st_size} bytes, too many for a "
+                                               "model's config.json")
         cfg = json.loads(config_path.read_text())
     except OSError as e:
         raise CheckpointError(config_path, f"cannot read the file: {e.strerror}") from None
-    except ValueError as e:
-        raise CheckpointError(config_path, f"not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # also UnicodeDecodeError
+        raise CheckpointError(config_path, f"not valid JSON ({' '.join(str(e).split())[:200]})") from None
     if not isinstance(cfg, dict):
         raise CheckpointError(config_path, "expected a JSON object")
     model_type = cfg.get("model_type")
@@ -172,8 +237,13 @@ def read_hf_config(config_path: Path, name: str | None = None) -> GemmaConfig:
     arch = MODEL_TYPES[model_type]
     try:
         num_layers = int(cfg["num_hidden_layers"])
+        if not 1 <= num_layers <= MAX_LAYERS:
+            raise CheckpointError(config_path, f"num_hidden_layers is {num_layers}, not a plausible layer count "
+                                               f"(1 to {MAX_LAYERS})")
         embed_dim = int(cfg["hidden_size"])
         num_heads = int(cfg["num_attention_heads"])
+        if num_heads < 1:
+            raise CheckpointError(config_path, f"num_attention_heads is {num_heads}; it must be positive")
         num_kv_heads = int(cfg.get("num_key_value_heads") or num_heads)
         head_dim = int(cfg.get("head_dim") or embed_dim // num_heads)
         common = dict(
@@ -205,8 +275,8 @@ def read_hf_config(config_path: Path, name: str | None = None) -> GemmaConfig:
             use_qk_norm=arch == "gemma3", use_post_attn_norm=True, use_post_ffw_norm=True, **common)
     except KeyError as e:
         raise CheckpointError(config_path, f"the field {e.args[0]!r} is missing") from None
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(config_path, f"does not describe a valid model ({e})") from None
+    except (TypeError, ValueError, ArithmeticError) as e:
+        raise CheckpointError(config_path, f"does not describe a valid model ({' '.join(str(e).split())[:200]})") from None
 
 
 # --- tensors -----------------------------------------------------------------------------------------
