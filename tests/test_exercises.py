@@ -312,6 +312,7 @@ def test_magic_words_lose_their_quotes():
     assert split_args('--title "Squares" --id \'my id\' --file C:\\course\\week3.yaml') == \
         ["--title", "Squares", "--id", "my id", "--file", "C:\\course\\week3.yaml"]
     assert split_args('--title="Two words"') == ["--title=Two words"]
+    assert split_args("--file week#3.yaml --title #1") == ["--file", "week#3.yaml", "--title", "#1"]
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])

@@ -23,7 +23,7 @@ def split_args(line: str) -> list[str]:
     """The magic's words as a shell splits them, quotes removed (`--title "Squares"` -> Squares), but
     backslashes kept as they are (a Windows path)."""
     lexer = shlex.shlex(line, posix=True)
-    lexer.whitespace_split, lexer.escape = True, ""
+    lexer.whitespace_split, lexer.escape, lexer.commenters = True, "", ""  # `week#3.yaml` is a name
     try:
         return list(lexer)
     except ValueError as e:  # "No closing quotation"
