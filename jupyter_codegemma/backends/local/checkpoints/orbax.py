@@ -35,6 +35,7 @@ import numpy as np
 from ..config import GemmaConfig, alternating_local_global, all_global, local_global_pattern
 from ...errors import CheckpointError
 from .base import Checkpoint, Params, load_tokenizer_file
+from .orbax_checks import absl_filtered, check_arrays_present, check_declared_size, listed_arrays, one_line
 
 # Files orbax writes at the top of a checkpoint directory (OCDBT: _METADATA, manifest.ocdbt,
 # _CHECKPOINT_METADATA; the older per-array format: a msgpack file named `checkpoint`).
@@ -78,27 +79,27 @@ def _restore(checkpoint_dir: Path) -> dict[str, np.ndarray]:
     import jax
     import orbax.checkpoint as ocp
 
-    names = _listed_arrays(checkpoint_dir)
+    names = listed_arrays(checkpoint_dir)
     if names:
         # Before orbax reads anything: a read that fails inside orbax leaves tensorstore callbacks
         # printing "Event loop is closed" tracebacks after the error.
-        _check_arrays_present(checkpoint_dir, names)
+        check_arrays_present(checkpoint_dir, names)
     checkpointer = ocp.PyTreeCheckpointer()
     try:
-        with _absl_filtered("Failed to get item metadata"):  # we say what failed, below
+        with absl_filtered("Failed to get item metadata"):  # we say what failed, below
             metadata = checkpointer.metadata(checkpoint_dir)
         tree = getattr(metadata, "item_metadata", metadata)
         tree = getattr(tree, "tree", tree)
     except Exception as e:  # orbax and tensorstore raise many kinds
-        raise CheckpointError(checkpoint_dir, f"the checkpoint metadata cannot be read ({_one_line(e)})") from None
+        raise CheckpointError(checkpoint_dir, f"the checkpoint metadata cannot be read ({one_line(e)})") from None
     if tree is not None:
-        _check_declared_size(tree, checkpoint_dir)
+        check_declared_size(tree, checkpoint_dir)
     try:
         # Restore as host numpy arrays: the saved shardings name devices this machine may not have.
         restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
         restored = checkpointer.restore(checkpoint_dir, restore_args=restore_args)
     except Exception as e:  # orbax and tensorstore raise many kinds
-        raise CheckpointError(checkpoint_dir, f"the array data cannot be read ({_one_line(e)}); the checkpoint is "
+        raise CheckpointError(checkpoint_dir, f"the array data cannot be read ({one_line(e)}); the checkpoint is "
                                               "incomplete or corrupt") from None
     flat: dict[str, np.ndarray] = {}
 
@@ -113,152 +114,6 @@ def _restore(checkpoint_dir: Path) -> dict[str, np.ndarray]:
     if any(k.startswith("params/") for k in flat):
         flat = {k.removeprefix("params/"): v for k, v in flat.items()}
     return flat
-
-
-TREE_METADATA_FILE = "_METADATA"
-MAX_METADATA_BYTES = 256 << 20  # Gemma's _METADATA is about 100 KB
-# Bytes the arrays may claim beyond what the directory holds: orbax compresses chunks (zstd), and
-# zeros compress far, but real weights hardly do.
-DECLARED_SIZE_FACTOR = 16
-DECLARED_SIZE_SLACK = 64 << 20
-_ARRAY_VALUE_TYPES = ("np.ndarray", "jax.Array")
-
-
-def _one_line(e: BaseException, limit: int = 300) -> str:
-    """An orbax/tensorstore error as one short line: tensorstore appends the whole JSON spec."""
-    text = re.sub(r"\s*\[(tensorstore_spec|source locations)=.*?\]'?(?=\s|$|;)", "", str(e), flags=re.DOTALL)
-    text = " ".join(f"{type(e).__name__}: {text}".split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class _absl_filtered:
-    """Drop absl log records starting with `prefix` while the block runs."""
-
-    def __init__(self, prefix: str):
-        import logging
-
-        self.logger, self.prefix = logging.getLogger("absl"), prefix
-
-    def filter(self, record) -> bool:
-        return not str(record.msg).startswith(self.prefix)
-
-    def __enter__(self):
-        self.logger.addFilter(self.filter)
-
-    def __exit__(self, *exc):
-        self.logger.removeFilter(self.filter)
-
-
-def _listed_arrays(checkpoint_dir: Path) -> dict[str, str] | None:
-    """The arrays `_METADATA` lists, {orbax's storage name ("a/b.c"): our name ("a/b/c")}; None without one."""
-    import json
-
-    path = checkpoint_dir / TREE_METADATA_FILE
-    if not path.is_file():
-        return None
-
-    def corrupt(problem: str) -> CheckpointError:
-        return CheckpointError(path, f"the checkpoint's tree metadata {problem}: the checkpoint is corrupt "
-                                     "(download it again)")
-
-    try:
-        if path.stat().st_size > MAX_METADATA_BYTES:
-            raise corrupt(f"has {path.stat().st_size} bytes, far more than a model's")
-        data = json.loads(path.read_bytes())
-    except OSError as e:
-        raise CheckpointError(path, f"cannot read the file: {e.strerror or e}") from None
-    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
-        raise corrupt(f"is not JSON ({' '.join(str(e).split())[:200]})") from None
-    tree = data.get("tree_metadata") if isinstance(data, dict) else None
-    if not isinstance(tree, dict):
-        raise corrupt("has no tree_metadata object")
-    names = {}
-    for entry in tree.values():
-        try:
-            value = entry["value_metadata"]
-            if value.get("value_type") not in _ARRAY_VALUE_TYPES or value.get("skip_deserialize"):
-                continue
-            keys = [str(k["key"]) for k in entry["key_metadata"]]
-            names[".".join(keys)] = "/".join(keys)
-        except (KeyError, TypeError, AttributeError):
-            raise corrupt(f"has a malformed entry ({str(entry)[:100]})") from None
-    return names
-
-
-def _check_arrays_present(checkpoint_dir: Path, names: dict[str, str]) -> None:
-    """Every listed array has its zarr metadata and some data in the OCDBT database (or, in the
-    older layout, in its own subdirectory); else a CheckpointError naming the first one missing."""
-    import json
-
-    markers = (".zarray", "zarr.json")
-    if (checkpoint_dir / "manifest.ocdbt").is_file():
-        import tensorstore as ts
-
-        try:
-            kvstore = ts.KvStore.open({"driver": "ocdbt", "base": f"file://{checkpoint_dir.resolve()}/"}).result()
-            keys = [k.decode("utf-8", "replace") for k in kvstore.list().result()]
-        except Exception as e:  # tensorstore reports a corrupt manifest or B-tree as ValueError
-            raise CheckpointError(checkpoint_dir, f"the OCDBT database (manifest.ocdbt and its data files) cannot be "
-                                                  f"read ({_one_line(e)}): the checkpoint is corrupt") from None
-        described, with_data = set(), set()
-        for key in keys:
-            head, _, tail = key.rpartition("/")
-            if tail in markers:
-                described.add(head)
-            else:  # a chunk: "name/0.0" (zarr 2) or "name/c/0/0" (zarr 3)
-                while head:
-                    with_data.add(head)
-                    head = head.rpartition("/")[0]
-
-        def read_marker(name: str) -> bytes:
-            for m in markers:
-                value = kvstore.read(f"{name}/{m}").result()
-                if value.state == "value":
-                    return bytes(value.value)
-            return b"{}"
-    else:
-        described = {n for n in names if any((checkpoint_dir / n / m).is_file() for m in markers)}
-        with_data = {n for n in described
-                     if any(p.is_file() and p.name not in markers for p in (checkpoint_dir / n).rglob("*"))}
-
-        def read_marker(name: str) -> bytes:
-            return next(((checkpoint_dir / name / m).read_bytes() for m in markers
-                         if (checkpoint_dir / name / m).is_file()), b"{}")
-
-    def empty(name: str) -> bool:  # an array of no elements has no chunk to store
-        try:
-            shape = json.loads(read_marker(name)).get("shape")
-            return isinstance(shape, list) and 0 in shape
-        except Exception:
-            return False
-
-    missing = [n for n in names if n not in described or (n not in with_data and not empty(n))]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise CheckpointError(checkpoint_dir, f"parameter {names[missing[0]]}{more} is listed in "
-                                              f"{TREE_METADATA_FILE} but its array data is missing from the "
-                                              "checkpoint: the checkpoint is incomplete (download it again)")
-
-
-def _check_declared_size(tree, checkpoint_dir: Path) -> None:
-    import jax
-
-    declared = 0
-    for leaf in jax.tree.leaves(tree):
-        shape, dtype = getattr(leaf, "shape", None), getattr(leaf, "dtype", None)
-        if shape is None or dtype is None:
-            continue
-        count = 1
-        for d in shape:
-            count *= int(d)
-        declared += count * np.dtype(dtype).itemsize
-    on_disk = sum(p.stat().st_size for p in checkpoint_dir.rglob("*") if p.is_file())
-    if declared > DECLARED_SIZE_FACTOR * on_disk + DECLARED_SIZE_SLACK:
-        raise CheckpointError(checkpoint_dir, f"the arrays' metadata declare {declared} bytes, but the checkpoint holds "
-                              f"only {on_disk} bytes on disk: the metadata is corrupt")
-
-
-# --- config ------------------------------------------------------------------------------------------
 
 
 def infer_config(tree: dict[str, np.ndarray], path: Path, name: str) -> GemmaConfig:
