@@ -160,3 +160,34 @@ def test_browser(lab_server):
     shots = LABEXT / "ui-tests" / "test-results" / "screenshots"
     for name in ("ghost-text.png", "generated-cell.png", "exercise.png"):
         assert (shots / name).stat().st_size > 1000, f"{shots / name} was not saved"
+
+
+@pytest.fixture
+def fake_llm():
+    """A loopback OpenAI-compatible server whose answers the browser test chooses (tests/fake_llm_server.py)."""
+    from fake_llm_server import FakeLLMServer
+
+    server = FakeLLMServer()
+    yield server
+    server.close()
+
+
+def test_browser_untrusted_output(lab_server, fake_llm):
+    """labextension/ui-tests/tests/untrustedOutput.spec.ts (issue 19): chat and explain answers carrying an
+    <img onerror>, a <script> and a javascript: link show them as text, run nothing and fetch nothing; the
+    same text as a raw text/markdown output in the same page does run (so the test catches a regression)."""
+    import jupyter_codegemma
+
+    _node_ready()
+    # The kernel must run the package this process imports (the fix is kernel-side): the spec checks it.
+    env = dict(os.environ, CODEGEMMA_LAB_URL=lab_server["url"], CODEGEMMA_CHROMIUM=CHROMIUM,
+               PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1", CODEGEMMA_FAKE_LLM_URL=fake_llm.url,
+               CODEGEMMA_PACKAGE_DIR=str(Path(jupyter_codegemma.__file__).parent))
+    # Its own output folder: a browser run of the other specs clears theirs when it starts.
+    done = _run([BIN / "jlpm", "playwright", "test", "--config", "ui-tests/playwright.config.ts",
+                 "--output", "ui-tests/test-results/untrusted-output", "untrustedOutput"],
+                cwd=LABEXT, env=env, timeout=600)
+    if done.returncode != 0 or " 1 passed" not in done.stdout:
+        server_log = lab_server["log"].read_text()[-6000:]
+        pytest.fail(f"the untrusted-output browser test failed:\n{done.stdout[-12000:]}\n{done.stderr[-4000:]}\n"
+                    f"--- jupyter lab log ---\n{server_log}")
