@@ -1,6 +1,6 @@
 """A real llama-cpp-python OpenAI-compatible server on loopback, serving the default GGUF file.
 
-    with LlamaServer() as server:        # a free port, a random API key
+    with LlamaServer() as server:        # a free port, a random API key (alias="x-it": named as an -it model)
         server.url, server.api_key
         server.kill(); server.start()    # the same port again
 
@@ -38,7 +38,8 @@ def default_gguf() -> str:
 
 
 class LlamaServer:
-    def __init__(self, *, port: int | None = None, n_ctx: int = 4096, log_dir: Path | None = None):
+    def __init__(self, *, port: int | None = None, n_ctx: int = 4096, log_dir: Path | None = None,
+                 alias: str | None = None, chat_format: str | None = None):
         # find_spec looks without importing: the server runs in its own process, not in pytest's.
         if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("sse_starlette") is None:
             pytest.skip("llama-cpp-python[server] is not installed (`make llama-cpp` builds and installs it)")
@@ -46,6 +47,8 @@ class LlamaServer:
         self.api_key = "test-" + secrets.token_hex(8)
         self.url = f"http://127.0.0.1:{self.port}"
         self.n_ctx = n_ctx
+        self.alias = alias  # the model's name in /v1/models (e.g. one ending in "-it": an instruction model)
+        self.chat_format = chat_format  # "gemma": the template its chat route applies (the GGUF carries none)
         self.log_path = (log_dir or Path(os.environ.get("TMPDIR", "/tmp"))) / f"llama-server-{self.port}.log"
         self.process: subprocess.Popen | None = None
 
@@ -53,6 +56,10 @@ class LlamaServer:
         command = [sys.executable, "-m", "llama_cpp.server", "--model", default_gguf(), "--host", "127.0.0.1",
                    "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", "2",
                    "--interrupt_requests", "false", "--api_key", self.api_key]
+        if self.alias:
+            command += ["--model_alias", self.alias]
+        if self.chat_format:
+            command += ["--chat_format", self.chat_format]
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         log.close()

@@ -223,7 +223,8 @@ def test_explain_and_debug_last_prompt(ks):
     shown = [m["content"]["data"] for m in outputs if "display_data" in m["msg_type"]]
     assert any("double" in d.get("text/markdown", "") for d in shown)  # the context section shows the code
     reply, outputs = ks.execute("%codegemma debug last-prompt")
-    assert "the last prompt sent to the server" in stream_text(outputs) and "def double" in stream_text(outputs)
+    assert "the last conversation prompt sent to the server" in stream_text(outputs)
+    assert "def double" in stream_text(outputs)
 
 
 @pytest.mark.parametrize("prefix, suffix, mode", [
@@ -242,3 +243,40 @@ def test_same_suggestion_as_the_local_engine(server, engine, monkeypatch, prefix
     there = remote.complete(prefix, suffix, mode=mode, max_new_tokens=32).wait()
     assert (there.text, there.mode, there.layout) == (local.text, local.mode, local.layout)
     assert there.stats.finish_reason == local.stats.finish_reason
+
+
+@pytest.fixture(scope="module")
+def chat_server(tmp_path_factory):
+    """The same model under a name ending in -it (an instruction model to the client), with llama-cpp-python
+    applying Gemma's chat template on its chat route (the GGUF file carries no template of its own)."""
+    with LlamaServer(log_dir=tmp_path_factory.mktemp("llama-chat"), alias="gemma-3-270m-it", chat_format="gemma") as s:
+        yield s
+
+
+def test_chat_route_of_a_real_server(chat_server, monkeypatch):
+    from jupyter_codegemma.backends.chat import Turn
+    from jupyter_codegemma.backends.remote.client import RemoteEngine, RemoteOptions
+
+    monkeypatch.setenv("CODEGEMMA_API_KEY", chat_server.api_key)
+    engine = RemoteEngine.load(RemoteOptions(url=chat_server.url))
+    assert engine.model == "gemma-3-270m-it" and engine.instruction
+    generation = engine.chat([Turn("user", "Say hello.")], system="Answer in one word.", max_new_tokens=4)
+    text = "".join(generation)
+    assert generation.result.stats.finish_reason in ("stop", "length") and text == generation.result.text
+    assert "POST /v1/chat/completions" in chat_server.log_tail(20_000)
+    # It has a tokenize route: the counts are the server's (the same ids as the prompt's text).
+    assert engine.count_tokens("def f():") == 3 and engine.tokenize("def f():") == [2, 2063, 517, 6141]
+
+
+def test_chat_and_explain_in_a_kernel_through_the_chat_route(chat_server):
+    with remote_kernel(chat_server) as ks:
+        reply, outputs = ks.execute("%%codegemma --chat --max-new-tokens 4\nhow do I sort a list?", timeout=240)
+        assert reply["status"] == "ok" and not [m for m in outputs if m["msg_type"] == "error"]
+        assert "Traceback" not in stream_text(outputs) and "tokens" in stream_text(outputs), stream_text(outputs)
+        assert ks.execute("1 / 0")[0]["status"] == "error"
+        reply, outputs = ks.execute("%codegemma explain --max-new-tokens 4", timeout=240)
+        assert reply["status"] == "ok" and "tokens" in stream_text(outputs), stream_text(outputs)
+        reply, outputs = ks.execute("%codegemma debug last-prompt conversation")
+        assert "<start_of_turn>user\n" in stream_text(outputs) and "ZeroDivisionError" in stream_text(outputs)
+    log = chat_server.log_tail(50_000)
+    assert log.count("POST /v1/chat/completions") >= 2, log[-3000:]

@@ -182,7 +182,9 @@ class CodeGemmaMagics(Magics):
                     return code, _summary(result), handle
                 elif kind == "cancelled":
                     raise _Cancelled()
-                else:
+                else:  # the caller prints the one line; a "waiting for the model..." above it would be stale
+                    if shown is None:
+                        handle.update({"text/plain": ""}, raw=True)
                     raise _Failed(*value)
         except KeyboardInterrupt:
             job.cancel.set()

@@ -36,7 +36,7 @@ def one_line(text: str, limit: int = 200) -> str:
 
 def snippet(raw: bytes | str, limit: int = 120) -> str:
     """The start of an answer that is not what was expected, quoted on one line."""
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else raw
     return repr(one_line(text, limit))
 
 
@@ -70,14 +70,15 @@ def web_page(endpoint: Endpoint, path: str, raw: bytes, expected: str) -> Server
                        f"is {endpoint.display} the address of the server's API (and not of a proxy or a web UI)?")
 
 
-def read_limited(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+def read_limited(response: httpx.Response, limit: int) -> tuple[bytearray, bool]:
     """At most `limit` bytes of the body, and whether there was more (the rest is never read)."""
     raw = bytearray()
     for chunk in response.iter_bytes():
+        if len(raw) + len(chunk) > limit:
+            raw += chunk[:limit - len(raw)]
+            return raw, True
         raw += chunk
-        if len(raw) > limit:
-            return bytes(raw[:limit]), True
-    return bytes(raw), False
+    return raw, False
 
 
 def error_message(response: httpx.Response) -> str:
