@@ -291,8 +291,8 @@ def test_exercise_file_mistakes_name_the_file_and_line(tmp_path):
     for text, expected in [
         (good.replace("  tests: |", "  tests |"),
          "week.yaml, line 9, column 3: not valid YAML: a line without the ':' after its key: 'tests |'"),
-        (good + good.replace("id: a", "id: b").replace("  tests: |\n    assert True\n", ""),
-         "week.yaml, line 11: exercise 'b': missing tests"),
+        (good + good.replace("id: a", "id: b").replace("  solution: |\n    if x:\n        pass\n", ""),
+         "week.yaml, line 11: exercise 'b': missing solution"),
         (good.replace("  category", "  difficulty: easy\n  category"),
          "week.yaml, line 1: exercise 'a': difficulty must be 1, 2 or 3, got 'easy'"),
         ("", "week.yaml: expected a list of exercises"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import ipywidgets as widgets
 from traitlets import Bool, Int, Unicode
@@ -69,3 +70,35 @@ def labextension_installed() -> bool:
         except (OSError, ValueError):
             continue
     return False
+
+
+# --- which editor an exercise widget uses ------------------------------------------------------------
+
+EDITOR_STYLE = ("<style>.codegemma-exercise-editor textarea{font-family:monospace;font-size:13px;"
+          "white-space:pre;tab-size:4}</style>")
+
+
+def _textarea(value: str) -> widgets.Textarea:
+    editor = widgets.Textarea(value=value, description="Your code", placeholder="Fix the code here",
+                              continuous_update=False, rows=max(value.count("\n") + 2, 6),
+                              layout=widgets.Layout(width="100%"), style={"description_width": "initial"})
+    editor.add_class("codegemma-exercise-editor")
+    return editor
+
+
+def _code_editor(value: str) -> CodeEditor:
+    return CodeEditor(value=value, language="python", description="Your code: fix the syntax error",
+                      layout=widgets.Layout(width="100%"))
+
+
+# auto: the CodeMirror view where the labextension is installed, the Textarea elsewhere
+EDITORS = ("auto", "codemirror", "textarea")
+
+
+def editor_factory_for(editor: str = "auto") -> Callable[[str], widgets.Widget]:
+    """The factory of the editor named `editor` (one of EDITORS)."""
+    if editor not in EDITORS:
+        raise ValueError(f"editor must be one of {', '.join(EDITORS)}, not {editor!r}")
+    if editor == "auto":
+        editor = "codemirror" if labextension_installed() else "textarea"
+    return _code_editor if editor == "codemirror" else _textarea

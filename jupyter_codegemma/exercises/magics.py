@@ -33,7 +33,8 @@ def split_args(line: str) -> list[str]:
 def make_widget(exercises, *, settings=None, service=None, results_path=None, editor=None):
     """An ExerciseWidget wired to the kernel's settings (exam mode, the editor) and engine worker (level-3 hints)."""
     from .results import Results
-    from .widget import ExerciseWidget, service_fix_provider
+    from .fix_provider import service_fix_provider
+    from .widget import ExerciseWidget
 
     provider = service_fix_provider(service) if service is not None else None
     return ExerciseWidget(exercises, results=Results(results_path), settings=settings, fix_provider=provider,

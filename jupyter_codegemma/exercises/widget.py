@@ -13,76 +13,23 @@ the editor's `value`, so an `editor_factory` may supply any widget that has one.
 from __future__ import annotations
 
 import html
-import inspect
-import re
 import threading
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import ipywidgets as widgets
 
 from .checker import CheckResult, check_code
-from .editor import CodeEditor, labextension_installed
-from .hints import NO_CONFIDENT, ModelFix, hint, model_fix, where_html
+from .editor import EDITOR_STYLE, EDITORS, CodeEditor, editor_factory_for
+from .fix_provider import FixProvider, FixRequest, ask_for_fix, fix_text, service_fix_provider
+from .hints import ModelFix, hint, where_html
 from .model import Exercise
 from .results import Results
 from .sandbox import Limits, run_tests
+from .summary import html_as_text, summary_html
 
 __all__ = ["EDITORS", "ExerciseWidget", "service_fix_provider"]
 
-# (exercise, source, check result) -> ModelFix, optionally with a `cancel` event keyword (set when the
-# answer is no longer wanted); None where no model is available
-FixProvider = Callable[[Exercise, str, CheckResult], ModelFix]
-
-_STYLE = ("<style>.codegemma-exercise-editor textarea{font-family:monospace;font-size:13px;"
-          "white-space:pre;tab-size:4}</style>")
-
-
-def _textarea(value: str) -> widgets.Textarea:
-    editor = widgets.Textarea(value=value, description="Your code", placeholder="Fix the code here",
-                              continuous_update=False, rows=max(value.count("\n") + 2, 6),
-                              layout=widgets.Layout(width="100%"), style={"description_width": "initial"})
-    editor.add_class("codegemma-exercise-editor")
-    return editor
-
-
-def _code_editor(value: str) -> CodeEditor:
-    return CodeEditor(value=value, language="python", description="Your code: fix the syntax error",
-                      layout=widgets.Layout(width="100%"))
-
-
-# auto: the CodeMirror view where the labextension is installed, the Textarea elsewhere
-EDITORS = ("auto", "codemirror", "textarea")
-
-
-def editor_factory_for(editor: str = "auto") -> Callable[[str], widgets.Widget]:
-    """The factory of the editor named `editor` (one of EDITORS)."""
-    if editor not in EDITORS:
-        raise ValueError(f"editor must be one of {', '.join(EDITORS)}, not {editor!r}")
-    if editor == "auto":
-        editor = "codemirror" if labextension_installed() else "textarea"
-    return _code_editor if editor == "codemirror" else _textarea
-
-
 _NOT_SHOWN = "Not shown: the code changed while the model was looking for a fix."
-
-
-@dataclass
-class _Request:
-    """A level-3 hint being computed: for which exercise and code version (`tag`), and its cancel event."""
-
-    tag: tuple[int, int]  # (exercise index, code version) when Hint was pressed
-    key: tuple[str, str]  # (exercise id, code): the answer is kept for this code
-    cancel: threading.Event
-    thread: threading.Thread
-
-
-def _accepts_cancel(provider) -> bool:
-    try:
-        params = inspect.signature(provider).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == "cancel" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 class ExerciseWidget(widgets.VBox):
@@ -123,7 +70,7 @@ class ExerciseWidget(widgets.VBox):
         self._ladder_version = -1
         self._note = ""  # one line under the ladder
         self._head = ""  # one line above it: the ladder started again for new code
-        self._request: _Request | None = None
+        self._request: FixRequest | None = None
         self._fixes: dict[tuple[str, str], ModelFix] = {}  # the model's answer per (exercise id, code)
 
         self.title = widgets.HTML()
@@ -157,7 +104,7 @@ class ExerciseWidget(widgets.VBox):
                                 self.attempts])
         footer = widgets.HBox([self.progress, self.progress_label])
         code = [self.editor] if self._marks_in_editor else [self.editor, self.code_view]
-        style = widgets.HTML(_STYLE)
+        style = widgets.HTML(EDITOR_STYLE)
         self._exercise_view = [style, self.title, self.instructions, *code, buttons, self.status, self.hint_view,
                                footer]
         self._summary_view = [style, self.title, self.summary, widgets.HBox([self.start_over_button]), footer]
@@ -370,7 +317,7 @@ class ExerciseWidget(widgets.VBox):
         self.results.hint(exercise.id, 3)
         fix = self._fixes.get(key)
         if fix is not None:
-            self._ladder.append([3, self._fix_text(fix)])
+            self._ladder.append([3, fix_text(fix)])
             self._render_hints()
             if fix.shown:
                 self.results.model_fix_shown(exercise.id)
@@ -380,29 +327,16 @@ class ExerciseWidget(widgets.VBox):
         tag, cancel = (self.index, self._version), threading.Event()
         thread = threading.Thread(target=self._ask_model, args=(tag, key, exercise, source, result, cancel),
                                   name="codegemma-exercise-hint", daemon=True)
-        self._request = _Request(tag, key, cancel, thread)
+        self._request = FixRequest(tag, key, cancel, thread)
         self._model_thread = thread
         thread.start()
         return "asking the model"
-
-    @staticmethod
-    def _fix_text(fix: ModelFix) -> str:
-        return fix.message() if fix.shown else f"{NO_CONFIDENT}\n({fix.reason})"
 
     def _ask_model(self, tag, key, exercise: Exercise, source: str, result: CheckResult,
                    cancel: threading.Event) -> None:
         """On a background thread: ask the fix provider, keep its answer for this code, and show it if the
         code, the exercise and its state are still those of the request."""
-        try:
-            provider = self.fix_provider
-            if provider is None:
-                raise RuntimeError("no model here")
-            if _accepts_cancel(provider):
-                fix = provider(exercise, source, result, cancel=cancel)
-            else:
-                fix = provider(exercise, source, result)
-        except Exception as e:  # the model failed to load, or the kernel is shutting down
-            fix = ModelFix(None, "", f"the model failed: {e}", answered=False)
+        fix = ask_for_fix(self.fix_provider, exercise, source, result, cancel)
         with self._lock:
             if fix.answered:  # a real answer for this code, even if it is no longer wanted now
                 self._fixes[key] = fix
@@ -411,7 +345,7 @@ class ExerciseWidget(widgets.VBox):
             pending = [entry for entry in self._ladder if entry[1] is None]
             if not pending:
                 return
-            pending[-1][1] = self._fix_text(fix)
+            pending[-1][1] = fix_text(fix)
             self._render_hints()
         if fix.shown:
             self.results.model_fix_shown(exercise.id)
@@ -451,85 +385,11 @@ class ExerciseWidget(widgets.VBox):
         """The end of the set: how many were solved, and per exercise solved or not, attempts and hints."""
         with self._lock:
             self._new_version(clear_ladder=True)
-        total, solved = len(self.exercises), self._solved_count()
-        rows, hints = [], 0
-        for n, ex in enumerate(self.exercises, 1):
-            rec = self.results.records.get(ex.id)
-            hints += rec.hints if rec else 0
-            done = "✓ solved" if rec and rec.solved else "not yet"
-            used = f"{rec.hints} (up to level {rec.max_hint_level})" if rec and rec.hints else "none"
-            rows.append(f"<tr><td>{n}</td><td>{html.escape(ex.title)}</td><td>{done}</td>"
-                        f"<td>{rec.attempts if rec else 0}</td><td>{used}</td></tr>")
-        cell = "style='padding:2px 10px 2px 0;text-align:left'"
-        table = ("<table class='codegemma-exercise-summary'><thead><tr>"
-                 + "".join(f"<th {cell}>{h}</th>" for h in ("#", "Exercise", "Solved", "Checks", "Hints"))
-                 + "</tr></thead><tbody>" + "".join(rows).replace("<td>", f"<td {cell}>") + "</tbody></table>")
-        verdict = "All solved: well done!" if solved == total else "Start over to try the others again."
-        self.title.value = (f"<h3 style='margin:4px 0'>End of the set: {solved} of {total} solved</h3>")
-        self.summary.value = (f"<div role='status'><p>{solved} of {total} solved, {hints} "
-                              f"hint{'s' if hints != 1 else ''} used. {verdict}</p>{table}</div>")
+        self.title.value, self.summary.value = summary_html(self.exercises, self.results)
         self.finished = True
         self.children = self._summary_view
 
     @property
     def summary_text(self) -> str:
         """The summary as plain text (empty until the set is finished)."""
-        if not self.finished:
-            return ""
-        text = re.sub(r"</(p|tr|h3)>", "\n", self.title.value + self.summary.value)
-        text = html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"</t[dh]>", " | ", text)))
-        return "\n".join(line.rstrip(" |") for line in text.strip().splitlines())
-
-
-def service_fix_provider(service, *, n: int = 5, timeout: float = 300) -> FixProvider:
-    """Level-3 fixes computed on the kernel's engine worker (one model, one queue for everything).
-
-    A `cancel` event set while the fix is queued or computed gives the worker back: the job is dropped
-    if it has not started, else it stops before its next sample (and its answer is a cancelled one)."""
-    from ..kernel.worker import Job
-    from .hints import engine_sampler
-
-    class _Stop(Exception):
-        pass
-
-    def provide(exercise: Exercise, source: str, result: CheckResult,
-                cancel: threading.Event | None = None) -> ModelFix:
-        box: dict = {}
-        done = threading.Event()
-        cancelled = ModelFix(None, "", "cancelled", answered=False)
-
-        def verify(code: str) -> bool:
-            return run_tests(code, exercise.tests).passed
-
-        def run(engine):
-            sample = engine_sampler(engine, job.cancel)
-
-            def sample_until_cancelled(prompt, **kwargs):
-                if job.cancel.is_set():
-                    raise _Stop
-                return sample(prompt, **kwargs)
-
-            try:
-                box["fix"] = model_fix(sample_until_cancelled, source, result, n=n, verify=verify)
-            except _Stop:
-                box["fix"] = cancelled
-            done.set()
-
-        def failed(code, message):
-            box["fix"] = ModelFix(None, "", f"the model failed: {message}", answered=False)
-            done.set()
-
-        job = Job(run, on_error=failed, on_cancelled=lambda: (box.setdefault("fix", cancelled), done.set()))
-        service.submit(job)
-        waited, step = 0.0, 0.1
-        while not done.wait(step):
-            waited += step
-            if (cancel is not None and cancel.is_set()) or waited >= timeout:
-                job.cancel.set()
-                job.drop_if_queued()
-                if cancel is not None and cancel.is_set():
-                    return cancelled
-                return ModelFix(None, "", f"the model took longer than {timeout:g} s", answered=False)
-        return box["fix"]
-
-    return provide
+        return html_as_text(self.title.value + self.summary.value) if self.finished else ""
