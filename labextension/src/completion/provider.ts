@@ -60,7 +60,8 @@ export class CodeGemmaProvider implements IInlineCompletionProvider {
     }
     if (context.triggerKind === InlineCompletionTriggerKind.Automatic && settings.debounceMs > 0) {
       await sleep(settings.debounceMs);
-      if (seq !== this._seq) {
+      // Typed again, or left the cell (ran it: Shift+Enter): nobody will see this suggestion.
+      if (seq !== this._seq || notebook.activeCell !== cell || notebook.mode !== 'edit') {
         return NO_SUGGESTIONS;
       }
     }

@@ -9,6 +9,12 @@
  * (`comm_info_request` cannot tell this: it lists the comms that are open, not the targets a
  * kernel has registered.) A kernel without the target is asked again only after something that
  * may have changed the answer: a restart, a cell run, or the "Enable CodeGemma" command.
+ *
+ * The kernel sends a status only when asked, so the status kept here would go stale: one asked
+ * while a completion ran says "busy" long after it ended. So while the kernel's last status says
+ * loading or busy, it is asked again every second until it says something else, and at once when
+ * this page's last completion ends. Busy for this page's own completions needs no asking: a
+ * request is in flight from the moment it is sent until its terminal reply (`pending`).
  */
 
 import { Kernel, KernelMessage } from '@jupyterlab/services';
@@ -36,8 +42,8 @@ interface IPending {
 
 /** A kernel busy with a long cell may answer late; after this, try again on the next request. */
 const PROBE_TIMEOUT_MS = 15_000;
-/** While the model loads, ask for the status this often (the status bar shows "loading"). */
-const LOADING_POLL_MS = 1_000;
+/** While the kernel says loading or busy, ask for its status this often, until it says otherwise. */
+export const STATUS_POLL_MS = 1_000;
 
 export class KernelComm implements IDisposable {
   constructor(readonly kernel: Kernel.IKernelConnection) {
@@ -72,9 +78,20 @@ export class KernelComm implements IDisposable {
     return this._lastStats;
   }
 
-  /** The last error the kernel reported for a request (cleared by the next success). */
+  /**
+   * The last error the kernel reported for a request. Cleared by the next success, by a status
+   * that says the model is (re)loading, and by `forgetErrors` (a cell changed the model).
+   */
   get lastError(): protocol.IErrorReply | null {
     return this._lastError;
+  }
+
+  /** Forget the last request's error: a cell changed what the kernel runs (load, use, set). */
+  forgetErrors(): void {
+    if (this._lastError) {
+      this._lastError = null;
+      this._changed.emit();
+    }
   }
 
   get isDisposed(): boolean {
@@ -147,6 +164,10 @@ export class KernelComm implements IDisposable {
       } else if (result?.type === 'error') {
         this._lastError = result;
       }
+      if (this._pending.size === 0 && this._status?.state === 'busy') {
+        // A status asked while this ran said busy; the kernel is ready once the answer is sent.
+        this._pollStatus(0);
+      }
       this._changed.emit();
       return result;
     });
@@ -155,6 +176,13 @@ export class KernelComm implements IDisposable {
   /** Tell the kernel to stop a request: it answers `cancelled` (or nothing, if it had finished). */
   cancel(id: string): void {
     if (this._pending.has(id)) {
+      this._send(protocol.cancel(id));
+    }
+  }
+
+  /** Stop every completion in flight (a cell is about to run: its suggestions are moot). */
+  cancelAll(): void {
+    for (const id of this._pending.keys()) {
       this._send(protocol.cancel(id));
     }
   }
@@ -249,19 +277,34 @@ export class KernelComm implements IDisposable {
 
   private _onStatus(status: protocol.IStatusReply): void {
     this._status = status;
+    if (status.state === 'loading') {
+      this._lastError = null; // a (re)load: what failed before was about the model being replaced
+    }
     for (const waiter of this._statusWaiters.splice(0)) {
       waiter(status);
     }
-    // Poll while the model loads, so the status bar moves on to "ready" (or "error") by itself.
-    if (status.state === 'loading' && !this._pollTimer) {
-      this._pollTimer = setTimeout(() => {
-        this._pollTimer = null;
-        if (this._comm && !this._comm.isDisposed) {
-          this._send(protocol.status());
-        }
-      }, LOADING_POLL_MS);
+    // The kernel sends no status by itself: while it is loading or busy, ask until that ends, so
+    // the status bar moves on to "ready" (or "error") by itself.
+    if (status.state === 'loading' || status.state === 'busy') {
+      this._pollStatus(STATUS_POLL_MS);
     }
     this._changed.emit();
+  }
+
+  /** Ask for the status in `delayMs` (sooner if asked sooner); one question at a time. */
+  private _pollStatus(delayMs: number): void {
+    if (this._pollTimer) {
+      if (delayMs > 0) {
+        return;
+      }
+      clearTimeout(this._pollTimer);
+    }
+    this._pollTimer = setTimeout(() => {
+      this._pollTimer = null;
+      if (this._comm && !this._comm.isDisposed) {
+        this._send(protocol.status());
+      }
+    }, delayMs);
   }
 
   private _settle(id: string, outcome: Outcome): void {

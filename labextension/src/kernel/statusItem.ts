@@ -1,6 +1,7 @@
 /**
  * The status bar item: the current notebook kernel's model, its state, and the last completion's
- * latency, e.g. "CodeGemma: Gemma 3 270m · ready · 180 ms". Clicking it toggles completions.
+ * latency, e.g. "CodeGemma: Gemma 3 270M · ready · 180 ms" (what it says: `statusSummary.ts`).
+ * Clicking it toggles completions.
  */
 
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
@@ -9,62 +10,7 @@ import { Widget } from '@lumino/widgets';
 import { KernelComm } from './comm';
 import { KernelCommRegistry } from './commRegistry';
 import { CodeGemmaSettings } from '../settings';
-
-export type DisplayState = 'loading' | 'ready' | 'busy' | 'error' | 'off';
-
-export interface IStatusSummary {
-  state: DisplayState;
-  text: string;
-  title: string;
-}
-
-/** What the item shows for a kernel's comm (null: no notebook kernel) and the settings. */
-export function summarize(comm: KernelComm | null, enabled: boolean): IStatusSummary {
-  const status = comm?.status ?? null;
-  const model = status?.model ?? '';
-  const latency = comm?.lastLatencyMs;
-  const stats = comm?.lastStats;
-  const parts = (state: DisplayState, ...rest: string[]) =>
-    ['CodeGemma' + (model ? `: ${model}` : ''), state, ...rest].join(' · ');
-  if (!comm || comm.availability === 'absent') {
-    return {
-      state: 'off',
-      text: 'CodeGemma · off',
-      title: comm
-        ? 'This kernel has no CodeGemma: use the "CodeGemma (JAX)" kernel, or run "Enable CodeGemma in this kernel"'
-        : 'No notebook kernel'
-    };
-  }
-  if (!enabled || status?.completions_enabled === false) {
-    return {
-      state: 'off',
-      text: parts('off'),
-      title: enabled
-        ? 'Completions are switched off in the kernel (%codegemma enable switches them on)'
-        : 'Completions are switched off in the settings (Toggle CodeGemma completions)'
-    };
-  }
-  if (!status || status.state === 'loading') {
-    return { state: 'loading', text: parts('loading'), title: 'The model is loading in the kernel' };
-  }
-  if (status.state === 'error') {
-    return { state: 'error', text: parts('error'), title: status.message ?? 'The model failed to load' };
-  }
-  const lastError = comm.lastError;
-  if (lastError && lastError.code !== 'disabled' && lastError.code !== 'busy') {
-    return { state: 'error', text: parts('error'), title: `${lastError.code}: ${lastError.message}` };
-  }
-  const timing = latency !== null && latency !== undefined ? `${Math.round(latency)} ms` : '';
-  const title =
-    `${status.model} on ${status.device || 'an unknown device'}` +
-    (stats
-      ? `; last completion: ${Math.round(latency ?? 0)} ms in the browser, first token after ` +
-        `${Math.round(stats.ttft_ms)} ms, ${stats.new_tokens} new tokens, ` +
-        `${stats.reused_tokens}/${stats.prompt_tokens} prompt tokens reused`
-      : '');
-  const state: DisplayState = comm.pending > 0 || status.state === 'busy' ? 'busy' : 'ready';
-  return { state, text: timing ? parts(state, timing) : parts(state), title };
-}
+import { summarize } from './statusSummary';
 
 export class CodeGemmaStatus extends Widget {
   constructor(
