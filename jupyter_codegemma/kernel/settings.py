@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 
 from traitlets import Bool, Enum, Float, Int, Unicode, default
 from traitlets.config import Configurable
@@ -18,6 +19,7 @@ from traitlets.config import Configurable
 SERVER_URL_ENV = "CODEGEMMA_SERVER_URL"
 SERVER_MODEL_ENV = "CODEGEMMA_SERVER_MODEL"
 ALLOW_INSECURE_HTTP_ENV = "CODEGEMMA_ALLOW_INSECURE_HTTP"  # "1", "true" or "yes"
+DEFAULT_MODEL_LABEL = "Gemma 3 270M"  # the default model's name, as its model card writes it
 
 
 class CodeGemma(Configurable):
@@ -67,10 +69,23 @@ class CodeGemma(Configurable):
     def _allow_insecure_http_default(self) -> bool:
         return os.environ.get(ALLOW_INSECURE_HTTP_ENV, "").strip().lower() in ("1", "true", "yes")
 
-    def model_label(self) -> str:
+    def model_label(self, loaded: str = "") -> str:
+        """The model's name as the status bar, `%codegemma status` and messages show it. `loaded` is the
+        name the loaded backend gives (a GGUF's general.name, a server's model id); before a load the
+        settings say. The default model is "Gemma 3 270M" both while it loads and once loaded (its GGUF
+        calls itself "Gemma 3 270m")."""
+        if loaded:
+            return display_model_name(loaded)
         if self.server_url:
             return f"{self.server_model or 'the model'} at {self.server_url}"
-        return self.model or "Gemma 3 270M (default)"
+        return self.model or DEFAULT_MODEL_LABEL
+
+
+def display_model_name(name: str) -> str:
+    """A model's name with its size written the usual way: "Gemma 3 270m" -> "Gemma 3 270M",
+    "CodeGemma 7b it" -> "CodeGemma 7B it". Only a size that is a word of its own changes, so ids
+    ("gemma-3-270m", "codegemma-2b") and paths stay as they are."""
+    return re.sub(r"(?<![\w./-])(\d+(?:\.\d+)?)([mbk])(?![\w./-])", lambda m: m[1] + m[2].upper(), name)
 
 
 class SettingError(ValueError):

@@ -104,8 +104,11 @@ class Service:
         if self.state == "error":
             model = self.settings.model_label()
         else:
-            model = info.get("model") or self.settings.model_label()
-        return protocol.status(model=model, state=self.state, device=info.get("device", ""),
+            model = self.settings.model_label(info.get("model", ""))
+        state, running = self.state, self._running
+        if state == "busy" and running is not None and running.cancel.is_set():
+            state = "ready"  # stopping within one decode step: nobody waits for it (a cell run after typing)
+        return protocol.status(model=model, state=state, device=info.get("device", ""),
                                fim=bool(engine is not None and engine.has_fim),
                                completions_enabled=self.settings.completions_enabled,
                                hints_enabled=self.settings.hints_enabled, message=self.message or None)
@@ -155,8 +158,7 @@ class Service:
                     wanted_server = bool(self.settings.server_url)
                     engine = self._engine_for(job.progress)
                 except Exception as e:
-                    kept = (f"; still using {self.engine.info().get('model', 'the previous model')}"
-                            if self.engine is not None else "")
+                    kept = (f"; still using {self._label(self.engine)}" if self.engine is not None else "")
                     job.on_error(protocol.MODEL_ERROR, f"{_load_failure(e, wanted_server)}{kept}")
                     continue
                 if job.cancel.is_set():
@@ -208,11 +210,15 @@ class Service:
                 self.state, self.message = "error", str(e)
             else:
                 self._restore_settings(old_key)
-                self.state, self.message = "ready", f"kept {old.info().get('model', 'the model')}: {e}"
+                self.state, self.message = "ready", f"kept {self._label(old)}: {e}"
             raise
         self.engine, self._engine_key = engine, key
         self.state, self.message = "ready", ""
         return engine
+
+    def _label(self, engine) -> str:
+        """The name of a loaded engine's model, as status() gives it."""
+        return self.settings.model_label(engine.info().get("model", "")) or "the previous model"
 
     def _restore_settings(self, spec: BackendSpec) -> None:
         """Point the settings back at `spec` (the backend that keeps working after a failed switch)."""
