@@ -82,6 +82,12 @@ NOTEBOOKS = {
     "plain-python.ipynb": _notebook(GREET, "", kernel="python3"),
     "exercise.ipynb": _notebook("%exercise --category missing_colon --difficulty 1 --editor codemirror "
                                 "--results results.json"),
+    # statusAndCommands.spec.ts (issue 20): the status item's states, a failed load, the palette's commands
+    "status.ipynb": _notebook(GREET, ""),
+    "bad-load.ipynb": _notebook(GREET, "%codegemma load /nonexistent.gguf", ""),
+    "load-error.ipynb": _notebook("%load_ext jupyter_codegemma\n%codegemma load /nonexistent.gguf", "%codegemma load",
+                                  GREET + "\n", kernel="python3"),
+    "palette.ipynb": _notebook("numbers = [3, 1, 2]", kernel="python3"),
 }
 
 

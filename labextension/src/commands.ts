@@ -21,6 +21,14 @@ const PALETTE_CATEGORY = 'CodeGemma';
 /** What `%%codegemma` cells start with; the request in plain words goes on the next line. */
 export const GENERATE_CELL_HEADER = '%%codegemma\n';
 
+/** Resolves after `count` animation frames (Lumino delivers posted messages, focus among them, in frames). */
+function afterFrames(count: number): Promise<void> {
+  return new Promise(resolve => {
+    const next = (left: number) => (left <= 0 ? resolve() : requestAnimationFrame(() => next(left - 1)));
+    next(count);
+  });
+}
+
 export interface ICommandOptions {
   app: JupyterFrontEnd;
   tracker: INotebookTracker;
@@ -55,6 +63,19 @@ export function addCommands(options: ICommandOptions): void {
       notebook.mode = 'edit';
       // The editor exists once the cell is attached; wait for it before placing the cursor.
       await cell.ready;
+      // Run from the palette, the palette closes as the command starts and gives the focus back
+      // to the notebook a frame or two later (its `restore` activates the current widget, which
+      // focuses the notebook's node: command mode). Focus the editor after that, or the request
+      // the user types next would run as notebook shortcuts.
+      await afterFrames(2);
+      if (cell.isDisposed || notebook.isDisposed) {
+        return;
+      }
+      const index = notebook.widgets.indexOf(cell);
+      if (index !== -1) {
+        notebook.activeCellIndex = index;
+      }
+      notebook.mode = 'edit';
       cell.editor?.setCursorPosition({ line: 1, column: 0 });
       cell.editor?.focus();
     }
@@ -68,10 +89,29 @@ export function addCommands(options: ICommandOptions): void {
   });
   settings.changed.connect(() => commands.notifyCommandChanged(CommandIDs.toggleCompletions));
 
+  /**
+   * "Enable CodeGemma in this kernel" is for kernels without it: it is not offered (palette, context
+   * menu) once the kernel has answered a status, as the "CodeGemma (JAX)" kernel does at once.
+   */
+  const needsEnabling = (): boolean => {
+    const kernel = current()?.sessionContext.session?.kernel;
+    return !kernel || comms.get(kernel).availability !== 'available';
+  };
+  let enableOffered = needsEnabling();
+  const offerEnable = () => {
+    if (needsEnabling() !== enableOffered) {
+      enableOffered = !enableOffered;
+      commands.notifyCommandChanged(CommandIDs.enableInKernel);
+    }
+  };
+  comms.changed.connect(offerEnable);
+  tracker.currentChanged.connect(offerEnable);
+
   commands.addCommand(CommandIDs.enableInKernel, {
     label: 'Enable CodeGemma in this kernel',
     caption: 'Run %load_ext jupyter_codegemma (quietly) in the notebook\'s Python kernel',
     isEnabled: () => !!current()?.sessionContext.session?.kernel,
+    isVisible: needsEnabling,
     execute: async () => {
       const panel = current();
       const kernel = panel?.sessionContext.session?.kernel;
