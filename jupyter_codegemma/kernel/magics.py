@@ -84,6 +84,10 @@ class CodeGemmaMagics(Magics):
             return
         max_new_tokens = args.max_new_tokens or self.settings.max_new_tokens
         temperature = self.settings.temperature if args.temperature is None else args.temperature
+        if max_new_tokens < 1 or temperature < 0:
+            print("codegemma: --max-new-tokens takes a whole number of at least 1 and --temperature a number of "
+                  f"at least 0; got {max_new_tokens} and {temperature}")
+            return
         n_context = self.settings.context_cells if args.context is None else max(args.context, 0)
         if args.fill:
             try:
@@ -112,7 +116,8 @@ class CodeGemmaMagics(Magics):
             self.shell.set_next_input(code, replace=args.replace)
 
     def _generate_job(self, request: str, context: list[str], max_new_tokens: int, temperature: float):
-        sampling = SamplingParams(temperature=temperature, seed=self.settings.seed)
+        sampling = SamplingParams(temperature=temperature, seed=self.settings.seed,
+                                  repetition_penalty=self.settings.repetition_penalty)
 
         def run(engine, job, out):
             instruction = engine.instruction
@@ -251,18 +256,14 @@ class CodeGemmaMagics(Magics):
                 print(f"{key:<20} {status[key]}")
 
     def _load(self, rest):
-        self.settings.model = rest[0] if rest else ""
-        try:
-            _, _, handle = self._stream(lambda engine, job, out: ("", None), kind="")
-        except (_Failed, _Cancelled) as e:
-            print(f"codegemma: {e or 'cancelled'}")
+        """`load [PATH]`: a model in this kernel (the default one without PATH), loaded now."""
+        handle = self._switch_backend(model=rest[0] if rest else "", server_url="")
+        if handle is None:
             return
         info = self.service.engine.info()
-        if info.get("backend") == "remote":
-            handle.update({"text/plain": _remote_line(info)}, raw=True)
-            return
-        handle.update({"text/plain": f"codegemma: loaded {info['model']} ({info['parameters'] / 1e6:.0f}M parameters, {info['dtype']} "
-              f"on {info['device']}, FIM: {'yes' if info['fim'] else 'no'})"}, raw=True)
+        handle.update({"text/plain": f"codegemma: loaded {info['model']} ({info['parameters'] / 1e6:.0f}M parameters, "
+                                     f"{info['dtype']} on {info['device']}, FIM: {'yes' if info['fim'] else 'no'})"},
+                      raw=True)
 
     def _use(self, rest):
         """`use URL [--model NAME]`: connect to a server now (a clear line if it is down); `use local`."""
@@ -279,13 +280,27 @@ class CodeGemmaMagics(Magics):
         if len(words) != 1 or words[0].startswith("-") or ("--model" in rest and not model):
             print("codegemma: expected `%codegemma use URL [--model NAME]` or `%codegemma use local`")
             return
-        self.settings.server_model, self.settings.server_url = model, words[0]
-        try:  # connect now: a server that is down is said here, not at the first completion
+        # connect now: a server that is down is said here, not at the first completion
+        handle = self._switch_backend(server_model=model, server_url=words[0])
+        if handle is not None:
+            handle.update({"text/plain": _remote_line(self.service.engine.info())}, raw=True)
+
+    def _switch_backend(self, **settings):
+        """Change the backend settings and load what they name now; the display handle, or None after one
+        line saying why not. When it fails the settings go back to what they were (the worker keeps a
+        loaded model; with none loaded, later requests must not retry the bad path or server)."""
+        before = {name: getattr(self.settings, name) for name in settings}
+        for name, value in settings.items():
+            setattr(self.settings, name, value)
+        try:
             _, _, handle = self._stream(lambda engine, job, out: ("", None), kind="")
+            return handle
         except (_Failed, _Cancelled) as e:
+            if self.service.engine is None:
+                for name, value in before.items():
+                    setattr(self.settings, name, value)
             print(f"codegemma: {e or 'cancelled'}")
-            return
-        handle.update({"text/plain": _remote_line(self.service.engine.info())}, raw=True)
+            return None
 
     def _set(self, rest):
         if not rest:
