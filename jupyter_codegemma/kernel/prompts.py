@@ -39,12 +39,6 @@ def chat_request(request: str, context_cells: Sequence[str] = (), language: str 
     return text
 
 
-def chat_prompt_ids(tokenizer, request: str, context_cells: Sequence[str] = ()) -> list[int]:
-    from ..backends.chat import Turn, chat_prompt
-
-    return chat_prompt(tokenizer, [Turn("user", chat_request(request, context_cells))])
-
-
 def extract_code(text: str) -> str:
     """The code of a reply: the first fenced block if there is one, else the text itself."""
     match = _FENCE.search(text)
