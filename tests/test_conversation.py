@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from jupyter_codegemma.kernel.conversation import limits
+from jupyter_codegemma.kernel.conversation import fixes, limits
 from jupyter_codegemma.kernel.conversation import prompts as cv
 from conftest import next_input_payloads, stream_text
 
@@ -244,12 +244,12 @@ def test_chat_history_drops_the_oldest_exchanges_to_fit():
 def test_code_blocks_fix_judgement_and_diff():
     answer = "Try:\n```python\nx = [i for i in y]\n```\nor\n```\nprint(x)\n```\nand\n```python\nopen("
     assert cv.code_blocks(answer) == ["x = [i for i in y]", "print(x)", "open("]
-    assert cv.judge_fix("print(totl)", "print(totl)") == "the model proposed the same code unchanged"
-    assert cv.judge_fix("print(totl)", "print(total") == "the model's proposal is not valid Python"
-    assert cv.judge_fix("print(totl)", "") == "the model proposed no code"
-    assert cv.judge_fix("print(totl)", "print(total)") is None
-    assert cv.judge_fix("x", "%time print(1)") is not None  # magics need IPython's transform to parse
-    change = cv.diff("a = 1\nprint(totl)\n", "a = 1\nprint(a)\n", "In[3]")
+    assert fixes.judge_fix("print(totl)", "print(totl)") == "the model proposed the same code unchanged"
+    assert fixes.judge_fix("print(totl)", "print(total") == "the model's proposal is not valid Python"
+    assert fixes.judge_fix("print(totl)", "") == "the model proposed no code"
+    assert fixes.judge_fix("print(totl)", "print(total)") is None
+    assert fixes.judge_fix("x", "%time print(1)") is not None  # magics need IPython's transform to parse
+    change = fixes.diff("a = 1\nprint(totl)\n", "a = 1\nprint(a)\n", "In[3]")
     assert "-print(totl)" in change and "+print(a)" in change and "In[3] (proposed fix)" in change
 
 
@@ -303,3 +303,26 @@ def test_last_prompt_is_kept_per_kind(ks):
     assert "xs = [1, 2]" in both
     wrong = _text(ks.execute("%codegemma debug last-prompt cell")[1])
     assert wrong.strip().startswith("codegemma: expected `%codegemma debug last-prompt [")
+
+
+def test_a_fix_must_change_the_failing_line_and_the_undefined_name():
+    cell = "prices_list = [3, 4]\nn = len(price_list)\nprint(n)"
+    error = NameError("name 'price_list' is not defined")
+    added_a_line = "prices_list = [3, 4]\nprice_list = []\nn = len(price_list)\nprint(n)"
+    assert "leaves line 2 (`n = len(price_list)`)" in fixes.judge_fix(cell, added_a_line, error=error, line=2)
+    still_undefined = "prices_list = [3, 4]\nn = len(price_list) + 0\nprint(n)"
+    assert fixes.judge_fix(cell, still_undefined, error=error, line=2) == \
+        "the proposal still uses the undefined name `price_list`"
+    renamed = "prices_list = [3, 4]\nn = len(prices_list)\nprint(n)"
+    assert fixes.judge_fix(cell, renamed, error=error, line=2) is None
+    # a syntax error's line is not required to change (an unclosed bracket is fixed on an earlier line)
+    assert fixes.judge_fix("x = (1,\ny = 2", "x = (1,)\ny = 2", error=SyntaxError("never closed"), line=None) is None
+
+
+def test_the_failing_line_is_read_from_the_traceback_in_a_kernel(ks):
+    ks.execute("prices_list = [3, 4]\nn = len(price_list)\nprint(n)")
+    probe = ("from jupyter_codegemma.kernel import extension\n"
+             "from jupyter_codegemma.kernel.conversation import fixes\n"
+             "c = extension._loaded['magics'].conversation\n"
+             "print(fixes.failing_line(c.recorder.last, c._cell_files()), fixes.undefined_name(c.recorder.last.error))")
+    assert _text(ks.execute(probe)[1]).split() == ["2", "price_list"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from . import limits
+from . import fixes, limits
 from . import prompts as cv
 from ...backends.base import GenerationResult, SamplingParams, chat_tokens, shaped_stream, token_counter
 from ...backends.repetition import stop_runaway
@@ -106,7 +106,8 @@ class Conversation:
         if answer is None:
             return
         proposal = answer.text
-        why_not = cv.judge_fix(failure.source, proposal, self._transform)
+        why_not = fixes.judge_fix(failure.source, proposal, self._transform, error=failure.error,
+                                  line=fixes.failing_line(failure, files))
         note = self._note(answer)
         section = limits.context_section(answer.context_text, answer.prompt_tokens, answer.summary)
         if why_not is not None:
@@ -116,7 +117,7 @@ class Conversation:
             handle.update({"text/markdown": text + section, "text/plain": "codegemma: no confident fix: " + why_not},
                           raw=True)
             return
-        change = cv.diff(failure.source, proposal, failure.label)
+        change = fixes.diff(failure.source, proposal, failure.label)
         handle.update({"text/markdown": f"{note}Proposed fix for {failure.label}:\n\n{code_block(change, 'diff')}" + section,
                        "text/plain": change}, raw=True)
         if args.insert:
@@ -209,7 +210,8 @@ class Conversation:
         # model is mostly repetition.
         max_new = max_new_tokens or (self.settings.explain_max_new_tokens if kind == "explain"
                                      else self.settings.max_new_tokens)
-        sampling = SamplingParams(temperature=self.settings.temperature, seed=self.settings.seed)
+        sampling = SamplingParams(temperature=self.settings.temperature, seed=self.settings.seed,
+                                  repetition_penalty=self.settings.repetition_penalty)
 
         def run(engine, job, out):
             model = engine.info()["model"]

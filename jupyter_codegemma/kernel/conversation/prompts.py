@@ -11,10 +11,8 @@ Everything sent to the model is bounded twice (see limits.py).
 
 from __future__ import annotations
 
-import ast
 import builtins
 import dataclasses
-import difflib
 import keyword
 import linecache
 import re
@@ -356,34 +354,3 @@ def code_blocks(markdown: str) -> list[str]:
     if rest.count("```") == 1:
         blocks.append(rest.split("```", 1)[1].split("\n", 1)[-1].rstrip("\n"))
     return [b for b in blocks if b.strip()]
-
-
-# --- fixes ---------------------------------------------------------------------------------------------
-
-
-def parses(code: str, transform: Callable[[str], str] = lambda c: c) -> bool:
-    """Whether a cell is valid Python once IPython's syntax (magics, `!cmd`) is transformed."""
-    try:
-        ast.parse(transform(code))
-        return True
-    except (SyntaxError, ValueError):
-        return False
-    except Exception:
-        return False
-
-
-def judge_fix(original: str, proposal: str, transform: Callable[[str], str] = lambda c: c) -> str | None:
-    """None if `proposal` is a credible fix of `original`, else why not (for the "no confident fix" message)."""
-    if not proposal.strip():
-        return "the model proposed no code"
-    if proposal.strip() == original.strip():
-        return "the model proposed the same code unchanged"
-    if not parses(proposal, transform):
-        return "the model's proposal is not valid Python"
-    return None
-
-
-def diff(original: str, proposal: str, label: str) -> str:
-    lines = difflib.unified_diff(original.rstrip("\n").splitlines(), proposal.rstrip("\n").splitlines(),
-                                 f"{label} (as run)", f"{label} (proposed fix)", lineterm="")
-    return "\n".join(lines)
