@@ -93,7 +93,11 @@ def test_settings_through_config_and_set(ks):
     assert "state" in _text(outputs) and "completions_enabled" in _text(outputs)
     reply, outputs = ks.execute("%codegemma disable\n%codegemma enable hints")
     text = _text(outputs)
-    assert "completions and hints disabled" in text and "hints enabled" in text
+    assert "completions, hints and generation disabled" in text and "hints enabled" in text
+    reply, outputs = ks.execute("%%codegemma\nadd two numbers")  # exam mode: no generation either
+    assert _text(outputs).strip().startswith("codegemma: %%codegemma, explain, fix and chat are switched off")
+    reply, outputs = ks.execute("%codegemma explain")
+    assert "switched off in this kernel (exam mode" in _text(outputs)
     ks.execute("%codegemma enable")
 
 

@@ -23,7 +23,12 @@ from .conversation.commands import Conversation
 from .worker import Job, Service
 from .settings import CodeGemma, SettingError, set_from_text
 
-_REFRESH_S = 0.1  # how often the streamed output area is redrawn
+_REFRESH_S = 0.1
+# What `%codegemma enable|disable` switches: the editor's completions, exercise hints, and generation
+# (%%codegemma cells, explain, fix, chat). `%codegemma disable` alone is exam mode: all of them off.
+SWITCHES = ("completions", "hints", "generation")
+GENERATION_OFF = ("codegemma: %%codegemma, explain, fix and chat are switched off in this kernel (exam mode; "
+                  "%codegemma enable generation switches them on)")  # how often the streamed output area is redrawn
 
 
 class _Cancelled(Exception):
@@ -77,6 +82,9 @@ class CodeGemmaMagics(Magics):
             self.settings.model = args.model
         if not cell.strip():
             print("codegemma: the cell is empty: write a request under %%codegemma (see %codegemma help)")
+            return
+        if not self.settings.generation_enabled:
+            print(GENERATION_OFF)
             return
         if args.explain or args.chat:
             talk = self.conversation.chat if args.chat else self.conversation.explain_code
@@ -212,8 +220,8 @@ class CodeGemmaMagics(Magics):
                          model in this kernel; the API key comes from $CODEGEMMA_API_KEY
                          (CodeGemma.api_key_env). `use local` goes back to the model in this kernel
         set KEY=VALUE    change a setting, e.g. `set temperature=0.2` (same as %config CodeGemma.KEY)
-        enable|disable   switch inline completions and exercise hints on or off
-                         (`disable completions`, `disable hints` for one of them)
+        enable|disable   switch inline completions, exercise hints and generation (%%codegemma, explain,
+                         fix, chat) on or off; `disable` alone is exam mode (`disable hints` for one)
         explain [--cell N]   explain the last exception (traceback, cell, values), or the code of In[N]
         fix [--insert]   propose a fixed version of the cell that raised the last exception, as a diff;
                          --insert puts it in a new cell below (never run)
@@ -231,6 +239,10 @@ class CodeGemmaMagics(Magics):
         talk = {"explain": self.conversation.explain, "fix": self.conversation.fix,
                 "chat": self.conversation.chat_command, "debug": self.conversation.debug}.get(command)
         if talk is not None:
+            if command != "debug" and not (command == "chat" and rest[:1] in (["reset"], ["history"])) \
+                    and not self.settings.generation_enabled:
+                print(GENERATION_OFF)
+                return
             self._talk(talk, rest)
             return
         if handler is None:
@@ -319,13 +331,16 @@ class CodeGemmaMagics(Magics):
             print(f"codegemma: {key.strip()} = {shown!r}")
 
     def _switch(self, rest, on: bool):
-        which = rest or ["completions", "hints"]
+        """enable|disable [completions|hints|generation]: all three (exam mode when off), or the ones named."""
+        which = rest or list(SWITCHES)
         for name in which:
-            if name not in ("completions", "hints"):
-                print(f"codegemma: expected 'completions' or 'hints', got {name!r}")
+            if name not in SWITCHES:
+                print(f"codegemma: expected {', '.join(map(repr, SWITCHES))}, got {name!r}")
                 return
+        for name in which:
             setattr(self.settings, f"{name}_enabled", on)
-        print(f"codegemma: {' and '.join(which)} {'enabled' if on else 'disabled'}")
+        what = ", ".join(which[:-1]) + f" and {which[-1]}" if len(which) > 1 else which[0]
+        print(f"codegemma: {what} {'enabled' if on else 'disabled'}")
 
     def _enable(self, rest):
         self._switch(rest, True)

@@ -35,12 +35,17 @@ class CodeGemma(Configurable):
                                  "%%codegemma --explain) writes.").tag(config=True)
     temperature = Float(0.0, min=0.0, help="%%codegemma sampling temperature; 0 is greedy.").tag(config=True)
     seed = Int(0, help="%%codegemma sampling seed (used when temperature > 0).").tag(config=True)
+    repetition_penalty = Float(1.0, min=1.0, help="%%codegemma, explain, fix and chat: make the tokens of the "
+                               "last 64 less likely (llama.cpp's repeat_penalty; 1.0 is off). Completions in "
+                               "the editor never use it.").tag(config=True)
     context_cells = Int(3, min=0, help="How many previous code cells %%codegemma shows the model.").tag(config=True)
     mode = Enum(("auto", "line", "block"), "auto",
                 help="Completion mode when a request names none: one line, a block, or chosen from the cursor."
                 ).tag(config=True)
     completions_enabled = Bool(True, help="Answer inline-completion requests from the editor.").tag(config=True)
     hints_enabled = Bool(True, help="Give exercise hints (teachers switch this off for exams).").tag(config=True)
+    generation_enabled = Bool(True, help="Answer %%codegemma cells and %codegemma explain, fix and chat "
+                              "(exam mode, `%codegemma disable`, switches them off with the rest).").tag(config=True)
     exercise_editor = Enum(("auto", "codemirror", "textarea"), "auto",
                            help="The exercise widgets' code editor: the labextension's CodeMirror view, a plain "
                            "Textarea, or auto (CodeMirror where the labextension is installed).").tag(config=True)
