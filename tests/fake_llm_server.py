@@ -28,6 +28,8 @@ import json
 import threading
 import time
 
+from http_fakes import QuietHandler
+
 BASE_MODEL = "gemma-3-270m"  # listed first: what `%codegemma use URL` picks
 INSTRUCTION_MODEL = "gemma-3-270m-it"
 BOS = 2
@@ -40,19 +42,7 @@ class FakeLLMServer:
         self._lock = threading.Lock()
         server = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _json(self, status: int, body) -> None:
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
+        class Handler(QuietHandler):
 
             def _body(self) -> dict:
                 length = int(self.headers.get("Content-Length") or 0)

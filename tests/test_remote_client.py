@@ -15,6 +15,7 @@ import threading
 import time
 
 import pytest
+from http_fakes import QuietHandler
 
 from jupyter_codegemma.backends.errors import PromptError
 from jupyter_codegemma.backends.remote.transport import Endpoint, ServerError, ServerUnavailable, stream_events
@@ -32,19 +33,7 @@ class FakeServer:
         self.disconnected = threading.Event()
         server = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _json(self, status, body):
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
+        class Handler(QuietHandler):
 
             def do_GET(self):
                 server.requests.append({"path": self.path, "headers": dict(self.headers)})
