@@ -84,7 +84,8 @@ NOTEBOOKS = {
                                 "--results results.json"),
     # statusAndCommands.spec.ts (issue 20): the status item's states, a failed load, the palette's commands
     "status.ipynb": _notebook(GREET, ""),
-    "bad-load.ipynb": _notebook(GREET, "%codegemma load /nonexistent.gguf", ""),
+    "bad-load.ipynb": _notebook(GREET, "%codegemma load /nonexistent.gguf", "", "%codegemma set model=/nonexistent.gguf",
+                                "%codegemma load"),
     "load-error.ipynb": _notebook("%load_ext jupyter_codegemma\n%codegemma load /nonexistent.gguf", "%codegemma load",
                                   GREET + "\n", kernel="python3"),
     "palette.ipynb": _notebook("numbers = [3, 1, 2]", kernel="python3"),

@@ -6,6 +6,8 @@ A fake backend stands in for the model: these are the service's rules, not the e
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from jupyter_codegemma.backends.errors import CheckpointError
@@ -25,8 +27,14 @@ class FakeEngine:
 
 
 @pytest.fixture
-def service(monkeypatch):
+def loads():
+    return []
+
+
+@pytest.fixture
+def service(monkeypatch, loads):
     def load(spec, progress):
+        loads.append(spec.model)
         if spec.model:
             raise CheckpointError(spec.model, "no such file")
         return FakeEngine()
@@ -98,3 +106,23 @@ def test_busy_while_a_job_runs_and_not_once_it_is_cancelled(service):
     assert job.finished.wait(10)
     assert seen == {"running": "busy", "stopping": "ready"}
     assert service.status()["state"] == "ready"
+
+
+def test_a_status_request_does_not_retry_a_model_that_failed_to_load(service, loads):
+    service.settings.model = "/nonexistent.gguf"
+    assert _run(service)
+    assert loads == ["/nonexistent.gguf"] and service.status()["state"] == "error"
+    for _ in range(3):  # what the comm does for each status request
+        service.preload()
+    assert _run(service) and loads == ["/nonexistent.gguf"] * 2  # only a request that needs the model tries again
+    service.settings.model = ""
+    assert _run(service) == [] and service.status()["state"] == "ready"
+
+
+def test_a_status_request_starts_the_first_load(service, loads):
+    service.preload()
+    for _ in range(500):
+        if service.status()["state"] == "ready":
+            break
+        time.sleep(0.01)
+    assert loads == [""] and service.status()["state"] == "ready"

@@ -91,8 +91,10 @@ class Service:
         return job
 
     def preload(self) -> None:
-        """Start loading the model in the background, unless it is loaded (or loading)."""
-        if self.engine is None and self._pending == 0:
+        """Start loading the model in the background, unless it is loaded (or loading), or the last load
+        failed: a status request (the status bar asks every second while it says loading) must not retry a
+        model that does not load; a request that needs the model, `%codegemma load` or `use` tries again."""
+        if self.engine is None and self._pending == 0 and self.state != "error":
             try:
                 self.submit(Job(lambda engine: None))
             except protocol.ProtocolError:

@@ -174,6 +174,21 @@ describe('KernelComm: the state the status item shows', () => {
     expect(shown(comm).text).not.toMatch(/error/);
   });
 
+  it('error -> ready: a completion that loads the model (it had failed) makes the page ask again', async () => {
+    const { comm, fake } = await openComm('error');
+    expect(shown(comm).state).toBe('error');
+    jest.advanceTimersByTime(10 * STATUS_POLL_MS);
+    expect(fake.take()).toEqual([]); // an error is not polled: the kernel would not change it by itself
+    const outcome = comm.complete(request('a'), () => undefined);
+    expect(shown(comm).state).toBe('error'); // the kernel's last word, until it says otherwise
+    fake.reply(done('a'));
+    await outcome;
+    jest.advanceTimersByTime(0);
+    expect(fake.take()).toEqual(['complete', 'status']);
+    fake.reply(status('ready') as unknown as Message);
+    expect(shown(comm).state).toBe('ready');
+  });
+
   it('a completion that failed while the model was being replaced: cleared by a reload or a cell that changes the model', async () => {
     const { comm, fake } = await openComm();
     const failed = comm.complete(request('a'), () => undefined);

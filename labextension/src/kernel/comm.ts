@@ -13,7 +13,7 @@
  * The kernel sends a status only when asked, so the status kept here would go stale: one asked
  * while a completion ran says "busy" long after it ended. So while the kernel's last status says
  * loading or busy, it is asked again every second until it says something else, and at once when
- * this page's last completion ends. Busy for this page's own completions needs no asking: a
+ * this page's last completion ends (which may also have loaded a model that had failed: error). Busy for this page's own completions needs no asking: a
  * request is in flight from the moment it is sent until its terminal reply (`pending`).
  */
 
@@ -164,8 +164,9 @@ export class KernelComm implements IDisposable {
       } else if (result?.type === 'error') {
         this._lastError = result;
       }
-      if (this._pending.size === 0 && this._status?.state === 'busy') {
-        // A status asked while this ran said busy; the kernel is ready once the answer is sent.
+      if (this._pending.size === 0 && this._status && this._status.state !== 'ready') {
+        // A status asked while this ran said busy (the kernel is ready once the answer is sent), or the
+        // request loaded the model the status said was loading or had failed: ask what it is now.
         this._pollStatus(0);
       }
       this._changed.emit();
