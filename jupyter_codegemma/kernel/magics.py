@@ -273,7 +273,8 @@ class CodeGemmaMagics(Magics):
         if handle is None:
             return
         info = self.service.engine.info()
-        handle.update({"text/plain": f"codegemma: loaded {info['model']} ({info['parameters'] / 1e6:.0f}M parameters, "
+        name = self.settings.model_label(info["model"])
+        handle.update({"text/plain": f"codegemma: loaded {name} ({info['parameters'] / 1e6:.0f}M parameters, "
                                      f"{info['dtype']} on {info['device']}, FIM: {'yes' if info['fim'] else 'no'})"},
                       raw=True)
 
