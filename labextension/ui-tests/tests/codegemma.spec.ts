@@ -5,21 +5,9 @@
 
 import { expect, test } from '@playwright/test';
 
-import { Lab } from './lab';
+import { Lab, useLabHooks } from './lab';
 
-// The browser's errors and the extension's warnings go to the test output (for a failing run).
-test.beforeEach(({ page }) => {
-  page.on('pageerror', error => console.log(`[page error] ${error.message}`));
-  page.on('console', message => {
-    if (message.type() === 'error' || /codegemma/i.test(message.text())) {
-      console.log(`[console ${message.type()}] ${message.text().slice(0, 1000)}`);
-    }
-  });
-});
-
-test.afterEach(async ({ page }) => {
-  await new Lab(page).shutDownKernels();
-});
+useLabHooks(test);
 
 test('ghost text from the kernel, with the cell above in the request; Tab accepts it', async ({ page }) => {
   const lab = new Lab(page);

@@ -6,20 +6,9 @@
 import { expect, test } from '@playwright/test';
 
 import { ExerciseWidget } from './exerciseWidget';
-import { Lab } from './lab';
+import { Lab, useLabHooks } from './lab';
 
-test.beforeEach(({ page }) => {
-  page.on('pageerror', error => console.log(`[page error] ${error.message}`));
-  page.on('console', message => {
-    if (message.type() === 'error' || /codegemma|widget/i.test(message.text())) {
-      console.log(`[console ${message.type()}] ${message.text().slice(0, 1000)}`);
-    }
-  });
-});
-
-test.afterEach(async ({ page }) => {
-  await new Lab(page).shutDownKernels();
-});
+useLabHooks(test, /codegemma|widget/i);
 
 test('an exercise in a CodeMirror editor: a wrong fix is marked on its line, the right one is solved', async ({
   page

@@ -3,7 +3,7 @@
  * cell, run a command, wait for ghost text.
  */
 
-import { expect, Locator, Page } from '@playwright/test';
+import { expect, Locator, Page, test as playwrightTest } from '@playwright/test';
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -143,4 +143,22 @@ export class Lab {
       expect(response.ok(), `DELETE api/sessions/${session.id}: ${response.status()}`).toBe(true);
     }
   }
+}
+
+/**
+ * The hooks every spec uses: the browser's errors and the messages that match `relevant` go to the
+ * test output (for a failing run), and each test's kernels are shut down after it.
+ */
+export function useLabHooks(test: typeof playwrightTest, relevant: RegExp = /codegemma/i): void {
+  test.beforeEach(({ page }) => {
+    page.on('pageerror', error => console.log(`[page error] ${error.message}`));
+    page.on('console', message => {
+      if (message.type() === 'error' || relevant.test(message.text())) {
+        console.log(`[console ${message.type()}] ${message.text().slice(0, 1000)}`);
+      }
+    });
+  });
+  test.afterEach(async ({ page }) => {
+    await new Lab(page).shutDownKernels();
+  });
 }

@@ -15,20 +15,9 @@
 
 import { expect, Page, test } from '@playwright/test';
 
-import { Lab } from './lab';
+import { Lab, useLabHooks } from './lab';
 
-test.beforeEach(({ page }) => {
-  page.on('pageerror', error => console.log(`[page error] ${error.message}`));
-  page.on('console', message => {
-    if (message.type() === 'error' || /codegemma/i.test(message.text())) {
-      console.log(`[console ${message.type()}] ${message.text().slice(0, 1000)}`);
-    }
-  });
-});
-
-test.afterEach(async ({ page }) => {
-  await new Lab(page).shutDownKernels();
-});
+useLabHooks(test);
 
 /** From now on, keep every state the status item shows (its data-state), in order. */
 async function recordStates(page: Page): Promise<void> {

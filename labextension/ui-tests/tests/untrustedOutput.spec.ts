@@ -25,7 +25,7 @@
 
 import { expect, Page, Request, test } from '@playwright/test';
 
-import { Lab } from './lab';
+import { Lab, useLabHooks } from './lab';
 
 const FAKE_LLM = process.env.CODEGEMMA_FAKE_LLM_URL;
 const PACKAGE_DIR = process.env.CODEGEMMA_PACKAGE_DIR;
@@ -59,18 +59,7 @@ test.skip(
   'needs the fake model server: run through tests/test_labextension.py::test_browser_untrusted_output'
 );
 
-test.beforeEach(({ page }) => {
-  page.on('pageerror', error => console.log(`[page error] ${error.message}`));
-  page.on('console', message => {
-    if (message.type() === 'error' || /codegemma/i.test(message.text())) {
-      console.log(`[console ${message.type()}] ${message.text().slice(0, 1000)}`);
-    }
-  });
-});
-
-test.afterEach(async ({ page }) => {
-  await new Lab(page).shutDownKernels();
-});
+useLabHooks(test);
 
 function notebook(sources: string[]): object {
   return {
