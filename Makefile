@@ -1,6 +1,7 @@
 # jupyter-codegemma — every target does its own set-up into .venv.
 #   make lab     JupyterLab on notebooks/, with the default model installed
 #   make test    every test suite
+#   make fuzz    the kernel's comm fuzzed with 10 000 generated messages (hypothesis)
 #   make demo    a headless demo with timings
 #   make bench   keystroke-to-suggestion latency and speed, against llama.cpp
 #   make docs    the documentation site (MkDocs) into build/site
@@ -11,7 +12,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup llama-cpp lab test demo bench docs clean
+.PHONY: setup llama-cpp lab test fuzz demo bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +81,10 @@ test: setup $(LLAMA_CPP)
 	$(BIN)/python -m pytest
 	@# Every notebook, top to bottom on the default model, on the "CodeGemma (JAX)" kernel (nbval).
 	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks/
+
+# The comm fuzz test (tests/test_comm_fuzz.py) at full volume: make test runs it with 1 000 messages.
+fuzz: setup
+	CODEGEMMA_FUZZ_MESSAGES=10000 $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_comm_fuzz.py
 
 # A real kernel started with jupyter_client: completions over the comm as JupyterLab sends them, one %%codegemma cell.
 demo: setup

@@ -18,14 +18,18 @@ Replies (kernel -> frontend):
 
 Every `complete` ends with exactly one of `done`, `cancelled` or `error`. Unknown fields in a request
 are ignored (so a newer frontend can talk to an older kernel); a wrong type or a missing field is
-`bad_request`. The TypeScript twin is `labextension/src/kernel/protocol.ts` (the frontend checks
-replies in `replyValidation.ts`; the Python tests' copy of that check is `validate_reply` in
-`tests/protocol_golden.py`); both sides load the golden examples in `tests/protocol/*.json`.
+`bad_request`. A lone UTF-16 surrogate (JSON carries one, UTF-8 cannot; the frontend cuts text to
+its limits in UTF-16 units, which can split a pair) reads as U+FFFD in text, and makes an id
+`bad_request` (no reply could carry it). The TypeScript twin is `labextension/src/kernel/protocol.ts`
+(the frontend checks replies in `replyValidation.ts`; the Python tests' copy of that check is
+`validate_reply` in `tests/protocol_golden.py`); both sides load the golden examples in
+`tests/protocol/*.json`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Mapping
 
 VERSION = 1
@@ -40,6 +44,8 @@ MAX_ID_CHARS = 128
 MAX_PATH_CHARS = 1_024
 MAX_LANGUAGE_CHARS = 64
 MAX_NEW_TOKENS = 512
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON's \udXXX escapes decode to these; UTF-8 has none
 
 MODES = ("line", "block", "auto")
 STATES = ("loading", "ready", "busy", "error")
@@ -104,14 +110,15 @@ def parse_request(data: Any) -> Request:
     if not isinstance(data, Mapping):
         raise ProtocolError(BAD_REQUEST, f"a message must be a JSON object, got {_kind(data)}")
     request_id = data.get("id")
-    if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_ID_CHARS:
+    if (not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_ID_CHARS
+            or _LONE_SURROGATE.search(request_id)):
         request_id = None  # echo back only an id the frontend could have sent
     try:
         version = data.get("v")
         if "v" not in data:
             raise ProtocolError(BAD_REQUEST, 'missing "v": every message carries "v": 1')
         if version != VERSION or isinstance(version, bool):
-            raise ProtocolError(UNSUPPORTED_VERSION, f'"v" must be {VERSION}, got {version!r}: '
+            raise ProtocolError(UNSUPPORTED_VERSION, f'"v" must be {VERSION}, got {version!r:.40}: '
                                 f"the frontend and kernel extensions have different versions")
         kind = data.get("type")
         if not isinstance(kind, str):
@@ -154,6 +161,8 @@ def _id(data: Mapping) -> str:
         raise ProtocolError(BAD_REQUEST, f'"id" must be a non-empty string, got {_kind(value)}')
     if len(value) > MAX_ID_CHARS:
         raise ProtocolError(TOO_LARGE, f'"id" has {len(value)} characters; the limit is {MAX_ID_CHARS}')
+    if _LONE_SURROGATE.search(value):
+        raise ProtocolError(BAD_REQUEST, '"id" has a lone UTF-16 surrogate: a reply could not carry it')
     return value
 
 
@@ -168,7 +177,7 @@ def _string(data: Mapping, name: str, limit: int, required: bool = True) -> str 
     if len(value) > limit:
         raise ProtocolError(TOO_LARGE, f'"{name}" has {len(value)} characters; the limit is {limit}: '
                             f"send the text nearest the cursor")
-    return value
+    return _LONE_SURROGATE.sub("\ufffd", value)
 
 
 def _kind(value: Any) -> str:
