@@ -124,8 +124,7 @@ class CodeGemmaMagics(Magics):
             self.shell.set_next_input(code, replace=args.replace)
 
     def _generate_job(self, request: str, context: list[str], max_new_tokens: int, temperature: float):
-        sampling = SamplingParams(temperature=temperature, seed=self.settings.seed,
-                                  repetition_penalty=self.settings.repetition_penalty)
+        sampling = SamplingParams(temperature=temperature, seed=self.settings.seed)
 
         def run(engine, job, out):
             instruction = engine.instruction

@@ -35,9 +35,6 @@ class CodeGemma(Configurable):
                                  "%%codegemma --explain) writes.").tag(config=True)
     temperature = Float(0.0, min=0.0, help="%%codegemma sampling temperature; 0 is greedy.").tag(config=True)
     seed = Int(0, help="%%codegemma sampling seed (used when temperature > 0).").tag(config=True)
-    repetition_penalty = Float(1.0, min=1.0, help="%%codegemma, explain, fix and chat: make the tokens of the "
-                               "last 64 less likely (llama.cpp's repeat_penalty; 1.0 is off). Completions in "
-                               "the editor never use it.").tag(config=True)
     context_cells = Int(3, min=0, help="How many previous code cells %%codegemma shows the model.").tag(config=True)
     mode = Enum(("auto", "line", "block"), "auto",
                 help="Completion mode when a request names none: one line, a block, or chosen from the cursor."

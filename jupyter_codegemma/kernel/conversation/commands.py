@@ -210,8 +210,7 @@ class Conversation:
         # model is mostly repetition.
         max_new = max_new_tokens or (self.settings.explain_max_new_tokens if kind == "explain"
                                      else self.settings.max_new_tokens)
-        sampling = SamplingParams(temperature=self.settings.temperature, seed=self.settings.seed,
-                                  repetition_penalty=self.settings.repetition_penalty)
+        sampling = SamplingParams(temperature=self.settings.temperature, seed=self.settings.seed)
 
         def run(engine, job, out):
             model = engine.info()["model"]
