@@ -19,12 +19,19 @@ from .errors import SettingsError
 
 @dataclasses.dataclass(frozen=True)
 class SamplingParams:
-    """How to pick each next token. temperature 0 means greedy (argmax)."""
+    """How to pick each next token. temperature 0 means greedy (argmax).
+
+    `repetition_penalty` (llama.cpp's `repeat_penalty`): the logits of the tokens among the last
+    `repetition_window` ids (prompt and answer) are made less likely before picking, a positive
+    logit divided by the penalty, a negative one multiplied by it; 1.0 is off.
+    """
 
     temperature: float = 0.0
     top_k: int | None = None
     top_p: float | None = None
     seed: int = 0
+    repetition_penalty: float = 1.0
+    repetition_window: int = 64
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -33,10 +40,20 @@ class SamplingParams:
             raise SettingsError(f"top_k must be >= 1, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise SettingsError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 1.0 <= self.repetition_penalty < float("inf"):  # NaN neither
+            raise SettingsError(f"repetition_penalty must be a number >= 1.0 (1.0 is off), "
+                                f"got {self.repetition_penalty}")
+        if self.repetition_window < 1:
+            raise SettingsError(f"repetition_window must be >= 1, got {self.repetition_window}")
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0 or self.top_k == 1
+
+    @property
+    def penalised(self) -> bool:
+        """Whether the repetition penalty is on."""
+        return self.repetition_penalty != 1.0
 
 
 # --- cancelling -----------------------------------------------------------------------------------

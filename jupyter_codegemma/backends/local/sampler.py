@@ -26,12 +26,22 @@ from ..base import CancelToken, SamplingParams, StepStats
 from .config import GemmaConfig
 from .model import Cache, Transformer, init_cache
 from .programs import Programs
-from .steps import (PREFILL_BUCKETS, SamplerShape, bucket, decode_step, full_forward, kv_bucket, prefill_step,
-                    verify_step)
+from .steps import (NO_ID, PREFILL_BUCKETS, SamplerShape, bucket, decode_step, full_forward, kv_bucket,
+                    prefill_step, verify_step)
 from .speculative import draft_from_context
 
 DRAFT_LEN = 7  # guesses checked per pass
 VERIFY_LEN = DRAFT_LEN + 1  # the last token and its guesses: one static shape
+
+
+def recent_window(ids: Sequence[int], size: int) -> np.ndarray:
+    """The last `size` of `ids`, right-aligned in a [size] int32 array (NO_ID in the empty slots):
+    what the repetition penalty looks at."""
+    window = np.full(size, NO_ID, np.int32)
+    tail = list(ids[-size:]) if size else []
+    if tail:
+        window[size - len(tail):] = tail
+    return window
 
 
 class Sampler:
@@ -120,14 +130,17 @@ class Sampler:
             tokens = np.zeros((1, padded), np.int32)
             tokens[0, :chunk] = prompt_ids[start:start + chunk]
             key = jax.random.fold_in(base_key, start + chunk)
+            # The penalty's arguments exist only when it is on (steps.py): the default programs are unchanged.
+            penalty = (jnp.asarray(recent_window(prompt_ids[:start + chunk], shape.penalty_window)[None]),
+                       jnp.float32(sampling.repetition_penalty)) if shape.penalty_window else ()
             # Every prompt position goes through the prefill weights, however short the chunk: with
             # int8 decode weights, prefilling a few positions in int8 would be cheaper, but the keys and
             # values (and the first token) would then depend on where the cached prefix ended, so the
             # same prompt could get a different suggestion cold and warm.
             token, logits, cache = self._run(
                 prefill_step, self.prefill_model, self.prefill_params, jnp.asarray(tokens), cache, jnp.int32(start),
-                jnp.int32(chunk - 1), key, temperature, top_p, kv_len=kv_bucket(start + padded, self.cache_len),
-                shape=shape)
+                jnp.int32(chunk - 1), key, temperature, top_p, *penalty,
+                kv_len=kv_bucket(start + padded, self.cache_len), shape=shape)
             start += chunk
         self._cache = cache
         self._cached_ids = list(prompt_ids)
@@ -165,17 +178,28 @@ class Sampler:
         position = len(prompt_ids)  # where the pending token's keys and values will be written
         stats.finish_reason = "length"
         if self.speculative and shape.greedy and on_logits is None:
-            yield from self._greedy_with_drafts(prompt_ids, int(token[0]), max_new_tokens, stop_ids, cancel, stats)
+            yield from self._greedy_with_drafts(prompt_ids, int(token[0]), max_new_tokens, stop_ids, cancel, stats,
+                                                shape, sampling.repetition_penalty)
             return
+        # With the penalty, the window of recent ids lives on the device: each decode step adds the
+        # token it is fed and returns the window, so steps are still dispatched before reading back.
+        recent = penalty = None
+        if shape.penalty_window:
+            recent = jnp.asarray(recent_window(prompt_ids, shape.penalty_window)[None])
+            penalty = jnp.float32(sampling.repetition_penalty)
         try:
             for step in range(max_new_tokens):
                 pending = None
                 if step + 1 < max_new_tokens and position < self.cache_len:
                     cache = self._take_cache()
                     key = jax.random.fold_in(base_key, position + 1)
+                    extra = (recent, penalty) if shape.penalty_window else ()
                     pending = self._run(decode_step, self.model, self.params, token, cache, jnp.int32(position), key,
-                                        temperature, top_p, kv_len=kv_bucket(position + 1, self.cache_len), shape=shape)
+                                        temperature, top_p, *extra, kv_len=kv_bucket(position + 1, self.cache_len),
+                                        shape=shape)
                     self._cache = pending[2]
+                    if shape.penalty_window:
+                        recent = pending[3]
                 if on_logits is not None:
                     on_logits(logits)
                 token_id = int(token[0])
@@ -204,10 +228,15 @@ class Sampler:
             self.reset()
             raise
 
-    def _greedy_with_drafts(self, prompt_ids, first: int, max_new_tokens, stop_ids, cancel, stats):
+    def _greedy_with_drafts(self, prompt_ids, first: int, max_new_tokens, stop_ids, cancel, stats,
+                            shape: SamplerShape = SamplerShape(True, None, False), repetition_penalty: float = 1.0):
         """Greedy decoding that verifies prompt-lookup drafts: each pass feeds the last token and
         up to DRAFT_LEN guesses, and keeps the model's own argmax for every position up to the
-        first wrong guess — the same ids as one token per pass."""
+        first wrong guess — the same ids as one token per pass. With a repetition penalty each
+        position's argmax is penalised over its own window (the context up to the token fed there),
+        as plain penalised decoding picks it."""
+        window = shape.penalty_window
+        penalty = jnp.float32(repetition_penalty) if window else None
         context = list(prompt_ids) + [first]
         position = len(prompt_ids)  # where the last token's keys and values go
         emitted = 0
@@ -233,19 +262,27 @@ class Sampler:
                     return
                 if not draft:
                     cache = self._take_cache()
-                    token, _, cache = self._run(
+                    extra = (jnp.asarray(recent_window(context[-window - 1:-1], window)[None]), penalty) if window else ()
+                    token, _, cache, *_ = self._run(
                         decode_step, self.model, self.params, jnp.asarray([context[-1]], jnp.int32), cache,
                         jnp.int32(position),
-                        jax.random.PRNGKey(0), jnp.float32(1), jnp.float32(1),
-                        kv_len=kv_bucket(position + 1, self.cache_len), shape=SamplerShape(True, None, False))
+                        jax.random.PRNGKey(0), jnp.float32(1), jnp.float32(1), *extra,
+                        kv_len=kv_bucket(position + 1, self.cache_len), shape=shape)
                     self._cache = cache
                     pending = [int(token[0])]
                 else:
                     fed = np.zeros((1, VERIFY_LEN), np.int32)
                     fed[0, :1 + len(draft)] = [context[-1]] + draft
+                    extra, statics = (), {}
+                    if window:  # position j's window: the context and the guesses fed up to j
+                        windows = np.full((1, VERIFY_LEN, window), NO_ID, np.int32)
+                        for j in range(1 + len(draft)):
+                            windows[0, j] = recent_window(context[-window:] + draft[:j], window)
+                        extra, statics = (jnp.asarray(windows), penalty), {"shape": shape}
                     cache = self._take_cache()
                     choices, cache = self._run(verify_step, self.model, self.params, jnp.asarray(fed), cache,
-                                               jnp.int32(position), kv_len=kv_bucket(position + VERIFY_LEN, self.cache_len))
+                                               jnp.int32(position), *extra,
+                                               kv_len=kv_bucket(position + VERIFY_LEN, self.cache_len), **statics)
                     self._cache = cache
                     choices = np.asarray(choices[0]).tolist()
                     pending = [choices[0]]

@@ -3,6 +3,10 @@ a full forward pass; how the next token is picked; and the static shapes they ar
 
 The steps are module-level, with the model (a hashable Flax module) as a static argument, so samplers
 of the same model share compiled programs. The cache argument is donated: XLA updates it in place.
+
+The repetition penalty's arguments (the recent ids, the penalty) are passed only when it is on
+(`SamplerShape.penalty_window` > 0): without it every step is traced exactly as it was before the
+penalty existed, so its compiled programs, and their entries in the compilation caches, are unchanged.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from ..base import SamplingParams
 from .model import Transformer
 
 PREFILL_BUCKETS = (16, 32, 64, 128, 256, 512)
+# An empty slot of a recent-ids window (a prompt shorter than the window): out of every vocabulary's
+# range, so the penalty's scatter drops it.
+NO_ID = 2**31 - 1
 # Every cache view length is a separate compiled program, and each holds tens of MB; below
 # 1 024 positions a shorter view saves almost nothing (decoding reads ~270 MB of weights and
 # at most 6 MB of keys and values at this length), so the shortest view is 1 024.
@@ -32,17 +39,34 @@ class SamplerShape:
     greedy: bool
     top_k: int | None
     use_top_p: bool
+    # How many recent ids the repetition penalty looks at (the window's length); 0: no penalty.
+    penalty_window: int = 0
 
     @classmethod
     def of(cls, params: SamplingParams) -> "SamplerShape":
+        window = params.repetition_window if params.penalised else 0
         if params.greedy:
-            return cls(True, None, False)
-        return cls(False, params.top_k, params.top_p is not None and params.top_p < 1)
+            return cls(True, None, False, window)
+        return cls(False, params.top_k, params.top_p is not None and params.top_p < 1, window)
+
+
+def penalise(logits: jax.Array, recent: jax.Array, penalty: jax.Array) -> jax.Array:
+    """llama.cpp's repetition penalty: logits [N, V] with each id in `recent` [N, W] made less likely
+    (a positive logit divided by `penalty`, a negative one multiplied), once however often it occurs.
+    Slots holding NO_ID are empty."""
+    rows = jnp.arange(logits.shape[0])[:, None]
+    seen = jnp.zeros(logits.shape, jnp.bool_).at[rows, recent].set(True, mode="drop")
+    penalised = jnp.where(logits > 0, logits / penalty, logits * penalty)
+    return jnp.where(seen, penalised.astype(logits.dtype), logits)
 
 
 def sample_token(logits: jax.Array, key: jax.Array, temperature: jax.Array, top_p: jax.Array,
-                 shape: SamplerShape) -> jax.Array:
-    """logits [B, V] -> token ids [B]."""
+                 shape: SamplerShape, recent: jax.Array | None = None,
+                 penalty: jax.Array | None = None) -> jax.Array:
+    """logits [B, V] -> token ids [B]. With a penalty window, `recent` [B, W] holds the last W ids
+    of the context (the token fed last included), penalised by `penalty` before picking."""
+    if shape.penalty_window:
+        logits = penalise(logits, recent, penalty)
     if shape.greedy:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     logits = logits / temperature
@@ -79,29 +103,45 @@ def kv_bucket(n: int, cache_len: int) -> int:
 
 @functools.partial(jax.jit, static_argnames=("model", "kv_len", "shape"), donate_argnames=("cache",))
 def prefill_step(model: Transformer, params, tokens, cache, write_index, last_index, key, temperature, top_p,
-                  *, kv_len: int, shape: SamplerShape):
-    """tokens [B, T] at write_index -> (next token [B], its logits [B, V], cache)."""
+                  recent=None, penalty=None, *, kv_len: int, shape: SamplerShape):
+    """tokens [B, T] at write_index -> (next token [B], its logits [B, V], cache). With a penalty
+    window, `recent` [B, W] holds the last W ids up to the chunk's last real token."""
     hidden, cache = model.apply({"params": params}, tokens, cache, write_index, kv_len)
     last = lax.dynamic_index_in_dim(hidden, last_index, axis=1, keepdims=False)  # [B, D]
     logits = model.apply({"params": params}, last, method=Transformer.logits)
-    return sample_token(logits, key, temperature, top_p, shape), logits, cache
+    return sample_token(logits, key, temperature, top_p, shape, recent, penalty), logits, cache
 
 
 @functools.partial(jax.jit, static_argnames=("model", "kv_len", "shape"), donate_argnames=("cache",))
 def decode_step(model: Transformer, params, token, cache, position, key, temperature, top_p,
-                 *, kv_len: int, shape: SamplerShape):
-    """token [B] at position -> (next token [B], its logits [B, V], cache)."""
+                 recent=None, penalty=None, *, kv_len: int, shape: SamplerShape):
+    """token [B] at position -> (next token [B], its logits [B, V], cache).
+
+    With a penalty window, `recent` [B, W] holds the last W ids before `token`; the step adds
+    `token` to it on the device and returns the window too, (next, logits, cache, window): the
+    next step can be dispatched before `token` is read back."""
     hidden, cache = model.apply({"params": params}, token[:, None], cache, position, kv_len)
     logits = model.apply({"params": params}, hidden[:, 0], method=Transformer.logits)
-    return sample_token(logits, key, temperature, top_p, shape), logits, cache
+    if not shape.penalty_window:
+        return sample_token(logits, key, temperature, top_p, shape), logits, cache
+    recent = jnp.concatenate([recent[:, 1:], token[:, None].astype(recent.dtype)], axis=1)
+    return sample_token(logits, key, temperature, top_p, shape, recent, penalty), logits, cache, recent
 
 
-@functools.partial(jax.jit, static_argnames=("model", "kv_len"), donate_argnames=("cache",))
-def verify_step(model: Transformer, params, tokens, cache, write_index, *, kv_len: int):
-    """tokens [B, T] at write_index -> (greedy choice after each of them [B, T], cache)."""
+@functools.partial(jax.jit, static_argnames=("model", "kv_len", "shape"), donate_argnames=("cache",))
+def verify_step(model: Transformer, params, tokens, cache, write_index, windows=None, penalty=None,
+                *, kv_len: int, shape: SamplerShape | None = None):
+    """tokens [B, T] at write_index -> (greedy choice after each of them [B, T], cache).
+
+    With a penalised greedy `shape`, `windows` [B, T, W] holds, for each position, the last W ids up
+    to the token fed there, and each choice is the penalised argmax (as decode_step picks it)."""
     hidden, cache = model.apply({"params": params}, tokens, cache, write_index, kv_len)
     logits = model.apply({"params": params}, hidden, method=Transformer.logits)
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32), cache
+    if shape is None or not shape.penalty_window:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32), cache
+    b, t, v = logits.shape
+    flat = penalise(logits.reshape(b * t, v), windows.reshape(b * t, -1), penalty)
+    return jnp.argmax(flat, axis=-1).astype(jnp.int32).reshape(b, t), cache
 
 
 @functools.partial(jax.jit, static_argnums=(0,))

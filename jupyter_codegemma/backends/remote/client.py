@@ -260,11 +260,17 @@ class RemoteEngine:
     @staticmethod
     def _options(max_new_tokens: int, sampling, stops: Sequence[str]) -> dict:
         """The fields a completion and a chat request share: length, streaming, sampling, stops."""
-        # repeat_penalty 1 (off): the local engine has none, and llama.cpp's server defaults to 1.1.
+        # The repetition penalty is sampling's (1.0, off, unless asked for: llama.cpp's server would
+        # default to 1.1), under llama.cpp's names (repeat_penalty over repeat_last_n ids) and vLLM's
+        # (repetition_penalty, over the prompt and the answer); OpenAI's frequency_penalty stays 0.
         # include_usage: servers that know it (vLLM, Ollama) report the prompt's token count at the end.
         body = {"max_tokens": int(max_new_tokens), "stream": True, "stream_options": {"include_usage": True},
-                "temperature": 0.0, "repeat_penalty": 1.0, "stop": list(stops)}
+                "temperature": 0.0, "repeat_penalty": 1.0, "repetition_penalty": 1.0, "stop": list(stops)}
         if sampling is not None:
+            penalty = float(sampling.repetition_penalty)
+            body["repeat_penalty"] = body["repetition_penalty"] = penalty
+            if sampling.penalised:
+                body["repeat_last_n"] = int(sampling.repetition_window)
             body["temperature"] = float(sampling.temperature)
             if sampling.temperature > 0:
                 body["seed"] = int(sampling.seed)
