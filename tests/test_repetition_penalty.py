@@ -153,3 +153,23 @@ def test_servers_get_the_penalty_under_llama_cpp_and_vllm_names():
     on = RemoteEngine._options(9, SamplingParams(repetition_penalty=1.1, repetition_window=32), ())
     assert on["repeat_penalty"] == on["repetition_penalty"] == 1.1 and on["repeat_last_n"] == 32
     assert on.get("frequency_penalty", 0) == 0
+
+
+def test_the_setting_is_on_for_codegemma_cells_only_unless_set():
+    from jupyter_codegemma.kernel.settings import CodeGemma, SettingError, set_from_text
+
+    settings = CodeGemma()
+    assert settings.repetition_penalty is None
+    assert settings.penalty_for("generate") == 1.1
+    assert [settings.penalty_for(kind) for kind in ("explain", "fix", "chat")] == [1.0, 1.0, 1.0]
+    assert set_from_text(settings, "repetition_penalty", "1.3") == 1.3
+    assert {settings.penalty_for(kind) for kind in ("generate", "explain", "fix", "chat")} == {1.3}
+    assert set_from_text(settings, "repetition_penalty", "1") == 1.0  # off everywhere
+    assert settings.penalty_for("generate") == 1.0
+    assert set_from_text(settings, "repetition_penalty", "None") is None  # back to the defaults
+    settings.model = "/models/codegemma-7b-it.gguf"  # measured on the default model only
+    assert settings.penalty_for("generate") == 1.0
+    settings.model, settings.server_url = "", "http://127.0.0.1:8080"
+    assert settings.penalty_for("generate") == 1.0
+    with pytest.raises(SettingError, match="repetition_penalty takes a number of at least 1.0"):
+        set_from_text(settings, "repetition_penalty", "0.5")

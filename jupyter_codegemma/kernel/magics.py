@@ -124,7 +124,8 @@ class CodeGemmaMagics(Magics):
             self.shell.set_next_input(code, replace=args.replace)
 
     def _generate_job(self, request: str, context: list[str], max_new_tokens: int, temperature: float):
-        sampling = SamplingParams(temperature=temperature, seed=self.settings.seed)
+        sampling = SamplingParams(temperature=temperature, seed=self.settings.seed,
+                                  repetition_penalty=self.settings.penalty_for("generate"))
 
         def run(engine, job, out):
             instruction = engine.instruction

@@ -19,6 +19,12 @@ from traitlets.config import Configurable
 SERVER_URL_ENV = "CODEGEMMA_SERVER_URL"
 SERVER_MODEL_ENV = "CODEGEMMA_SERVER_MODEL"
 ALLOW_INSECURE_HTTP_ENV = "CODEGEMMA_ALLOW_INSECURE_HTTP"  # "1", "true" or "yes"
+# The repetition penalty of the default model where `repetition_penalty` is None, by request kind: on
+# where bench/generation.py measured that it helps (%%codegemma: fewer runaway answers, more that do what
+# was asked); off for explanations (no fewer repeated blocks, longer and vaguer answers), for fixes and
+# chat (not measured; a fix copies the failing cell, which a penalty works against), and for other
+# models and servers (not measured; a server such as vLLM applies it to the whole prompt).
+DEFAULT_REPETITION_PENALTY = {"generate": 1.1}
 DEFAULT_MODEL_LABEL = "Gemma 3 270M"  # the default model's name, as its model card writes it
 
 
@@ -35,6 +41,11 @@ class CodeGemma(Configurable):
                                  "%%codegemma --explain) writes.").tag(config=True)
     temperature = Float(0.0, min=0.0, help="%%codegemma sampling temperature; 0 is greedy.").tag(config=True)
     seed = Int(0, help="%%codegemma sampling seed (used when temperature > 0).").tag(config=True)
+    repetition_penalty = Float(None, allow_none=True, min=1.0,
+                               help="Make the tokens of the last 64 less likely (llama.cpp's repeat_penalty; 1.0 "
+                               "is off) in %%codegemma, explain, fix and chat. None: 1.1 for %%codegemma with the "
+                               "default model, where it helps (bench/generation.py); off otherwise. Editor "
+                               "completions never use it.").tag(config=True)
     context_cells = Int(3, min=0, help="How many previous code cells %%codegemma shows the model.").tag(config=True)
     mode = Enum(("auto", "line", "block"), "auto",
                 help="Completion mode when a request names none: one line, a block, or chosen from the cursor."
@@ -70,6 +81,15 @@ class CodeGemma(Configurable):
     @default("allow_insecure_http")
     def _allow_insecure_http_default(self) -> bool:
         return os.environ.get(ALLOW_INSECURE_HTTP_ENV, "").strip().lower() in ("1", "true", "yes")
+
+    def penalty_for(self, kind: str) -> float:
+        """The repetition penalty of a request of `kind` ("generate" for %%codegemma, "explain", "fix",
+        "chat"): the setting, or where it is None, what was measured for that kind with the default
+        model (off with any other model or a server)."""
+        if self.repetition_penalty is not None:
+            return self.repetition_penalty
+        default_model = not self.model and not self.server_url
+        return DEFAULT_REPETITION_PENALTY.get(kind, 1.0) if default_model else 1.0
 
     def model_label(self, loaded: str = "") -> str:
         """The model's name as the status bar, `%codegemma status` and messages show it. `loaded` is the

@@ -210,7 +210,8 @@ class Conversation:
         # model is mostly repetition.
         max_new = max_new_tokens or (self.settings.explain_max_new_tokens if kind == "explain"
                                      else self.settings.max_new_tokens)
-        sampling = SamplingParams(temperature=self.settings.temperature, seed=self.settings.seed)
+        sampling = SamplingParams(temperature=self.settings.temperature, seed=self.settings.seed,
+                                  repetition_penalty=self.settings.penalty_for(kind))
 
         def run(engine, job, out):
             model = engine.info()["model"]
