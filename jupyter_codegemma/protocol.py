@@ -45,7 +45,7 @@ MAX_PATH_CHARS = 1_024
 MAX_LANGUAGE_CHARS = 64
 MAX_NEW_TOKENS = 512
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON's \udXXX escapes decode to these; UTF-8 has none
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # what JSON's surrogate escapes decode to; UTF-8 has none
 
 MODES = ("line", "block", "auto")
 STATES = ("loading", "ready", "busy", "error")

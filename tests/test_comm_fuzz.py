@@ -22,7 +22,7 @@ and error messages stay short (the kernel does not echo what it was sent). After
 still complete code correctly and answer `status`.
 
 On the wire the client writes JSON the way a browser does for strings (a lone UTF-16 surrogate as a
-\\udXXX escape) and sends NaN/Infinity as Python's json writes them (a browser would send null; the
+surrogate escape) and sends NaN/Infinity as Python's json writes them (a browser would send null; the
 kernel's json reads them, so they reach the kernel's checks). Values nested about 1000 deep, or integers
 over 4300 digits, never reach the comm: ipykernel's own JSON decoding drops the message first.
 
