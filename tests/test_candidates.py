@@ -1,0 +1,86 @@
+"""The check every suggestion passes before it is shown (backends/candidates.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from jupyter_codegemma.backends.candidates import check, starts_with_name
+
+FUNCTION = "def total(values):\n    result = 0\n    for v in values:\n"
+
+
+@pytest.mark.parametrize("line, ok", [
+    ("        result += v", True),  # the body the `for` opens
+    ("    result += v", False),  # not deeper than the `for`: no body
+    ("      result += v", True),  # deeper is deeper, however much
+])
+def test_a_line_after_a_colon_must_be_indented_deeper(line, ok):
+    assert check(FUNCTION, line, "").ok is ok
+
+
+@pytest.mark.parametrize("line, ok", [
+    ("    return result", True),  # back to the function's level
+    ("return result", True),  # back to the top level
+    ("  return result", False),  # a level no open block has
+    ("            return result", False),  # deeper, but nothing opened a block
+])
+def test_a_dedent_must_land_on_an_open_level(line, ok):
+    prefix = FUNCTION + "        result += v\n"
+    verdict = check(prefix, line, "")
+    assert verdict.ok is ok
+    if not ok:
+        assert verdict.offset == 0 and "indented" in verdict.reason
+
+
+def test_a_suggestion_that_breaks_a_parseable_cell_is_refused_and_says_where():
+    prefix = "def f(x):\n    y = x + 1\n    "
+    suffix = "\n    return y\n"
+    assert check(prefix, "y = y * 2", suffix).ok
+    verdict = check(prefix, "y = y * * 2", suffix)
+    assert not verdict.ok and "no longer parse" in verdict.reason
+    assert 0 < verdict.offset < len("y = y * * 2")
+    assert not check(prefix, "y = abs(y", suffix).ok  # a bracket never closed, with code after it
+
+
+def test_unfinished_code_that_was_unparseable_stays_allowed():
+    # The user is in the middle of a call: the cell did not parse before and does not with the suggestion.
+    assert check("values = sorted(items, key=", "lambda item: item[1]", "").ok
+    assert check("values = sorted(items, key=lambda item: ", "item[1],", "").ok
+    # A line that opens a block at the end of the cell: its body comes next.
+    assert check("import os\n", "for name in os.listdir('.'):", "").ok
+    # An error elsewhere in the cell (below the cursor) stays; the suggestion adds none.
+    assert check("x = 1\ny = ", "x + 1", "\nprint(y))\n").ok
+
+
+def test_a_suggestion_may_not_add_an_error_to_a_cell_that_had_one():
+    suffix = "\nprint(y))\n"  # already broken below the cursor
+    verdict = check("x = 1\ny = ", "x + + * 1", suffix)
+    assert not verdict.ok and "adds an error" in verdict.reason
+
+
+def test_made_up_names_are_refused_where_the_namespace_is_known():
+    prefix = "import math\n\ndef area(radius):\n    "
+    assert check(prefix, "return math.pi * radius ** 2", "", namespace=()).ok
+    verdict = check(prefix, "return pi * radius ** 2", "", namespace=())
+    assert not verdict.ok and "'pi'" in verdict.reason and verdict.offset == len("return ")
+    assert check(prefix, "return pi * radius ** 2", "", namespace={"pi"}).ok  # the kernel has one
+    assert check(prefix, "return pi * radius ** 2", "").ok  # namespace unknown: names are not checked
+    assert check("from math import *\n", "x = pi", "", namespace=()).ok  # a star import binds what we cannot see
+
+
+def test_ipython_syntax_is_not_a_parse_error():
+    assert check("%matplotlib inline\nimport numpy as np\n", "x = np.zeros(3)", "\n!ls\n").ok
+    assert check("%%bash\necho ", "hello )(", "").ok  # a cell magic's body is not Python
+
+
+def test_starts_with_name():
+    assert starts_with_name("shape[0]", ["dtype", "shape"])
+    assert starts_with_name("shape", ["shape"])
+    assert not starts_with_name("shapes", ["shape"])
+    assert not starts_with_name("size", ["shape"])
+    assert starts_with_name("name\"]", ['name"'])
+
+
+def test_a_continuation_line_in_a_broken_cell_is_not_read_alone():
+    prefix = "x = compute(1,\n            "
+    assert check(prefix, "2)", "\nprint(x))\n").ok
