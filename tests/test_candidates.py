@@ -83,4 +83,4 @@ def test_starts_with_name():
 
 def test_a_continuation_line_in_a_broken_cell_is_not_read_alone():
     prefix = "x = compute(1,\n            "
-    assert check(prefix, "2)", "\nprint(x))\n").ok
+    assert check(prefix, "2)", "\n\ny = 1 +\n").ok
