@@ -16,6 +16,7 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 
 import { codeEditorWidgetExports } from './exercises/codeEditorWidget';
 import { addCommands, CommandIDs } from './commands';
+import { addAcceptCommands } from './completion/acceptCommands';
 import { KernelCommRegistry } from './kernel/commRegistry';
 import { CodeGemmaProvider } from './completion/provider';
 import { refreshAfterRuns } from './kernel/refresh';
@@ -46,8 +47,10 @@ const plugin: JupyterFrontEndPlugin<ICodeGemma> = {
         .then(loaded => settings.connect(loaded))
         .catch(reason => console.error('codegemma: cannot load the settings; using the defaults', reason));
     }
-    completions.registerInlineProvider(new CodeGemmaProvider(comms, settings));
+    const provider = new CodeGemmaProvider(comms, settings);
+    completions.registerInlineProvider(provider);
     addCommands({ app, tracker, comms, settings, palette });
+    addAcceptCommands({ app, tracker, completions, provider, palette });
     refreshAfterRuns(comms, tracker);
     return { comms, settings };
   }

@@ -6,9 +6,10 @@
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { ISignal, Signal } from '@lumino/signaling';
 
+import { ITriggerSettings, Trigger, TRIGGERS } from './completion/trigger';
 import { MAX_NEW_TOKENS, MAX_PREFIX_CHARS, MAX_SUFFIX_CHARS, Mode, MODES } from './kernel/protocol';
 
-export interface ICodeGemmaSettings {
+export interface ICodeGemmaSettings extends ITriggerSettings {
   enabled: boolean;
   debounceMs: number;
   prefixChars: number;
@@ -21,6 +22,11 @@ export interface ICodeGemmaSettings {
 /** The same values as the schema's defaults: used until the settings registry has answered. */
 export const DEFAULT_SETTINGS: ICodeGemmaSettings = {
   enabled: true,
+  trigger: 'auto',
+  inMarkdownCells: false,
+  inRawCells: false,
+  inStrings: true,
+  inComments: true,
   debounceMs: 200,
   prefixChars: 6000,
   suffixChars: 2000,
@@ -40,8 +46,19 @@ function clampInt(value: unknown, low: number, high: number, fallback: number): 
 export function readSettings(composite: Partial<Record<keyof ICodeGemmaSettings, unknown>>): ICodeGemmaSettings {
   const d = DEFAULT_SETTINGS;
   const mode = composite.mode;
+  const trigger = composite.trigger;
+  const flag = (key: 'enabled' | keyof Omit<ITriggerSettings, 'trigger'>): boolean => {
+    const value = composite[key];
+    return typeof value === 'boolean' ? value : d[key];
+  };
   return {
-    enabled: typeof composite.enabled === 'boolean' ? composite.enabled : d.enabled,
+    enabled: flag('enabled'),
+    trigger:
+      typeof trigger === 'string' && (TRIGGERS as readonly string[]).includes(trigger) ? (trigger as Trigger) : d.trigger,
+    inMarkdownCells: flag('inMarkdownCells'),
+    inRawCells: flag('inRawCells'),
+    inStrings: flag('inStrings'),
+    inComments: flag('inComments'),
     debounceMs: clampInt(composite.debounceMs, 0, 5000, d.debounceMs),
     prefixChars: clampInt(composite.prefixChars, 0, MAX_PREFIX_CHARS, d.prefixChars),
     suffixChars: clampInt(composite.suffixChars, 0, MAX_SUFFIX_CHARS, d.suffixChars),

@@ -24,10 +24,18 @@ describe('settings', () => {
       suffixChars: 12.6,
       contextCells: 'many',
       mode: 'line',
-      maxNewTokens: 100_000
+      maxNewTokens: 100_000,
+      trigger: 'manual',
+      inMarkdownCells: true,
+      inStrings: 'yes'
     });
     expect(read).toEqual({
       enabled: false,
+      trigger: 'manual',
+      inMarkdownCells: true,
+      inRawCells: false,
+      inStrings: true,
+      inComments: true,
       debounceMs: 0,
       prefixChars: 100_000,
       suffixChars: 13,
@@ -36,5 +44,6 @@ describe('settings', () => {
       maxNewTokens: 512
     });
     expect(readSettings({ mode: 'paragraph' }).mode).toBe('auto');
+    expect(readSettings({ trigger: 'sometimes' }).trigger).toBe('auto');
   });
 });

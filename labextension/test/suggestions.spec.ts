@@ -33,6 +33,20 @@ describe('Suggestion', () => {
     expect(await collect(suggestion)).toEqual(['abc']);
   });
 
+  it('serves several readers at once (the ghost text and the one typed through it)', async () => {
+    const suggestion = new Suggestion();
+    const first = collect(suggestion);
+    const second = collect(suggestion);
+    await new Promise(resolve => setTimeout(resolve, 0));
+    suggestion.update('total');
+    await new Promise(resolve => setTimeout(resolve, 0));
+    suggestion.update('total = 0');
+    suggestion.end();
+    expect(await first).toEqual(['total', 'total = 0']);
+    expect(await second).toEqual(['total', 'total = 0']);
+    expect(suggestion.text).toBe('total = 0');
+  });
+
   it('yields nothing for a request that ends without text (cancelled, error)', async () => {
     const suggestion = new Suggestion();
     suggestion.end();

@@ -4,7 +4,9 @@
  * `fetch` reads the cells around the cursor, sends `complete` and returns at once with an empty, incomplete
  * suggestion; JupyterLab then calls `stream`, which yields the suggestion as `partial` replies
  * grow it. JupyterLab does not tell a provider when a request has gone stale, so the provider
- * keeps track itself: every new `fetch` (the user typed again) cancels the request before it.
+ * keeps track itself: every new `fetch` (the user typed again) cancels the request before it,
+ * unless the user typed what the ghost text shows: then the rest of the same suggestion is served
+ * again, with no new request (typeThrough.ts). When to ask at all is trigger.ts.
  */
 
 import {
@@ -23,6 +25,8 @@ import { KernelCommRegistry } from '../kernel/commRegistry';
 import * as protocol from '../kernel/protocol';
 import { CodeGemmaSettings } from '../settings';
 import { InFlight, Suggestion } from './suggestions';
+import { shouldSuggest } from './trigger';
+import { anchorAt, ICursorText, ISuggestionAnchor, typedSince, typeThrough } from './typeThrough';
 
 export const PROVIDER_ID = 'jupyter-codegemma';
 
@@ -46,19 +50,28 @@ export class CodeGemmaProvider implements IInlineCompletionProvider {
     context: IInlineCompletionContext
   ): Promise<IInlineCompletionList<IInlineCompletionItem>> {
     const seq = ++this._seq;
-    this._inFlight.supersede(); // the user typed again: the previous suggestion is for text that is gone
     const settings = this._settings.current;
     const panel = context.widget;
-    if (!settings.enabled || !(panel instanceof NotebookPanel)) {
+    const notebook = panel instanceof NotebookPanel ? panel.content : null;
+    const cell = notebook?.activeCell;
+    if (!settings.enabled || !(panel instanceof NotebookPanel) || !notebook || !cell) {
+      this._inFlight.supersede();
       return NO_SUGGESTIONS;
     }
-    const notebook = panel.content;
-    const cell = notebook.activeCell;
+    const cursor: ICursorText = { cellId: cell.model.id, text: request.text, offset: request.offset };
+    const kept = this._typedThrough(cursor);
+    if (kept) {
+      return { items: [kept] };
+    }
+    this._inFlight.supersede(); // the user typed again: the previous suggestion is for text that is gone
+    this._shown = null;
     const kernel = context.session?.kernel ?? panel.sessionContext.session?.kernel;
-    if (!kernel || !cell || cell.model.type !== 'code') {
+    const language = notebookLanguage(panel);
+    const source = context.triggerKind === InlineCompletionTriggerKind.Invoke ? 'invoke' : 'automatic';
+    if (!kernel || !shouldSuggest(settings, { source, cellType: cell.model.type, ...cursor, language })) {
       return NO_SUGGESTIONS;
     }
-    if (context.triggerKind === InlineCompletionTriggerKind.Automatic && settings.debounceMs > 0) {
+    if (source === 'automatic' && settings.debounceMs > 0) {
       await sleep(settings.debounceMs);
       // Typed again, or left the cell (ran it: Shift+Enter): nobody will see this suggestion.
       if (seq !== this._seq || notebook.activeCell !== cell || notebook.mode !== 'edit') {
@@ -74,7 +87,6 @@ export class CodeGemmaProvider implements IInlineCompletionProvider {
       kind: widget.model.type as CellKind,
       text: widget === cell ? request.text : widget.model.sharedModel.getSource()
     }));
-    const language = notebookLanguage(panel);
     const { prefix, suffix } = textAroundCursor(cells, notebook.activeCellIndex, request.offset, {
       prefixChars: settings.prefixChars,
       suffixChars: settings.suffixChars,
@@ -83,7 +95,8 @@ export class CodeGemmaProvider implements IInlineCompletionProvider {
     });
     const id = protocol.newRequestId();
     const suggestion = new Suggestion();
-    this._suggestions.set(id, suggestion);
+    this._streams.set(id, { suggestion, typed: '' });
+    this._shown = { anchor: anchorAt(cursor), suggestion };
     this._inFlight.start(id, () => comm.cancel(id));
     const message = protocol.complete({
       id,
@@ -107,17 +120,49 @@ export class CodeGemmaProvider implements IInlineCompletionProvider {
   }
 
   async *stream(token: string): AsyncGenerator<{ response: IInlineCompletionItem }> {
-    const suggestion = this._suggestions.get(token);
-    if (!suggestion) {
+    const followed = this._streams.get(token);
+    if (!followed) {
       return;
     }
+    const { suggestion, typed } = followed;
     try {
       for await (const text of suggestion.texts()) {
-        yield { response: { insertText: text, isIncomplete: !suggestion.ended } };
+        if (!text.startsWith(typed)) {
+          return; // the finished suggestion no longer starts with what was typed over it
+        }
+        yield { response: { insertText: text.slice(typed.length), isIncomplete: !suggestion.ended } };
       }
     } finally {
-      this._suggestions.delete(token);
+      this._streams.delete(token);
     }
+  }
+
+  /**
+   * The ghost text of this provider's suggestion still on show with the cell as `cursor` says,
+   * or null when there is none (another provider's, or stale). Accept-next-word/line take from it.
+   */
+  remainderAt(cursor: ICursorText): string | null {
+    const shown = this._shown;
+    return shown ? typeThrough(shown.anchor, shown.suggestion.text, shown.suggestion.ended, cursor) : null;
+  }
+
+  /**
+   * The item to show when the user typed through the suggestion on show (see typeThrough.ts): the
+   * rest of it, still streaming if its request is; null when a new request is due.
+   */
+  private _typedThrough(cursor: ICursorText): IInlineCompletionItem | null {
+    const shown = this._shown;
+    const rest = this.remainderAt(cursor);
+    if (!shown || rest === null) {
+      return null;
+    }
+    const { suggestion } = shown;
+    if (suggestion.ended) {
+      return { insertText: rest };
+    }
+    const token = protocol.newRequestId();
+    this._streams.set(token, { suggestion, typed: typedSince(shown.anchor, cursor) ?? '' });
+    return { insertText: rest, isIncomplete: true, token };
   }
 
   /** Whether this kernel answers completions now: it has the target, and they are switched on. */
@@ -135,7 +180,10 @@ export class CodeGemmaProvider implements IInlineCompletionProvider {
 
   private _inFlight = new InFlight();
   private _seq = 0;
-  private _suggestions = new Map<string, Suggestion>();
+  /** The suggestion last asked for, and where: what typing through it keeps. */
+  private _shown: { anchor: ISuggestionAnchor; suggestion: Suggestion } | null = null;
+  /** What each token's stream follows: a suggestion, less what was typed over it. */
+  private _streams = new Map<string, { suggestion: Suggestion; typed: string }>();
 }
 
 /** The notebook's language as the kernel reports it (`language_info`), Python when unknown. */

@@ -3,10 +3,19 @@
  * grows with each `partial`, and the one request in flight that the next keystroke makes stale.
  */
 
-/** A suggestion as it grows: `partial` replies push the whole text so far, the last reply ends it. */
+/**
+ * A suggestion as it grows: `partial` replies push the whole text so far, the last reply ends it.
+ * Several readers may follow it at once: the ghost text first asked for, and the shorter ones
+ * shown while the user types through it (typeThrough.ts).
+ */
 export class Suggestion {
   get ended(): boolean {
     return this._ended;
+  }
+
+  /** The whole text so far. */
+  get text(): string {
+    return this._text;
   }
 
   update(text: string): void {
@@ -33,21 +42,21 @@ export class Suggestion {
         return;
       }
       await new Promise<void>(resolve => {
-        this._waiter = resolve;
+        this._waiters.push(resolve);
       });
     }
   }
 
   private _wake(): void {
-    const waiter = this._waiter;
-    this._waiter = null;
-    waiter?.();
+    const waiters = this._waiters;
+    this._waiters = [];
+    waiters.forEach(wake => wake());
   }
 
   private _ended = false;
   private _text = '';
   private _version = 0;
-  private _waiter: (() => void) | null = null;
+  private _waiters: (() => void)[] = [];
 }
 
 /**
