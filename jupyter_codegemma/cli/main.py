@@ -5,6 +5,7 @@
     codegemma generate "def fib(n):"        streams the continuation
     codegemma generate --jsonl prompts.jsonl  one JSON object out per line in
     codegemma eval --limit 100              HumanEval infilling: pass@1, exact match, latency (evaluation/)
+    codegemma grade submitted/              re-run students' exercise code against the tests: a CSV
 
 The model loads once per command. Errors in what the user gave (a missing model file, an empty
 or too-long prompt) print one line and exit with status 2; in --jsonl mode a bad line gives an
@@ -18,7 +19,7 @@ import sys
 from typing import IO
 
 from .._version import __version__
-from . import eval_command, kernel_command, model_commands
+from . import eval_command, grade_command, kernel_command, model_commands
 from .common import EXIT_USAGE, CliError
 
 
@@ -29,10 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands.add_parsers(commands)
     kernel_command.add_parser(commands)
     eval_command.add_parser(commands)
+    grade_command.add_parser(commands)
     return parser
 
 
-COMMANDS = {**model_commands.COMMANDS, "kernel": kernel_command.cmd_kernel, "eval": eval_command.cmd_eval}
+COMMANDS = {**model_commands.COMMANDS, "kernel": kernel_command.cmd_kernel, "eval": eval_command.cmd_eval,
+            "grade": grade_command.cmd_grade}
 
 
 def main(argv: list[str] | None = None, out: IO[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 The category comes first from Python's own message (3.10+ messages are precise: "'(' was never closed",
 "expected ':'", "Perhaps you forgot a comma?"), then, for the bare "invalid syntax", from the tokens
 around the error (a misspelled keyword, two operands side by side, a stray `$`). Nothing is executed:
-the source is only compiled.
+the source is only compiled. The message stays CPython's own, word for word; `explanations.PLAIN` adds one
+plain sentence per category beside it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import re
 import tokenize
 import warnings
 from dataclasses import dataclass
+
+from .explanations import beginner_message, plain_sentence
 
 __all__ = ["CATEGORIES", "CATEGORY_NAMES", "CheckResult", "check_code"]
 
@@ -93,12 +96,19 @@ class CheckResult:
     line: int | None  # 1-based
     col: int | None  # 1-based
     category: str | None  # one of CATEGORIES' keys
-    message: str | None  # Python's own message
-    explanation: str | None  # plain-language explanation for beginners
+    message: str | None  # Python's own message, word for word
+    explanation: str | None  # plain-language explanation for beginners (hint level 2)
+    plain: str | None = None  # one plain sentence: what the category means and where to look (explanations.PLAIN)
+
+    @property
+    def beginner_message(self) -> str | None:
+        """Python's message, then the plain sentence (None when the code parses)."""
+        return None if self.ok else beginner_message(self.message or "invalid syntax", self.category)
 
 
 _OK = CheckResult(True, None, None, None, None, None)
 _STRAY = set("$?!`@") - {"@"}  # '@' is matrix multiplication / decorators; the others never start a token
+_BLOCK_START = re.compile(r"\s*(if|elif|else|for|while|def|class|try|except|finally|with)\b")
 _BLOCK_KEYWORDS = ("if", "elif", "else", "for", "while", "def", "class", "try", "except", "finally", "with",
                    "return", "import", "from", "lambda", "pass", "break", "continue", "print", "in", "not",
                    "and", "or", "is", "True", "False", "None", "yield", "raise", "assert", "global", "del")
@@ -140,7 +150,7 @@ def _result(source: str, line: int, col: int, category: str, msg: str, detail: s
     text = lines[min(line, len(lines)) - 1]
     col = min(max(col, 1), len(text) + 1)
     explanation = CATEGORIES[category] if not detail else f"{detail} {CATEGORIES[category]}"
-    return CheckResult(False, line, col, category, msg, explanation)
+    return CheckResult(False, line, col, category, msg, explanation, plain_sentence(category))
 
 
 def _categorize(source, err, msg, lines, line, text, col) -> tuple[str, str | None]:
@@ -222,6 +232,10 @@ def _is_operand_start(tok: tokenize.TokenInfo) -> bool:
 
 def _guess_invalid_syntax(text: str, col: int, tokens) -> tuple[str, str | None]:
     ch = text[col - 1] if 0 < col <= len(text) else ""
+    # `if x > 3;`, `else.`: a block's first line ending in another mark where the colon belongs
+    # (CPython says "invalid syntax" here, and "expected ':'" only when nothing stands there).
+    if _BLOCK_START.match(text) and text.split("#", 1)[0].rstrip()[-1:] in (";", ".", ","):
+        return "missing_colon", f"The line ends with {text.split('#', 1)[0].rstrip()[-1]!r} where the colon belongs."
     if ch == "=" and text[col - 1 : col + 1] != "==" and re.match(r"\s*(if|elif|while)\b", text):
         return "assign_for_compare", None
     if ch in _STRAY and not text[col - 1 : col + 1] == "!=":

@@ -2,7 +2,11 @@
 notebook (widget state is not saved in notebooks), and a CSV export for the teacher.
 
     {"version": 1, "student": "ana", "exercises": {"colon-if": {"attempts": 2, "hints": 1,
-     "max_hint_level": 1, "seconds": 41.5, "solved": true, "first_seen": "...", "solved_at": "..."}}}
+     "max_hint_level": 1, "seconds": 41.5, "solved": true, "first_seen": "...", "solved_at": "...",
+     "code": "the code of the last Check", "solved_code": "the code that solved it"}}}
+
+What a student's kernel writes can be edited by the student: `codegemma grade` (grading.py) re-runs `code`
+on the teacher's machine rather than trusting `solved`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from pathlib import Path
 __all__ = ["DEFAULT_FILE", "ExerciseRecord", "Results", "ResultsError", "export_csv", "read_results"]
 
 DEFAULT_FILE = "codegemma_exercise_results.json"
-_FIELDS = ("attempts", "hints", "max_hint_level", "model_hints", "seconds", "solved", "first_seen", "solved_at")
+_FIELDS = ("attempts", "hints", "max_hint_level", "model_hints", "seconds", "solved", "first_seen", "solved_at",
+           "code", "solved_code")
+_CSV_FIELDS = _FIELDS[:-2]  # the code is for `codegemma grade` to re-run, not for a spreadsheet
 
 
 @dataclass
@@ -34,6 +40,8 @@ class ExerciseRecord:
     solved: bool = False
     first_seen: str = ""
     solved_at: str = ""
+    code: str = ""  # the code of the last Check, re-run by `codegemma grade` on the teacher's machine
+    solved_code: str = ""  # the code of the Check that solved it (what you solved stays solved)
 
 
 class ResultsError(ValueError):
@@ -128,13 +136,17 @@ class Results:
             self._started[exercise_id] = time.monotonic()
         self.save()
 
-    def attempt(self, exercise_id: str, solved: bool) -> ExerciseRecord:
+    def attempt(self, exercise_id: str, solved: bool, code: str | None = None) -> ExerciseRecord:
+        """A press of Check; `code` is what was checked (the teacher's `codegemma grade` re-runs the last)."""
         with self._lock:
             rec = self._record(exercise_id)
             self._tick(exercise_id, rec)
             rec.attempts += 1
+            if code is not None:
+                rec.code = code
             if solved and not rec.solved:
                 rec.solved, rec.solved_at = True, _now()
+                rec.solved_code = code or ""
         self.save()
         return rec
 
@@ -185,7 +197,7 @@ def export_csv(result_files, path: str | os.PathLike) -> Path:
     path = Path(path)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", "file", "exercise", *_FIELDS])
+        writer.writerow(["student", "file", "exercise", *_CSV_FIELDS])
         for file in result_files:
             file = Path(file)
             try:
@@ -194,5 +206,5 @@ def export_csv(result_files, path: str | os.PathLike) -> Path:
                 print(f"export_csv: skipped {e}", file=sys.stderr)
                 continue
             for key, rec in sorted(data["exercises"].items()):
-                writer.writerow([data.get("student") or "", file.name, key, *(rec.get(k, "") for k in _FIELDS)])
+                writer.writerow([data.get("student") or "", file.name, key, *(rec.get(k, "") for k in _CSV_FIELDS)])
     return path

@@ -238,12 +238,15 @@ class ExerciseWidget(widgets.VBox):
         result = check_code(source)
         self._show_code(result)
         if not result.ok:
-            self.results.attempt(self.exercise.id, solved=False)
+            self.results.attempt(self.exercise.id, solved=False, code=source)
+            # Python's own message, then what it means in plain words (explanations.PLAIN)
             self.status.value = (f"<div role='alert' style='color:#b00'>✗ Syntax error on line {result.line}, "
-                                 f"column {result.col}: {html.escape(result.message or '')}</div>")
+                                 f"column {result.col}: {html.escape(result.message or '')}"
+                                 f"<div class='codegemma-plain' style='color:#444'>{html.escape(result.plain or '')}"
+                                 "</div></div>")
         else:
             outcome = run_tests(source, self.exercise.tests, self.limits)
-            self.results.attempt(self.exercise.id, solved=outcome.passed)
+            self.results.attempt(self.exercise.id, solved=outcome.passed, code=source)
             if outcome.passed:
                 with self._lock:
                     if source == self.editor.value:  # still the code that was checked
