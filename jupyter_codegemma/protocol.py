@@ -10,7 +10,8 @@ Comm target `jupyter_codegemma`. Every message, either way, is a JSON object wit
 Replies (kernel -> frontend):
 
     partial   {id, text}             the whole suggestion so far (not a delta)
-    done      {id, text, stats}      stats: prompt_tokens, reused_tokens, new_tokens, ttft_ms, total_ms
+    done      {id, text, stats}      stats: prompt_tokens, reused_tokens, new_tokens, ttft_ms, total_ms,
+                                     [context_facts: how many facts from the live kernel were in the prompt]
     cancelled {id}                   after a `cancel`, or when a newer `complete` from the same comm
                                      superseded this one
     status    {model, state, device, fim, completions_enabled, [hints_enabled, message]}
@@ -52,6 +53,8 @@ STATES = ("loading", "ready", "busy", "error")
 REQUEST_TYPES = ("complete", "cancel", "status")
 REPLY_TYPES = ("partial", "done", "cancelled", "status", "error")
 STATS_FIELDS = ("prompt_tokens", "reused_tokens", "new_tokens", "ttft_ms", "total_ms")
+# Stats a `done` may carry: a non-negative integer each when present (absent: the kernel does not say).
+OPTIONAL_STATS_FIELDS = ("context_facts",)
 
 # Error codes (the `code` of an `error` reply).
 BAD_REQUEST = "bad_request"  # not an object, a missing field, a wrong type or value
@@ -194,10 +197,12 @@ def partial(id: str, text: str) -> dict:
 
 
 def done(id: str, text: str, *, prompt_tokens: int, reused_tokens: int, new_tokens: int, ttft_ms: float,
-         total_ms: float) -> dict:
+         total_ms: float, context_facts: int | None = None) -> dict:
     stats = {"prompt_tokens": int(prompt_tokens), "reused_tokens": int(reused_tokens),
              "new_tokens": int(new_tokens), "ttft_ms": round(float(ttft_ms), 1),
              "total_ms": round(float(total_ms), 1)}
+    if context_facts is not None:  # the kernel-context setting is on (0: nothing known at this cursor)
+        stats["context_facts"] = int(context_facts)
     return {"v": VERSION, "type": "done", "id": id, "text": text, "stats": stats}
 
 

@@ -10,8 +10,8 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from jupyter_codegemma.protocol import (BAD_REQUEST, ERROR_CODES, STATES, STATS_FIELDS, UNKNOWN_TYPE,
-                                        UNSUPPORTED_VERSION, VERSION, ProtocolError)
+from jupyter_codegemma.protocol import (BAD_REQUEST, ERROR_CODES, OPTIONAL_STATS_FIELDS, STATES, STATS_FIELDS,
+                                        UNKNOWN_TYPE, UNSUPPORTED_VERSION, VERSION, ProtocolError)
 from jupyter_codegemma.protocol import _kind  # how a JSON type reads in an error, as in the kernel's errors
 
 HERE = Path(__file__).parent / "protocol"
@@ -67,4 +67,8 @@ def validate_reply(data: Any) -> dict:
             value = stats.get(name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ProtocolError(BAD_REQUEST, f'done: "stats.{name}" must be a non-negative number')
+        for name in OPTIONAL_STATS_FIELDS:
+            value = stats.get(name)
+            if name in stats and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ProtocolError(BAD_REQUEST, f'done: "stats.{name}" must be a non-negative integer when present')
     return dict(data)

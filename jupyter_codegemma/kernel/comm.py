@@ -18,6 +18,7 @@ import threading
 import time
 
 from .. import protocol
+from .live_namespace import with_facts
 from .worker import Job, Service
 
 log = logging.getLogger("jupyter_codegemma")
@@ -103,8 +104,16 @@ class CompletionComm:
 
     def _run_complete(self, engine, request: protocol.Complete, job: Job, context) -> None:
         mode = request.mode or self.service.settings.mode
-        completion = engine.complete(request.prefix, request.suffix, mode=mode, path=request.path,
-                                     max_new_tokens=request.max_new_tokens, cancel=job.cancel)
+        # Facts from the live namespace go into the prompt text, so a server backend gets them too;
+        # where the valid names at the cursor are known, the backend keeps the completion to them.
+        facts = self.service.kernel_facts(request.prefix)
+        prefix, constraint = request.prefix, {}
+        if facts is not None:
+            prefix = with_facts(request.prefix, facts)
+            if facts.continuations() and accepts_allowed_names(engine):
+                constraint["allowed_names"] = facts.continuations()
+        completion = engine.complete(prefix, request.suffix, mode=mode, path=request.path,
+                                     max_new_tokens=request.max_new_tokens, cancel=job.cancel, **constraint)
         sent, last = "", 0.0
         for text in completion:
             now = time.monotonic()
@@ -118,7 +127,8 @@ class CompletionComm:
         stats = result.stats
         self._finish(job, request.id, protocol.done(
             request.id, result.text, prompt_tokens=stats.prompt_tokens, reused_tokens=stats.reused_tokens,
-            new_tokens=stats.new_tokens, ttft_ms=result.ttft_ms, total_ms=result.total_ms), context)
+            new_tokens=stats.new_tokens, ttft_ms=result.ttft_ms, total_ms=result.total_ms,
+            context_facts=facts.count if facts is not None else None), context)
 
     # --- sending -------------------------------------------------------------------------------
 
@@ -137,6 +147,16 @@ class CompletionComm:
                 context.run(self.comm.send, reply)
         except Exception:  # a closed comm, a kernel shutting down: nothing to tell anyone
             log.debug("codegemma: could not send %s", reply.get("type"), exc_info=True)
+
+
+def accepts_allowed_names(engine) -> bool:
+    """Whether the backend's `complete` can keep a completion to given names (`allowed_names`)."""
+    import inspect
+
+    try:
+        return "allowed_names" in inspect.signature(engine.complete).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def register_target(service: Service, comm_manager=None):

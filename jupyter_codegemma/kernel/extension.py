@@ -17,7 +17,7 @@ def load(ip) -> None:
 
     settings = CodeGemma(parent=ip)  # reads c.CodeGemma.* from the IPython config
     ip.configurables.append(settings)  # so %config CodeGemma... works
-    service = Service(settings)
+    service = Service(settings, namespace=lambda: ip.user_ns)
     magics = CodeGemmaMagics(ip, settings, service)
     ip.register_magics(magics)
     ip.register_magics(ExerciseMagics(ip, settings, service))

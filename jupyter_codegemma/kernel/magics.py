@@ -219,7 +219,8 @@ class CodeGemmaMagics(Magics):
                          use a shared OpenAI-compatible server (vLLM, llama.cpp, Ollama) instead of a
                          model in this kernel; the API key comes from $CODEGEMMA_API_KEY
                          (CodeGemma.api_key_env). `use local` goes back to the model in this kernel
-        set KEY=VALUE    change a setting, e.g. `set temperature=0.2` (same as %config CodeGemma.KEY)
+        set KEY=VALUE    change a setting, e.g. `set temperature=0.2` or `set kernel_context off`
+                         (same as %config CodeGemma.KEY)
         enable|disable   switch inline completions, exercise hints and generation (%%codegemma, explain,
                          fix, chat) on or off; `disable` alone is exam mode (`disable hints` for one)
         explain [--cell N]   explain the last exception (traceback, cell, values), or the code of In[N]
@@ -319,6 +320,8 @@ class CodeGemmaMagics(Magics):
         if not rest:
             print("codegemma: expected `%codegemma set KEY=VALUE`, e.g. `%codegemma set temperature=0.2`")
             return
+        if len(rest) == 2 and "=" not in rest[0] + rest[1]:  # `set kernel_context off`
+            rest = [f"{rest[0]}={rest[1]}"]
         for item in rest:
             key, sep, value = item.partition("=")
             if not sep:

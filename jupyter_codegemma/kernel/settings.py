@@ -51,6 +51,10 @@ class CodeGemma(Configurable):
                 help="Completion mode when a request names none: one line, a block, or chosen from the cursor."
                 ).tag(config=True)
     completions_enabled = Bool(True, help="Answer inline-completion requests from the editor.").tag(config=True)
+    kernel_context = Bool(True, help="Tell the model, in each completion's prompt, what the names near the cursor "
+                          "hold in this kernel (keys, columns, attributes, signatures, shapes; read without running "
+                          "any of your code) and keep suggestions to names that exist where that is known."
+                          ).tag(config=True)
     hints_enabled = Bool(True, help="Give exercise hints (teachers switch this off for exams).").tag(config=True)
     generation_enabled = Bool(True, help="Answer %%codegemma cells and %codegemma explain, fix and chat "
                               "(exam mode, `%codegemma disable`, switches them off with the rest).").tag(config=True)
@@ -123,6 +127,8 @@ def set_from_text(settings: CodeGemma, key: str, text: str):
         near = difflib.get_close_matches(key, traits, n=3, cutoff=0.6)
         hint = f"did you mean {' or '.join(near)}?" if near else f"the settings are {', '.join(sorted(traits))}"
         raise SettingError(f"there is no setting {key!r}: {hint}")
+    if type(trait).__name__ == "Bool":  # `set kernel_context off` reads as a person says it
+        text = {"on": "true", "yes": "true", "off": "false", "no": "false"}.get(text.strip().lower(), text)
     try:
         value = trait.from_string(text)
         setattr(settings, key, value)
@@ -136,7 +142,7 @@ def _what_it_takes(trait) -> str:
     if kind == "Enum":
         return "one of " + ", ".join(map(str, trait.values))
     if kind == "Bool":
-        return "true or false"
+        return "true or false (on or off)"
     lower = getattr(trait, "min", None)
     noun = {"Int": "a whole number", "Float": "a number"}.get(kind, "text")
     return f"{noun} of at least {lower}" if lower is not None else noun

@@ -62,8 +62,10 @@ class Job:
 
 
 class Service:
-    def __init__(self, settings: CodeGemma):
+    def __init__(self, settings: CodeGemma, namespace: Callable[[], dict] | None = None):
         self.settings = settings
+        self.namespace = namespace  # the user's namespace (shell.user_ns), for the kernel-context facts
+        self.last_facts = None  # the last completion's KernelFacts, for `%codegemma debug last-prompt`
         self.engine = None
         self._engine_key = None
         self.state = "loading"  # until the first load finishes; see status()
@@ -99,6 +101,16 @@ class Service:
                 self.submit(Job(lambda engine: None))
             except protocol.ProtocolError:
                 pass
+
+    def kernel_facts(self, prefix: str):
+        """The live kernel's facts for a cursor at the end of `prefix` (kernel/live_namespace.py), or
+        None when the kernel_context setting is off or there is no namespace (a kernel-less engine)."""
+        if not self.settings.kernel_context or self.namespace is None:
+            return None
+        from .live_namespace import read_facts
+
+        self.last_facts = read_facts(self.namespace(), prefix)
+        return self.last_facts
 
     def status(self) -> dict:
         engine = self.engine

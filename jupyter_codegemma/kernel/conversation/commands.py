@@ -192,6 +192,8 @@ class Conversation:
             else:  # a server backend sends text; the server tokenizes it
                 print(f"--- the last {kind} prompt sent to the server: {len(text)} characters ---")
                 print(text)
+            if kind == "completion":
+                _print_kernel_facts(self.service.last_facts, self.service.settings.kernel_context)
 
     # --- running on the engine ----------------------------------------------------------------------
 
@@ -317,3 +319,22 @@ class Conversation:
         manager = getattr(self.shell, "input_transformer_manager", None)
         return manager.transform_cell(code) if manager is not None else code
 
+
+def _print_kernel_facts(facts, enabled: bool) -> None:
+    """What the live kernel added to the last completion: its facts (in the prompt above) and the names
+    the completion was kept to."""
+    if not enabled:
+        print("--- kernel facts: off (%codegemma set kernel_context on) ---")
+        return
+    if facts is None:
+        return
+    print(f"--- kernel facts: {facts.count}, read in {facts.elapsed_ms:.1f} ms ---")
+    for line in facts.lines:
+        print(line)
+    allowed = facts.continuations()
+    if allowed:
+        shown = ", ".join(repr(facts.typed + rest) for rest in allowed[:40])
+        print(f"--- the completion must start with one of {len(allowed)} names: {shown}"
+              f"{', ...' if len(allowed) > 40 else ''} ---")
+    else:
+        print("--- no constraint: the valid names at the cursor are not known ---")

@@ -34,6 +34,9 @@ export const STATS_FIELDS = [
   'ttft_ms',
   'total_ms'
 ] as const;
+/** Stats a `done` may carry (a non-negative integer each): context_facts, how many facts from the
+ * live kernel were in the prompt; absent when the kernel does not say (kernel_context off). */
+export const OPTIONAL_STATS_FIELDS = ['context_facts'] as const;
 
 export const ERROR_CODES = [
   'bad_request', // not an object, a missing field, a wrong type or value
@@ -83,6 +86,7 @@ export interface IStats {
   new_tokens: number;
   ttft_ms: number;
   total_ms: number;
+  context_facts?: number;
 }
 
 export interface IPartialReply {

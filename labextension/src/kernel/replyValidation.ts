@@ -6,6 +6,7 @@
 
 import {
   ERROR_CODES,
+  OPTIONAL_STATS_FIELDS,
   ProtocolError,
   Reply,
   STATES,
@@ -74,6 +75,15 @@ export function validateReply(data: unknown): Reply {
         throw new ProtocolError(
           'bad_request',
           `done: "stats.${name}" must be a non-negative number`
+        );
+      }
+    }
+    for (const name of OPTIONAL_STATS_FIELDS) {
+      const value = stats[name];
+      if (name in stats && (typeof value !== 'number' || !Number.isInteger(value) || value < 0)) {
+        throw new ProtocolError(
+          'bad_request',
+          `done: "stats.${name}" must be a non-negative integer when present`
         );
       }
     }

@@ -1,0 +1,325 @@
+"""Facts from the live kernel for a completion: what the names near the cursor hold, and which names
+are valid right at the cursor.
+
+The model runs beside the user's objects, so at `rows[0]["` it can be told the keys, at `item.` the
+attributes, at `fit(` the signature, instead of guessing them from the cell text. `read_facts` reads
+them from a copy of the namespace with safe_readers (never running user code) within a time budget,
+and `with_facts` puts them in the prompt as a comment block just above the current line (measured
+against the top of the prompt in bench/kernel_context.py and evaluation/notebook_state.py).
+
+The block depends only on the lines above the cursor's line, on the object the cursor is on (`df` in
+`df["na`) and on the first letter of a plain word being typed, never on the rest of the line: while
+the user types on one line it stays the same text, so the engine reuses the KV cache of everything up
+to the current line between keystrokes.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from . import safe_readers as read
+from .conversation.limits import is_secret_name, redact
+
+BUDGET_S = 0.008  # reading stops adding facts after this (the bench's p95 with 1 000 names is far below)
+MAX_CHARS = 700  # of facts text (about 200 tokens of the default model's tokenizer)
+NEARBY_LINES = 20  # lines above the cursor whose names are described
+MAX_NEARBY = 6  # names described from those lines
+MAX_FITTING = 12  # namespace names shown for a plain word being typed
+MAX_LISTED = 24  # attributes or keys written out in one fact
+HEADER = "In the kernel now:"
+# Names every IPython namespace has, which describe nothing of the user's.
+_IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython", "open"})
+
+_NAME = r"[A-Za-z_]\w*"
+_DOTTED = rf"{_NAME}(?:\.{_NAME})*"
+_ATTRIBUTE_AT_CURSOR = re.compile(rf"(?<![\w.\])])({_DOTTED})\.(\w*)$")
+_SUBSCRIPT_AT_CURSOR = re.compile(rf"(?<![\w.])({_DOTTED}(?:\[\d+\])?)\[\s*(?:(['\"])([^'\"\\\n]*)|(\w*))$")
+_WORD_AT_CURSOR = re.compile(rf"(?<![\w.'\"])({_NAME})$")
+_KEYWORD_USED = re.compile(rf"(?:^|[(,])\s*({_NAME})\s*=(?!=)")
+_LOOP = re.compile(rf"^\s*for\s+({_NAME})\s+in\s+({_DOTTED})\s*:", re.MULTILINE)
+_IDENTIFIER = re.compile(rf"(?<![\w.])({_NAME})")
+
+
+@dataclass(frozen=True)
+class KernelFacts:
+    """What the kernel knows at one cursor."""
+
+    lines: tuple[str, ...] = ()  # one fact each, without the comment marker
+    allowed: tuple[str, ...] = ()  # the names valid where the cursor's word starts, when that is known
+    typed: str = ""  # what of that word is typed already
+    elapsed_ms: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return len(self.lines)
+
+    def continuations(self) -> tuple[str, ...]:
+        """What a completion must start with: the rest of each allowed name that fits what is typed.
+        Empty (no constraint) when nothing is known, or when the typed word is a whole name already."""
+        rests = tuple(name[len(self.typed):] for name in self.allowed if name.startswith(self.typed))
+        return () if not rests or "" in rests else rests
+
+    def comment_block(self, indent: str = "") -> str:
+        """The facts as comment lines at `indent`, each ending in a newline ("" when there are none)."""
+        if not self.lines:
+            return ""
+        return "".join(f"{indent}# {line}\n" for line in (HEADER, *self.lines))
+
+
+NO_FACTS = KernelFacts()
+
+
+def read_facts(namespace, prefix: str, *, budget_s: float | None = None, max_chars: int = MAX_CHARS) -> KernelFacts:
+    """The facts for a cursor at the end of `prefix`, read from `namespace` (the user's dict). Never
+    raises: a namespace changing under us (a cell running) or an object we cannot read gives fewer facts."""
+    started = time.perf_counter()
+    try:
+        names = dict.copy(namespace) if type(namespace) is dict else {}  # one C-level copy: a cell may be adding names
+        deadline = started + (BUDGET_S if budget_s is None else budget_s)
+        lines, allowed, typed = _collect(names, prefix, deadline, max_chars)
+    except Exception:  # noqa: BLE001 - whatever the namespace does, a completion goes on without facts
+        lines, allowed, typed = [], (), ""
+    return KernelFacts(lines=tuple(redact(line) for line in lines), allowed=allowed, typed=typed,
+                       elapsed_ms=(time.perf_counter() - started) * 1e3)
+
+
+def with_facts(prefix: str, facts: KernelFacts, placement: str = "line") -> str:
+    """`prefix` with the facts' comment block above its last line ("line") or at its start ("top")."""
+    if not facts.lines:
+        return prefix
+    head, sep, current = prefix.rpartition("\n")
+    if placement == "top":
+        return facts.comment_block() + prefix
+    if placement != "line":
+        raise ValueError(f"placement must be 'line' or 'top', got {placement!r}")
+    indent = current[:len(current) - len(current.lstrip(" \t"))]
+    return head + sep + facts.comment_block(indent) + current
+
+
+# --- reading --------------------------------------------------------------------------------------------
+
+
+def _collect(names: dict, prefix: str, deadline: float, max_chars: int):
+    above, _, line = prefix.rpartition("\n")
+    lines: list[str] = []
+    # The cursor's own fact is read first and always kept (one object, bounded work); the rest fills
+    # what time and room are left.
+    used = [0]
+
+    def add(fact: str) -> bool:
+        """Keep `fact` if it fits the budgets; False once time or room is spent."""
+        if time.perf_counter() > deadline or used[0] + len(fact) > max_chars:
+            return False
+        lines.append(fact)
+        used[0] += len(fact) + 3
+        return True
+
+    for var, iterable in _LOOP.findall("\n".join(above.split("\n")[-NEARBY_LINES:])):  # `for r in rows:` above: r is (like) the first row
+        if var not in names:
+            item = read.first_item(_resolve(names, iterable))
+            if item is not None:
+                names[var] = item
+    cursor = _cursor_fact(names, line)
+    target_root = cursor.root if cursor else ""
+    if cursor is not None and cursor.fact:
+        used[0] += len(cursor.fact[:max_chars]) + 3
+    # Names the code above uses (nearest first), and the cursor's object: their types and shapes.
+    described = []
+    for name in _nearby_names(above):
+        if len(described) >= MAX_NEARBY:
+            break
+        if name in names and name != target_root and name not in _IPYTHON_NAMES and not name.startswith("_"):
+            described.append(name)
+    for name in described:
+        if not add(f"{name}: {_describe(name, names[name])}"):
+            break
+    word = _WORD_AT_CURSOR.search(line) if cursor is None else None
+    if word:  # a plain name being typed: the names that fit its first letter (stable while it grows)
+        first = word.group(1)[0]
+        fitting = [n for n in names if type(n) is str and n.startswith(first) and n not in _IPYTHON_NAMES
+                   and not n.startswith("_") and n not in described][:MAX_FITTING]
+        if fitting:
+            add("names: " + ", ".join(f"{n} ({_short_kind(names[n])})" for n in sorted(fitting)))
+    if cursor is None:
+        return lines, (), ""
+    if cursor.fact:
+        lines.append(_cut(cursor.fact, max_chars))
+    return lines, cursor.allowed, cursor.typed
+
+
+def _cut(fact: str, max_chars: int) -> str:
+    """A fact within `max_chars`, cut after a whole item of its list."""
+    if len(fact) <= max_chars:
+        return fact
+    return fact[:max_chars].rsplit(", ", 1)[0] + ", ..."
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    root: str  # the namespace name the cursor's object starts from
+    fact: str
+    allowed: tuple[str, ...] = ()
+    typed: str = ""
+
+
+def _cursor_fact(names: dict, line: str) -> _Cursor | None:
+    """The fact about the object the cursor is on (`obj.`, `obj[`, `obj(`), and the valid names there."""
+    m = _SUBSCRIPT_AT_CURSOR.search(line)
+    if m:
+        expr, quote = m.group(1), m.group(2)
+        obj = _resolve(names, expr)
+        found = read.subscript_keys(obj) if obj is not _MISSING else None
+        if not found:
+            return None
+        keys, what = found
+        with_types = bool(keys) and type(keys[0]) is tuple
+        shown = [f"{k[0]!r} ({k[1]})" if with_types else repr(k) for k in keys[:MAX_LISTED]]
+        plain = [k[0] if with_types else k for k in keys]
+        allowed = tuple(k for k in plain if type(k) is str) if quote and len(keys) < read.MAX_KEYS else ()
+        return _Cursor(expr.split(".")[0], f"{expr} {what}: {', '.join(shown)}", allowed,
+                       m.group(3) if quote else "")
+    m = _ATTRIBUTE_AT_CURSOR.search(line)
+    if m and not _in_string_or_comment(line[:m.start()]):
+        expr, typed = m.group(1), m.group(2)
+        obj = _resolve(names, expr)
+        if obj is _MISSING:
+            return None
+        found = read.attributes(obj)
+        if found is None:
+            return None
+        attributes, complete = found
+        # Private names are valid too, but offered only once the user types the underscore.
+        offered = tuple(n for n in attributes if typed.startswith("_") or not n.startswith("_"))
+        # Listed: those sharing the typed word's first letter (stable while it grows), the object's
+        # own data first (instance attributes come last in `attributes`), then the rest by name.
+        listed = [n for n in offered if not typed or n.startswith(typed[0])]
+        own = [n for n in listed if not attributes[n].startswith(("method", "function", "class", "module"))][::-1]
+        listed = own + sorted(n for n in listed if n not in set(own))
+        shown = [f"{n} ({_kind_shown(n, attributes[n])})" for n in listed[:MAX_LISTED]] + (["..."] if len(listed) > MAX_LISTED else [])
+        fact = f"{expr}: {_describe(expr, obj)}; attributes{' ' + repr(typed[0]) + '...' if typed else ''}: " \
+            + ", ".join(shown)
+        return _Cursor(expr.split(".")[0], fact, offered if complete else (), typed)
+    call = _open_call(line)
+    if call is not None:
+        expr, arguments = call
+        obj = _resolve(names, expr)
+        found = read.signature(obj) if obj is not _MISSING else None
+        if found is None:
+            return None
+        text, keywords = found
+        used = set(_KEYWORD_USED.findall(arguments))
+        typing = re.search(rf"(?:^|,)\s*(\w*)$", arguments)
+        allowed = ()
+        if used and typing:  # after a keyword argument only keywords may follow
+            allowed = tuple(f"{k}=" for k in keywords if k not in used)
+        return _Cursor(expr.split(".")[0], f"{expr}{text}", allowed, typing.group(1) if allowed else "")
+    return None
+
+
+_MISSING = object()
+
+
+def _resolve(names: dict, expr: str):
+    """The object `expr` (a dotted name, maybe indexed once: `rows[0]`) names, read statically."""
+    root, *attrs = expr.split(".")
+    index = None
+    if attrs and "[" in attrs[-1] or "[" in root:
+        last = attrs[-1] if attrs else root
+        last, _, index = last.partition("[")
+        index = int(index.rstrip("]"))
+        if attrs:
+            attrs[-1] = last
+        else:
+            root = last
+    obj = names.get(root, _MISSING)
+    for attr in attrs:
+        if obj is _MISSING:
+            return obj
+        try:
+            obj = read.static_attribute(obj, attr)
+        except (AttributeError, KeyError):
+            return _MISSING
+    if index is not None and obj is not _MISSING:
+        if type(obj) not in (list, tuple) or not -type(obj).__len__(obj) <= index < type(obj).__len__(obj):
+            return _MISSING
+        obj = obj[index]
+    return obj
+
+
+def _describe(name: str, obj) -> str:
+    if is_secret_name(name):
+        return read.type_name(obj)  # never a credential's value, however short
+    text = read.describe(obj)
+    item = read.first_item(obj)
+    if type(item) is dict:
+        keys = read.subscript_keys(item)
+        if keys:
+            listed = ", ".join(map(repr, keys[0][:MAX_LISTED]))
+            return f"{text}, each a dict with keys {listed}"
+    keys = read.subscript_keys(obj) if read.library_type(obj, "pandas", "DataFrame") or \
+        read.library_type(obj, "numpy", "ndarray") else None
+    if keys:
+        listed = ", ".join(f"{k} {t}" for k, t in keys[0][:8]) + (", ..." if len(keys[0]) > 8 else "")
+        text += f" ({keys[1]}: {listed})"
+    return text
+
+
+def _kind_shown(name: str, kind: str) -> str:
+    """An attribute's kind, without its value where the name says it is a credential."""
+    if is_secret_name(name) and "=" in kind:
+        return kind.split("=")[0].strip() or "value"
+    return kind
+
+
+def _short_kind(obj) -> str:
+    text = read.describe(obj)
+    return text.split(" = ")[0] if " = " in text else text
+
+
+def _nearby_names(above: str) -> list[str]:
+    """Identifiers of the lines above the cursor, the nearest first."""
+    seen: dict[str, None] = {}
+    for line in reversed(above.split("\n")[-NEARBY_LINES:]):
+        code = line.split("#", 1)[0]
+        for name in reversed(_IDENTIFIER.findall(code)):
+            seen.setdefault(name, None)
+    return list(seen)
+
+
+def _in_string_or_comment(text: str) -> bool:
+    """Roughly: is the end of `text` inside a string or a comment? (quotes counted, no escapes)"""
+    quote = None
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#":
+            return True
+    return quote is not None
+
+
+def _open_call(line: str) -> tuple[str, str] | None:
+    """(the callee's dotted name, the argument text so far) of the innermost call open at the end of
+    `line`, or None."""
+    stack, quote = [], None
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#":
+            return None
+        elif ch in "([{":
+            stack.append(i)
+        elif ch in ")]}" and stack:
+            stack.pop()
+    if quote or not stack or line[stack[-1]] != "(":
+        return None
+    start = stack[-1]
+    callee = re.search(rf"(?<![\w.])({_DOTTED})\s*$", line[:start])
+    return (callee.group(1), line[start + 1:]) if callee else None
