@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from . import safe_readers as read
-from .conversation.limits import is_secret_name, redact
+from .conversation.limits import is_secret_name
 
 BUDGET_S = 0.008  # reading stops adding facts after this (the bench's p95 with 1 000 names is far below)
 MAX_CHARS = 700  # of facts text (about 200 tokens of the default model's tokenizer)
@@ -81,7 +81,7 @@ def read_facts(namespace, prefix: str, *, budget_s: float | None = None, max_cha
         lines, allowed, typed = _collect(names, prefix, deadline, max_chars)
     except Exception:  # noqa: BLE001 - whatever the namespace does, a completion goes on without facts
         lines, allowed, typed = [], (), ""
-    return KernelFacts(lines=tuple(redact(line) for line in lines), allowed=allowed, typed=typed,
+    return KernelFacts(lines=tuple(lines), allowed=allowed, typed=typed,
                        elapsed_ms=(time.perf_counter() - started) * 1e3)
 
 
@@ -138,8 +138,8 @@ def _collect(names: dict, prefix: str, deadline: float, max_chars: int):
     word = _WORD_AT_CURSOR.search(line) if cursor is None else None
     if word:  # a plain name being typed: the names that fit its first letter (stable while it grows)
         first = word.group(1)[0]
-        fitting = [n for n in names if type(n) is str and n.startswith(first) and n not in _IPYTHON_NAMES
-                   and not n.startswith("_") and n not in described][:MAX_FITTING]
+        fitting = [n for n in names if type(n) is str and n.startswith(first)]  # the one pass over all names
+        fitting = [n for n in fitting if n not in _IPYTHON_NAMES and n not in described][:MAX_FITTING]
         if fitting:
             add("names: " + ", ".join(f"{n} ({_short_kind(names[n])})" for n in sorted(fitting)))
     if cursor is None:
@@ -175,7 +175,7 @@ def _cursor_fact(names: dict, line: str) -> _Cursor | None:
             return None
         keys, what = found
         with_types = bool(keys) and type(keys[0]) is tuple
-        shown = [f"{k[0]!r} ({k[1]})" if with_types else repr(k) for k in keys[:MAX_LISTED]]
+        shown = [f"{_key(k[0])} ({k[1]})" if with_types else _key(k) for k in keys[:MAX_LISTED]]
         plain = [k[0] if with_types else k for k in keys]
         allowed = tuple(k for k in plain if type(k) is str) if quote and len(keys) < read.MAX_KEYS else ()
         return _Cursor(expr.split(".")[0], f"{expr} {what}: {', '.join(shown)}", allowed,
@@ -256,7 +256,7 @@ def _describe(name: str, obj) -> str:
     if type(item) is dict:
         keys = read.subscript_keys(item)
         if keys:
-            listed = ", ".join(map(repr, keys[0][:MAX_LISTED]))
+            listed = ", ".join(map(_key, keys[0][:MAX_LISTED]))
             return f"{text}, each a dict with keys {listed}"
     keys = read.subscript_keys(obj) if read.library_type(obj, "pandas", "DataFrame") or \
         read.library_type(obj, "numpy", "ndarray") else None
@@ -264,6 +264,11 @@ def _describe(name: str, obj) -> str:
         listed = ", ".join(f"{k} {t}" for k, t in keys[0][:8]) + (", ..." if len(keys[0]) > 8 else "")
         text += f" ({keys[1]}: {listed})"
     return text
+
+
+def _key(key) -> str:
+    """A key as the model sees it: its literal (credential-looking text redacted), or ... when long."""
+    return read.short_literal(key) or "..."
 
 
 def _kind_shown(name: str, kind: str) -> str:

@@ -18,6 +18,9 @@ import enum
 import inspect
 import sys
 import types
+import weakref
+
+from .conversation.limits import is_secret_name, redact
 
 _TYPE_DICT = type.__dict__["__dict__"].__get__  # cls -> its own mappingproxy, whatever its metaclass says
 _TYPE_MRO = type.__dict__["__mro__"].__get__
@@ -54,9 +57,13 @@ def instance_dict(obj) -> dict | None:
 def short_literal(value) -> str | None:
     """`repr(value)` for an exact builtin literal (or a small tuple of them) that is short, else None."""
     kind = type(value)
+    if (kind is int and value.bit_length() > 128) or (kind is bytes and len(value) > MAX_LITERAL):
+        return None  # a huge number's repr is slow (and may raise); never short anyway
     if kind in LITERAL_TYPES or (kind is tuple and len(value) <= 4 and all(type(v) in LITERAL_TYPES for v in value)):
         text = repr(value) if kind is not str or len(value) <= MAX_LITERAL else ""
-        return text if text and len(text) <= MAX_LITERAL else None
+        # Only literals reach the model as values, so they are where credentials are redacted (the
+        # conversation commands' patterns: sk-..., ghp_..., JWTs, ...); names are checked by the caller.
+        return redact(text) if text and len(text) <= MAX_LITERAL else None
     return None
 
 
@@ -159,15 +166,8 @@ def attributes(obj) -> tuple[dict[str, str], bool] | None:
         if type(members) is dict:
             found.update({name: "member" for name in members if type(name) is str})
         return found, complete
-    complete = True
-    for klass in reversed(mro(kind)):
-        namespace = own_dict(klass)
-        if klass is not object and _answers_any_name(namespace):
-            complete = False  # names come from code we will not run
-        if klass is not object:
-            for name, value in list(namespace.items()):
-                if type(name) is str:
-                    found[name] = _kind_of(value)
+    class_found, complete = _class_attributes(kind)
+    found.update(class_found)
     if library_type(obj, "pandas", "DataFrame"):  # pandas' __getattr__ answers the columns, nothing else
         columns = obj.columns[:2000]
         found.update({c: "column" for c in columns if type(c) is str and c.isidentifier()})
@@ -179,6 +179,35 @@ def attributes(obj) -> tuple[dict[str, str], bool] | None:
                 found[name] = describe(value)
     elif own_dict(kind).get("__module__", "builtins") != "builtins" and "__slots__" not in own_dict(kind):
         complete = False  # a C type: its instances' data may not be in any dict we can read
+    return found, complete
+
+
+# class -> (the sizes of its MRO's dicts when read, its attributes, complete?): a DataFrame's class
+# walk reads ~500 entries, and classes rarely change; a class whose dicts changed size is read again.
+_CLASS_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _class_attributes(kind) -> tuple[dict[str, str], bool]:
+    """The attributes an instance of `kind` gets from its classes (not `object`'s), and whether no class
+    answers names itself."""
+    classes = mro(kind)
+    sizes = tuple(len(own_dict(klass)) for klass in classes)
+    cacheable = type(kind) in _SAFE_METACLASSES  # their hash is type's own: safe as a dictionary key
+    if cacheable:
+        cached = _CLASS_CACHE.get(kind)
+        if cached is not None and cached[0] == sizes:
+            return cached[1], cached[2]
+    found: dict[str, str] = {}
+    complete = True
+    for klass in reversed(classes[:-1]):  # the last is object
+        namespace = own_dict(klass)
+        if _answers_any_name(namespace):
+            complete = False  # names come from code we will not run
+        for name, value in list(namespace.items()):
+            if type(name) is str:
+                found[name] = _kind_of(value)
+    if cacheable:
+        _CLASS_CACHE[kind] = (sizes, found, complete)
     return found, complete
 
 
@@ -264,7 +293,7 @@ def signature(obj) -> tuple[str, tuple[str, ...]] | None:
         if annotation:
             text += f": {annotation}"
         if p.default is not p.empty:
-            literal = short_literal(p.default)
+            literal = short_literal(p.default) if not is_secret_name(p.name) else None
             text += f"={literal if literal is not None else '...'}"
         parts.append(text)
         if p.kind is not p.POSITIONAL_ONLY:
