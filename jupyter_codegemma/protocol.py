@@ -6,6 +6,8 @@ Comm target `jupyter_codegemma`. Every message, either way, is a JSON object wit
     complete  {id, prefix, suffix, language, path?, mode?, max_new_tokens?}
     cancel    {id}
     status    {}
+    policy    {policy}               the notebook's AI policy (kernel/policy.py): an object, or null for
+                                     none; the kernel answers with a `status`
 
 Replies (kernel -> frontend):
 
@@ -14,7 +16,10 @@ Replies (kernel -> frontend):
                                      [context_facts: how many facts from the live kernel were in the prompt]
     cancelled {id}                   after a `cancel`, or when a newer `complete` from the same comm
                                      superseded this one
-    status    {model, state, device, fim, completions_enabled, [hints_enabled, message]}
+    status    {model, state, device, fim, completions_enabled, [hints_enabled, message, policy]}
+                                     policy: the notebook policy in force (an object, or null)
+    policy    {policy}               `%codegemma policy ...` changed it: store it in the notebook's
+                                     metadata (`jupyter_codegemma.policy`); sent back only if it differs
     error     {[id], code, message}
 
 Every `complete` ends with exactly one of `done`, `cancelled` or `error`. Unknown fields in a request
@@ -33,6 +38,8 @@ import dataclasses
 import re
 from typing import Any, Mapping
 
+from .kernel.policy import NotebookPolicy, PolicyError, parse_policy
+
 VERSION = 1
 TARGET = "jupyter_codegemma"
 
@@ -50,8 +57,8 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # what JSON's surrogate escapes
 
 MODES = ("line", "block", "auto")
 STATES = ("loading", "ready", "busy", "error")
-REQUEST_TYPES = ("complete", "cancel", "status")
-REPLY_TYPES = ("partial", "done", "cancelled", "status", "error")
+REQUEST_TYPES = ("complete", "cancel", "status", "policy")
+REPLY_TYPES = ("partial", "done", "cancelled", "status", "error", "policy")
 STATS_FIELDS = ("prompt_tokens", "reused_tokens", "new_tokens", "ttft_ms", "total_ms")
 # Stats a `done` may carry: a non-negative integer each when present (absent: the kernel does not say).
 OPTIONAL_STATS_FIELDS = ("context_facts",)
@@ -61,7 +68,7 @@ BAD_REQUEST = "bad_request"  # not an object, a missing field, a wrong type or v
 UNSUPPORTED_VERSION = "unsupported_version"  # "v" is not 1
 UNKNOWN_TYPE = "unknown_type"  # "type" is not a request type
 TOO_LARGE = "too_large"  # a field over its size limit
-DISABLED = "disabled"  # completions are switched off (`%codegemma disable`)
+DISABLED = "disabled"  # completions are switched off (`%codegemma disable`, or the notebook's policy)
 BUSY = "busy"  # the kernel's request queue is full: retry later
 PROMPT_ERROR = "prompt_error"  # the model cannot take this prompt
 MODEL_ERROR = "model_error"  # the model failed to load or to run
@@ -102,14 +109,19 @@ class Status:
     pass
 
 
-Request = Complete | Cancel | Status
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    policy: NotebookPolicy | None  # None: the notebook has no policy
+
+
+Request = Complete | Cancel | Status | Policy
 
 
 # --- requests ---------------------------------------------------------------------------------
 
 
 def parse_request(data: Any) -> Request:
-    """A request message (the comm's `data`) -> Complete, Cancel or Status; or a ProtocolError."""
+    """A request message (the comm's `data`) -> Complete, Cancel, Status or Policy; or a ProtocolError."""
     if not isinstance(data, Mapping):
         raise ProtocolError(BAD_REQUEST, f"a message must be a JSON object, got {_kind(data)}")
     request_id = data.get("id")
@@ -132,6 +144,13 @@ def parse_request(data: Any) -> Request:
             return Cancel(id=_id(data))
         if kind == "status":
             return Status()
+        if kind == "policy":
+            if "policy" not in data:
+                raise ProtocolError(BAD_REQUEST, 'missing "policy" (an object, or null for none)')
+            try:
+                return Policy(parse_policy(data["policy"]))
+            except PolicyError as e:
+                raise ProtocolError(BAD_REQUEST, str(e)) from None
         raise ProtocolError(UNKNOWN_TYPE, f"unknown request type {kind[:40]!r}: expected one of "
                             f"{', '.join(REQUEST_TYPES)}")
     except ProtocolError as e:
@@ -211,12 +230,19 @@ def cancelled(id: str) -> dict:
 
 
 def status(*, model: str, state: str, device: str, fim: bool, completions_enabled: bool,
-           hints_enabled: bool = True, message: str | None = None) -> dict:
+           hints_enabled: bool = True, message: str | None = None, policy: dict | None = None) -> dict:
+    """`policy`: the notebook policy in force (its JSON), or None for none."""
     reply = {"v": VERSION, "type": "status", "model": model, "state": state, "device": device, "fim": bool(fim),
              "completions_enabled": bool(completions_enabled), "hints_enabled": bool(hints_enabled)}
     if message:
         reply["message"] = message
+    reply["policy"] = policy
     return reply
+
+
+def policy(policy: dict | None) -> dict:
+    """Ask the frontend to store this policy (its JSON, or None) in the notebook's metadata."""
+    return {"v": VERSION, "type": "policy", "policy": policy}
 
 
 def error(code: str, message: str, id: str | None = None) -> dict:

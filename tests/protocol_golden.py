@@ -39,6 +39,7 @@ _REPLY_FIELDS = {
     "cancelled": {"id": str},
     "status": {"model": str, "state": str, "device": str, "fim": bool, "completions_enabled": bool},
     "error": {"code": str, "message": str},
+    "policy": {},  # "policy": an object or null, checked below
 }
 
 
@@ -56,6 +57,8 @@ def validate_reply(data: Any) -> dict:
             raise ProtocolError(BAD_REQUEST, f'{kind}: "{name}" must be {_kind(expected())}, got {_kind(data.get(name))}')
     if kind == "status" and data["state"] not in STATES:
         raise ProtocolError(BAD_REQUEST, f'status: "state" must be one of {", ".join(STATES)}')
+    if (kind == "policy" or "policy" in data) and not isinstance(data.get("policy", 0), (dict, type(None))):
+        raise ProtocolError(BAD_REQUEST, f'{kind}: "policy" must be an object or null, got {_kind(data.get("policy"))}')
     if kind == "error":
         if data["code"] not in ERROR_CODES:
             raise ProtocolError(BAD_REQUEST, f'error: unknown code {data["code"]!r}')

@@ -31,14 +31,16 @@ def split_args(line: str) -> list[str]:
 
 
 def make_widget(exercises, *, settings=None, service=None, results_path=None, editor=None):
-    """An ExerciseWidget wired to the kernel's settings (exam mode, the editor) and engine worker (level-3 hints)."""
+    """An ExerciseWidget wired to the kernel's settings (exam mode, the editor), its engine worker (level-3
+    hints) and the notebook's policy (it caps the hints; each result records it)."""
     from .results import Results
     from .fix_provider import service_fix_provider
     from .widget import ExerciseWidget
 
     provider = service_fix_provider(service) if service is not None else None
-    return ExerciseWidget(exercises, results=Results(results_path), settings=settings, fix_provider=provider,
-                          editor=editor)
+    policy = service.policy if service is not None else None
+    return ExerciseWidget(exercises, results=Results(results_path, policy=policy), settings=settings,
+                          fix_provider=provider, editor=editor, policy=policy)
 
 
 @magics_class

@@ -25,6 +25,7 @@ from pathlib import Path
 __all__ = ["DEFAULT_FILE", "ExerciseRecord", "Results", "ResultsError", "export_csv", "read_results"]
 
 DEFAULT_FILE = "codegemma_exercise_results.json"
+_PROVENANCE = ("policy", "policy_removed")  # written by the kernel's policy state; read by `codegemma grade`
 _FIELDS = ("attempts", "hints", "max_hint_level", "model_hints", "seconds", "solved", "first_seen", "solved_at",
            "code", "solved_code")
 _CSV_FIELDS = _FIELDS[:-2]  # the code is for `codegemma grade` to re-run, not for a spreadsheet
@@ -40,6 +41,10 @@ class ExerciseRecord:
     solved: bool = False
     first_seen: str = ""
     solved_at: str = ""
+    # Provenance (kernel/policy.py): the notebook's AI policy at the last event, and whether a policy seen
+    # earlier (in this kernel session, or in this record) was later removed or loosened.
+    policy: dict | None = None
+    policy_removed: bool = False
     code: str = ""  # the code of the last Check, re-run by `codegemma grade` on the teacher's machine
     solved_code: str = ""  # the code of the Check that solved it (what you solved stays solved)
 
@@ -101,8 +106,9 @@ class Results:
     """Per-exercise records, written through to `path` (default: DEFAULT_FILE in the working directory,
     which is the notebook's folder in Jupyter)."""
 
-    def __init__(self, path: str | os.PathLike | None = None, student: str | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, student: str | None = None, policy=None):
         self.path = Path(path) if path is not None else Path.cwd() / DEFAULT_FILE
+        self.policy = policy  # the kernel's PolicyState (kernel/policy.py), stamped on each record; None: none
         self._lock = threading.Lock()
         self._started: dict[str, float] = {}
         self.records: dict[str, ExerciseRecord] = {}
@@ -114,7 +120,7 @@ class Results:
             data = read_results(self.path)
             self.student = self.student or data.get("student")
             for key, rec in data["exercises"].items():
-                self.records[key] = ExerciseRecord(**{k: v for k, v in rec.items() if k in _FIELDS})
+                self.records[key] = ExerciseRecord(**{k: v for k, v in rec.items() if k in _FIELDS + _PROVENANCE})
         if not self.student:
             try:
                 self.student = getpass.getuser()
@@ -128,7 +134,19 @@ class Results:
     def _record(self, exercise_id: str) -> ExerciseRecord:
         if exercise_id not in self.records:
             self.records[exercise_id] = ExerciseRecord(first_seen=_now())
-        return self.records[exercise_id]
+        rec = self.records[exercise_id]
+        if self.policy is not None:  # every event records the policy in force, and whether one was loosened
+            from ..kernel.policy import loosens, parse_policy
+
+            now = self.policy.provenance()
+            try:
+                before = parse_policy(rec.policy)
+            except ValueError:  # a record edited by hand: its policy cannot be trusted either
+                before = None
+            rec.policy_removed = rec.policy_removed or now["policy_removed"] or loosens(
+                before, parse_policy(now["policy"]))
+            rec.policy = now["policy"]
+        return rec
 
     def opened(self, exercise_id: str) -> None:
         with self._lock:

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 import ipywidgets as widgets
 
+from ..kernel.policy import PolicyState
 from .checker import CheckResult, check_code
 from .editor import EDITOR_STYLE, EDITORS, CodeEditor, editor_factory_for
 from .fix_provider import FixProvider, FixRequest, ask_for_fix, fix_text, service_fix_provider
@@ -51,12 +52,13 @@ class ExerciseWidget(widgets.VBox):
     def __init__(self, exercises: Exercise | Sequence[Exercise], *, results: Results | None = None,
                  settings=None, fix_provider: FixProvider | None = None, limits: Limits | None = None,
                  editor: str | None = None, editor_factory: Callable[[str], widgets.Widget] | None = None,
-                 **kwargs):
+                 policy: PolicyState | None = None, **kwargs):
         self.exercises = [exercises] if isinstance(exercises, Exercise) else list(exercises)
         if not self.exercises:
             raise ValueError("ExerciseWidget needs at least one exercise")
         self.results = results if results is not None else Results()
         self.settings = settings  # the CodeGemma configurable: hints_enabled is exam mode's switch
+        self.policy = policy or PolicyState()  # the notebook's AI policy in this kernel: it caps the ladder
         self.fix_provider = fix_provider
         self.limits = limits or Limits()
         self.index = 0
@@ -274,7 +276,7 @@ class ExerciseWidget(widgets.VBox):
                 self._head = ("Your code changed since the last hint, so the hints start again for this code."
                               if self._ladder else "")
                 self._ladder, self._ladder_version, self.hint_level = [], self._version, 0
-            top = 1 if result.ok else (3 if self._model_allowed() else 2)
+            top = min(1 if result.ok else (3 if self._model_allowed() else 2), self.policy.allowed(self.settings).max_hint_level)
             if self.hint_level >= top:
                 if self._ladder and self._ladder[-1][1] is None:
                     return "asking the model"  # already asked for this code: its answer will come here
@@ -282,8 +284,8 @@ class ExerciseWidget(widgets.VBox):
                     self._ladder = [entry for entry in self._ladder if entry[0] != 3]
                     self._note = ""
                     return self._model_hint(exercise, source, result)
-                self._note = ("That was the last hint for this code." if result.ok or top == 3 else
-                              "That was the last hint for this code: " + self._why_no_model())
+                self._note = ("That was the last hint for this code." if (result.ok and top) or top == 3 else
+                              "That was the last hint for this code: " * bool(top) + self._why_no_model(top))
                 self._render_hints()
                 return self._ladder[-1][1] if self._ladder else ""
             self.hint_level += 1
@@ -298,21 +300,21 @@ class ExerciseWidget(widgets.VBox):
                 text = hint(level, source, result, category=exercise.category)
                 if level == 2 and exercise.hints:
                     text += "\n\n" + "\n".join(f"• {h}" for h in exercise.hints)
-                if level == 2 and not self._model_allowed():
-                    text += "\n\n" + self._why_no_model()
+                if level == 2 and top == 2:  # the ladder ends here: say why
+                    text += "\n\n" + self._why_no_model(top)
             self._ladder.append([level, text])
             self._render_hints()
         self.results.hint(exercise.id, level)
         return text
 
     def _model_allowed(self) -> bool:
-        enabled = True if self.settings is None else bool(self.settings.hints_enabled)
-        return enabled and self.fix_provider is not None
+        return self.policy.allowed(self.settings).model_fixes and self.fix_provider is not None
 
-    def _why_no_model(self) -> str:
-        if self.settings is not None and not self.settings.hints_enabled:
-            return "(Model hints are switched off.)"
-        return "(No model hints here: run %load_ext jupyter_codegemma for level 3.)"
+    def _why_no_model(self, top: int) -> str:  # why the ladder ends at `top`: the policy, exam mode, no model
+        if (allowed := self.policy.allowed(self.settings)).max_hint_level <= top or "model_fixes" in allowed.by_policy:
+            return f"(Hints {f'beyond level {top} ' * bool(top)}are switched off by this notebook's policy.)"
+        return ("(Model hints are switched off.)" if not allowed.model_fixes
+                else "(No model hints here: run %load_ext jupyter_codegemma for level 3.)")
 
     def _model_hint(self, exercise: Exercise, source: str, result: CheckResult) -> str:
         """Level 3 (under the lock): the answer already given for this code, else a request to the model."""

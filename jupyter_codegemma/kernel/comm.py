@@ -36,6 +36,8 @@ class CompletionComm:
         self._lock = threading.Lock()
         comm.on_msg(self.on_msg)
         comm.on_close(self.on_close)
+        # `%codegemma policy ...` changed the notebook's policy: ask the frontend to store it in the metadata
+        service.policy.listen(self._announce_policy)
 
     # --- handlers (shell/subshell threads): validate and queue --------------------------------
 
@@ -49,6 +51,9 @@ class CompletionComm:
                 self._complete(request)
             elif isinstance(request, protocol.Cancel):
                 self._cancel(request.id)
+            elif isinstance(request, protocol.Policy):  # the notebook's metadata, on comm open or changed
+                self.service.policy.set(request.policy)
+                self._send(self.service.status())
             else:
                 self.service.preload()
                 self._send(self.service.status())
@@ -59,6 +64,7 @@ class CompletionComm:
             self._send(protocol.error(protocol.INTERNAL, f"{type(e).__name__}: {e}"))
 
     def on_close(self, msg) -> None:
+        self.service.policy.unlisten(self._announce_policy)
         with self._lock:
             jobs = list(self._jobs.values())
             self._jobs.clear()
@@ -66,10 +72,9 @@ class CompletionComm:
             job.cancel.set()
 
     def _complete(self, request: protocol.Complete) -> None:
-        settings = self.service.settings
-        if not settings.completions_enabled:
-            raise protocol.ProtocolError(protocol.DISABLED, "completions are switched off in this kernel "
-                                         "(%codegemma enable switches them on)", request.id)
+        allowed = self.service.allowed()  # the kernel's switches and the notebook's policy
+        if not allowed.completions:
+            raise protocol.ProtocolError(protocol.DISABLED, allowed.refusal("completions"), request.id)
         context = contextvars.copy_context()  # carries this request's parent header to the worker
         job = Job(lambda engine: self._run_complete(engine, request, job, context),
                   on_cancelled=lambda: self._finish(job, request.id, protocol.cancelled(request.id), context),
@@ -129,6 +134,9 @@ class CompletionComm:
             request.id, result.text, prompt_tokens=stats.prompt_tokens, reused_tokens=stats.reused_tokens,
             new_tokens=stats.new_tokens, ttft_ms=result.ttft_ms, total_ms=result.total_ms,
             context_facts=facts.count if facts is not None else None), context)
+
+    def _announce_policy(self, policy: dict | None) -> None:
+        self._send(protocol.policy(policy))
 
     # --- sending -------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from ..backends.base import GenerationResult, SamplingParams, shaped_stream
 from ..backends.chat import Turn
 from ..backends.repetition import stop_runaway
 from . import prompts as prompting
+from .policy import PolicyError, parse_policy_words
 from .safe_markdown import code_block
 from .conversation.commands import Conversation
 from .worker import Job, Service
@@ -83,8 +84,7 @@ class CodeGemmaMagics(Magics):
         if not cell.strip():
             print("codegemma: the cell is empty: write a request under %%codegemma (see %codegemma help)")
             return
-        if not self.settings.generation_enabled:
-            print(GENERATION_OFF)
+        if self._refused("%%codegemma" + (" --chat" if args.chat else " --explain" if args.explain else "")):
             return
         if args.explain or args.chat:
             talk = self.conversation.chat if args.chat else self.conversation.explain_code
@@ -211,7 +211,7 @@ class CodeGemmaMagics(Magics):
 
     @line_magic("codegemma")
     def codegemma_line(self, line: str):
-        """%codegemma status | load [PATH] | set KEY=VALUE | enable | disable | explain | fix | chat | help
+        """%codegemma status | load [PATH] | set KEY=VALUE | enable | disable | policy | explain | fix | chat | help
 
         status           the model, its state and device, and the settings
         load [PATH]      load a model file now (no PATH: the default model)
@@ -223,6 +223,10 @@ class CodeGemmaMagics(Magics):
                          (same as %config CodeGemma.KEY)
         enable|disable   switch inline completions, exercise hints and generation (%%codegemma, explain,
                          fix, chat) on or off; `disable` alone is exam mode (`disable hints` for one)
+        policy [NAME=on|off ...] | policy clear
+                         show or set this notebook's AI policy (stored in its metadata by the
+                         labextension): completions, generation, model_fixes, exam=on|off and
+                         max_hint_level=0..3, e.g. `policy completions=off generation=off max_hint_level=1`
         explain [--cell N]   explain the last exception (traceback, cell, values), or the code of In[N]
         fix [--insert]   propose a fixed version of the cell that raised the last exception, as a diff;
                          --insert puts it in a new cell below (never run)
@@ -236,13 +240,12 @@ class CodeGemmaMagics(Magics):
         words = shlex.split(line)
         command, rest = (words[0], words[1:]) if words else ("status", [])
         handler = {"status": self._status, "load": self._load, "set": self._set, "enable": self._enable,
-                   "disable": self._disable, "help": self._help, "use": self._use}.get(command)
+                   "disable": self._disable, "help": self._help, "use": self._use, "policy": self._policy}.get(command)
         talk = {"explain": self.conversation.explain, "fix": self.conversation.fix,
                 "chat": self.conversation.chat_command, "debug": self.conversation.debug}.get(command)
         if talk is not None:
             if command != "debug" and not (command == "chat" and rest[:1] in (["reset"], ["history"])) \
-                    and not self.settings.generation_enabled:
-                print(GENERATION_OFF)
+                    and self._refused(f"%codegemma {command}"):
                 return
             self._talk(talk, rest)
             return
@@ -250,6 +253,24 @@ class CodeGemmaMagics(Magics):
             print(f"codegemma: unknown subcommand {command!r}; try %codegemma help")
             return
         handler(rest)
+
+    def _refused(self, what: str) -> bool:
+        """Whether generation is switched off (by the notebook's policy, or in this kernel); says so in one line."""
+        allowed = self.service.allowed()
+        if not allowed.generation:
+            print(f"codegemma: {what} is switched off by this notebook's policy." if "generation" in allowed.by_policy
+                  else GENERATION_OFF)
+        return not allowed.generation
+
+    def _policy(self, rest):
+        """`policy`: show it; `policy NAME=VALUE ...`: change it (the frontend stores it); `policy clear`."""
+        try:
+            if rest:
+                self.service.policy.set(parse_policy_words(rest, self.service.policy.policy), announce=True)
+        except PolicyError as e:
+            print(f"codegemma: {e}")
+            return
+        print(f"codegemma: this notebook's policy: {self.service.policy.describe()}")
 
     def _talk(self, action, *args, **kwargs):
         """Run a conversation command (conversation/commands.py), reporting what stops it in one line."""
@@ -267,6 +288,7 @@ class CodeGemmaMagics(Magics):
         for key in ("model", "state", "device", "fim", "completions_enabled", "hints_enabled", "message"):
             if key in status and status[key] != "":
                 print(f"{key:<20} {status[key]}")
+        print(f"{'policy':<20} {self.service.policy.describe()}")
 
     def _load(self, rest):
         """`load [PATH]`: a model in this kernel (the default one without PATH), loaded now."""

@@ -15,6 +15,7 @@ from typing import Callable
 
 from .. import protocol
 from ..backends import BackendSpec, load_backend
+from .policy import Allowed, PolicyState, allowed
 from .settings import CodeGemma
 
 log = logging.getLogger("jupyter_codegemma")
@@ -66,6 +67,7 @@ class Service:
         self.settings = settings
         self.namespace = namespace  # the user's namespace (shell.user_ns), for the kernel-context facts
         self.last_facts = None  # the last completion's KernelFacts, for `%codegemma debug last-prompt`
+        self.policy = PolicyState()  # the notebook's AI policy, as the labextension or %codegemma policy set it
         self.engine = None
         self._engine_key = None
         self.state = "loading"  # until the first load finishes; see status()
@@ -102,6 +104,10 @@ class Service:
             except protocol.ProtocolError:
                 pass
 
+    def allowed(self) -> Allowed:
+        """What may run now: the kernel's switches and the notebook's policy (kernel/policy.py)."""
+        return allowed(self.settings, self.policy.policy)
+
     def kernel_facts(self, prefix: str):
         """The live kernel's facts for a cursor at the end of `prefix` (kernel/live_namespace.py), or
         None when the kernel_context setting is off or there is no namespace (a kernel-less engine)."""
@@ -122,10 +128,12 @@ class Service:
         state, running = self.state, self._running
         if state == "busy" and running is not None and running.cancel.is_set():
             state = "ready"  # stopping within one decode step: nobody waits for it (a cell run after typing)
+        policy = self.policy.policy
         return protocol.status(model=model, state=state, device=info.get("device", ""),
                                fim=bool(engine is not None and engine.has_fim),
-                               completions_enabled=self.settings.completions_enabled,
-                               hints_enabled=self.settings.hints_enabled, message=self.message or None)
+                               completions_enabled=self.allowed().completions,
+                               hints_enabled=self.settings.hints_enabled, message=self.message or None,
+                               policy=policy.to_json() if policy is not None else None)
 
     def forget_engine(self) -> None:
         """After a switch of backend (`%codegemma use`): drop the old engine and its error, unless a job

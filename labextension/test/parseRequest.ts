@@ -7,6 +7,7 @@
 
 import {
   ICompleteRequest,
+  IPolicyRequest,
   MAX_ID_CHARS,
   MAX_LANGUAGE_CHARS,
   MAX_NEW_TOKENS,
@@ -21,6 +22,7 @@ import {
   VERSION
 } from '../src/kernel/protocol';
 import { isObject, kind } from '../src/kernel/replyValidation';
+import { parsePolicy } from '../src/kernel/policy';
 
 /** A request as the kernel reads it (mirrors `protocol.parse_request`); throws ProtocolError. */
 export function parseRequest(data: unknown): Request {
@@ -57,6 +59,12 @@ export function parseRequest(data: unknown): Request {
         return { v: VERSION, type: 'cancel', id: requireId(data) };
       case 'status':
         return { v: VERSION, type: 'status' };
+      case 'policy':
+        if (!('policy' in data)) {
+          throw new ProtocolError('bad_request', 'missing "policy" (an object, or null for none)');
+        }
+        parsePolicy(data.policy); // throws bad_request for a field of the wrong type or range
+        return { v: VERSION, type: 'policy', policy: data.policy as IPolicyRequest['policy'] };
       default:
         throw new ProtocolError(
           'unknown_type',

@@ -6,8 +6,9 @@
  * `tests/protocol/*.json`, which the Python tests load too, so the two sides cannot drift apart.
  *
  * Comm target `jupyter_codegemma`. Every message carries `"v": 1` and a `"type"`.
- *   requests (frontend -> kernel): complete, cancel, status
- *   replies (kernel -> frontend):  partial (the whole suggestion so far), done, cancelled, status, error
+ *   requests (frontend -> kernel): complete, cancel, status, policy (the notebook's AI policy)
+ *   replies (kernel -> frontend):  partial (the whole suggestion so far), done, cancelled, status, error,
+ *                                  policy (`%codegemma policy` changed it: store it in the metadata)
  * Every `complete` ends with exactly one of `done`, `cancelled` or `error`.
  */
 
@@ -26,7 +27,7 @@ export const MODES = ['line', 'block', 'auto'] as const;
 export type Mode = (typeof MODES)[number];
 export const STATES = ['loading', 'ready', 'busy', 'error'] as const;
 export type State = (typeof STATES)[number];
-export const REQUEST_TYPES = ['complete', 'cancel', 'status'] as const;
+export const REQUEST_TYPES = ['complete', 'cancel', 'status', 'policy'] as const;
 export const STATS_FIELDS = [
   'prompt_tokens',
   'reused_tokens',
@@ -43,7 +44,7 @@ export const ERROR_CODES = [
   'unsupported_version', // "v" is not 1
   'unknown_type', // "type" is not a known message type
   'too_large', // a field over its size limit
-  'disabled', // completions are switched off in the kernel (`%codegemma disable`)
+  'disabled', // completions are switched off (`%codegemma disable`, or the notebook's policy)
   'busy', // the kernel's queue is full: retry later
   'prompt_error', // the model cannot take this prompt
   'model_error', // the model failed to load or to run
@@ -76,7 +77,27 @@ export interface IStatusRequest {
   type: 'status';
 }
 
-export type Request = ICompleteRequest | ICancelRequest | IStatusRequest;
+/**
+ * A notebook's AI policy (`metadata.jupyter_codegemma.policy`; kernel/policy.py enforces it). Every
+ * field is optional and a missing one allows; `exam` means completions, generation and model fixes
+ * off, hints up to level 1. Reading, writing and describing it: `policy.ts`.
+ */
+export interface INotebookPolicy {
+  completions?: boolean;
+  generation?: boolean; // %%codegemma, explain, fix and chat
+  max_hint_level?: number; // 0..3
+  model_fixes?: boolean;
+  exam?: boolean;
+}
+
+/** The notebook's policy, or null for none; the kernel answers with a `status`. */
+export interface IPolicyRequest {
+  v: 1;
+  type: 'policy';
+  policy: INotebookPolicy | null;
+}
+
+export type Request = ICompleteRequest | ICancelRequest | IStatusRequest | IPolicyRequest;
 
 // --- replies -------------------------------------------------------------------------------
 
@@ -120,6 +141,7 @@ export interface IStatusReply {
   completions_enabled: boolean;
   hints_enabled?: boolean;
   message?: string;
+  policy?: INotebookPolicy | null; // the notebook policy in force (kernels before it leave it out)
 }
 
 export interface IErrorReply {
@@ -130,12 +152,20 @@ export interface IErrorReply {
   message: string;
 }
 
+/** `%codegemma policy ...` changed the policy: store it in the notebook's metadata. */
+export interface IPolicyReply {
+  v: 1;
+  type: 'policy';
+  policy: INotebookPolicy | null;
+}
+
 export type Reply =
   | IPartialReply
   | IDoneReply
   | ICancelledReply
   | IStatusReply
-  | IErrorReply;
+  | IErrorReply
+  | IPolicyReply;
 
 /** A message that breaks the protocol; `code` is one of ERROR_CODES, `id` the request's if known. */
 export class ProtocolError extends Error {
@@ -196,6 +226,10 @@ export function cancel(id: string): ICancelRequest {
 
 export function status(): IStatusRequest {
   return { v: VERSION, type: 'status' };
+}
+
+export function policy(policy: INotebookPolicy | null): IPolicyRequest {
+  return { v: VERSION, type: 'policy', policy };
 }
 
 let requestCounter = 0;

@@ -27,7 +27,8 @@ const REPLY_FIELDS: Record<Reply['type'], Record<string, FieldType>> = {
     fim: 'boolean',
     completions_enabled: 'boolean'
   },
-  error: { code: 'string', message: 'string' }
+  error: { code: 'string', message: 'string' },
+  policy: {} // "policy": an object or null, checked below
 };
 
 /** Check a kernel -> frontend message; returns it as a Reply, or throws ProtocolError. */
@@ -58,6 +59,9 @@ export function validateReply(data: unknown): Reply {
   }
   if (type === 'status' && !(STATES as readonly string[]).includes(data.state as string)) {
     throw new ProtocolError('bad_request', `status: "state" must be one of ${STATES.join(', ')}`);
+  }
+  if ((type === 'policy' || 'policy' in data) && !(data.policy === null || isObject(data.policy))) {
+    throw new ProtocolError('bad_request', `${type}: "policy" must be an object or null, got ${kind(data.policy)}`);
   }
   if (type === 'error') {
     if (!(ERROR_CODES as readonly string[]).includes(data.code as string)) {
