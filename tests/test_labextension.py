@@ -75,6 +75,12 @@ def _notebook(*sources: str, kernel: str = "codegemma") -> dict:
                          "language_info": {"name": "python"}}}
 
 
+def _with_policy(notebook: dict, policy: dict) -> dict:
+    """A notebook as a teacher hands it out: its AI policy in the metadata (issue 17)."""
+    notebook["metadata"]["jupyter_codegemma"] = {"policy": policy}
+    return notebook
+
+
 NOTEBOOKS = {
     "ghost.ipynb": _notebook(GREET, ""),
     "generate.ipynb": _notebook("numbers = [3, 1, 2]"),
@@ -89,6 +95,11 @@ NOTEBOOKS = {
     "load-error.ipynb": _notebook("%load_ext jupyter_codegemma\n%codegemma load /nonexistent.gguf", "%codegemma load",
                                   GREET + "\n", kernel="python3"),
     "palette.ipynb": _notebook("numbers = [3, 1, 2]", kernel="python3"),
+    # policy.spec.ts (issue 17): a notebook handed out with an AI policy in its metadata
+    "policy.ipynb": _with_policy(_notebook(GREET, "", "%%codegemma --max-new-tokens 8 --no-insert\nadd two numbers",
+                                           "%exercise --category missing_colon --difficulty 1 --editor codemirror "
+                                           "--results policy-results.json"),
+                                 {"completions": False, "generation": False, "max_hint_level": 1}),
 }
 
 
@@ -197,4 +208,23 @@ def test_browser_untrusted_output(lab_server, fake_llm):
     if done.returncode != 0 or " 1 passed" not in done.stdout:
         server_log = lab_server["log"].read_text()[-6000:]
         pytest.fail(f"the untrusted-output browser test failed:\n{done.stdout[-12000:]}\n{done.stderr[-4000:]}\n"
+                    f"--- jupyter lab log ---\n{server_log}")
+
+
+def test_browser_ghost_text(lab_server, fake_llm):
+    """labextension/ui-tests/tests/ghostText.spec.ts (issue 17): accept-next-word and accept-next-line build
+    the suggestion into the cell piece by piece; typing 5 characters the ghost text starts with sends no
+    `complete` (counted on the kernel's websocket) and a mismatching one sends exactly one; manual trigger
+    sends nothing until the invoke shortcut; Markdown cells get no ghost text. The suggestions come from the
+    fake model server through the kernel's remote backend, so the test knows them in advance."""
+    _node_ready()
+    env = dict(os.environ, CODEGEMMA_LAB_URL=lab_server["url"], CODEGEMMA_CHROMIUM=CHROMIUM,
+               PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1", CODEGEMMA_FAKE_LLM_URL=fake_llm.url)
+    # Its own output folder: a browser run of the other specs clears theirs when it starts.
+    done = _run([BIN / "jlpm", "playwright", "test", "--config", "ui-tests/playwright.config.ts",
+                 "--output", "ui-tests/test-results/ghost-text", "ghostText"],
+                cwd=LABEXT, env=env, timeout=900)
+    if done.returncode != 0 or " 3 passed" not in done.stdout:
+        server_log = lab_server["log"].read_text()[-6000:]
+        pytest.fail(f"the ghost-text browser tests failed:\n{done.stdout[-12000:]}\n{done.stderr[-4000:]}\n"
                     f"--- jupyter lab log ---\n{server_log}")

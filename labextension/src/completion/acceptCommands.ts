@@ -4,7 +4,8 @@
  * the user would type it, so JupyterLab's inline model shortens the ghost text itself, and the
  * provider, asked again, serves the rest of the same suggestion without a model request
  * (typeThrough.ts). Default keys (schema/plugin.json): Accel+→ and Accel+↓, only while ghost text
- * is shown (`.jp-mod-inline-completer-active`), so they move the cursor as usual otherwise.
+ * is shown (`.jp-mod-inline-completer-active`), so they move the cursor as usual otherwise; they
+ * reach the commands before CodeMirror's own Ctrl+→ (ghostTextKeys.ts).
  */
 
 import { JupyterFrontEnd } from '@jupyterlab/application';
@@ -13,6 +14,7 @@ import { CodeMirrorEditor } from '@jupyterlab/codemirror';
 import { ICompletionProviderManager } from '@jupyterlab/completer';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 
+import { dispatchBeforeEditor } from './ghostTextKeys';
 import { CodeGemmaProvider } from './provider';
 import { acceptedPart, PartKind } from './suggestionParts';
 
@@ -92,8 +94,10 @@ export function addAcceptCommands(options: IAcceptCommandOptions): void {
     isEnabled: () => shownGhost() !== null,
     execute: () => accept('line')
   });
+  const ids = [AcceptCommandIDs.nextWord, AcceptCommandIDs.nextLine];
+  dispatchBeforeEditor(app.commands, ids);
   if (palette) {
-    for (const command of [AcceptCommandIDs.nextWord, AcceptCommandIDs.nextLine]) {
+    for (const command of ids) {
       palette.addItem({ command, category: 'CodeGemma' });
     }
   }
