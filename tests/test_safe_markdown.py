@@ -13,7 +13,7 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
-from jupyter_codegemma.kernel.safe_markdown import code_block, html_text, untrusted_markdown
+from jupyter_codegemma.kernel.safe_markdown import code_block, diff_block, html_text, untrusted_markdown
 
 _MD = MarkdownIt("commonmark", {"html": True})
 _MD.validateLink = lambda url: True  # as a renderer that checks no link target (the payloads' aim)
@@ -96,3 +96,18 @@ def test_a_code_block_cannot_be_closed_from_inside(inner):
 
 def test_html_text_escapes_quotes():
     assert html_text("<a title=\"x\" onclick='y'>") == "&lt;a title=&quot;x&quot; onclick=&#x27;y&#x27;&gt;"
+
+
+def test_a_diff_is_coloured_html_with_every_line_escaped():
+    from jupyter_codegemma.kernel.conversation.fixes import diff
+
+    proposal = "x = 1\n" + "\n".join(PAYLOADS) + "\n</code></pre><img src=x onerror=alert(1)>\n"
+    change = diff("x = 2\nprint(x)\n", proposal, "In[3]")
+    rendered = RENDER(f"Proposed fix:\n\n{diff_block(change)}\n\nafter")
+    assert rendered.count("<pre>") == 1 and rendered.endswith("<p>after</p>\n")  # one block, closed where we close it
+    tags = {re.match(r"/?([a-z]+)", tag).group(1) for tag in re.findall(r"<(/?[a-zA-Z][^<>]*)>", rendered)}
+    assert tags == {"p", "pre", "code", "span"}, tags  # no tag from the text
+    assert not re.search(r"\son\w+\s*=", " ".join(re.findall(r"<[^<>]*>", rendered)), re.I)
+    style = {text: style for style, text in re.findall(r'<span style="([^"]*)">([^<]*)</span>', rendered)}
+    assert "success" in style["+x = 1"] and "error" in style["-x = 2"] and "bold" in style["--- In[3] (as run)"]
+    assert style["+&lt;script&gt;window.__pwned = 1&lt;/script&gt;"] == style["+x = 1"]  # shown as text, green

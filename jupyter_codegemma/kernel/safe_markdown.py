@@ -9,6 +9,9 @@ through this module:
   comment is ever parsed and an autolink `<scheme:...>` is plain text; a link or image whose target
   is not `http(s)://` or `mailto:` is shown as text; an unclosed code fence is closed.
 - `code_block(text, language)`: text as one fenced code block that nothing in it can close.
+- `diff_block(diff)`: a unified diff as our own HTML `<pre>` block, every line escaped, added lines
+  green and removed ones red (JupyterLab's Markdown highlighter gives a ```` ```diff ```` block's
+  lines no colour).
 - `html_text(text)`: text for our own HTML (escaped, quotes included).
 
 Our own markup around such text (the collapsed *context sent* section) is fixed strings.
@@ -35,6 +38,27 @@ def code_block(text: str, language: str = "") -> str:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{language}\n{text.rstrip(chr(10))}\n{fence}"
+
+
+# JupyterLab's theme colours (light and dark themes define them), with a fallback elsewhere.
+_DIFF_STYLES = {"+": "color: var(--jp-success-color1, #1a7f37)", "-": "color: var(--jp-error-color1, #cf222e)",
+                "@": "color: var(--jp-info-color1, #0969da)", "header": "font-weight: bold"}
+
+
+def diff_block(diff: str) -> str:
+    """A unified diff (difflib's, lines without "\n") as an HTML `<pre>` block for Markdown: each line
+    escaped, in a coloured span by its first character; nothing in the text can end the block (it has
+    no `<` left) or become markup. A renderer that drops styles shows the plain diff."""
+    lines = diff.rstrip("\n").split("\n")
+    out = []
+    for i, line in enumerate(lines):
+        if i < 2 and line.startswith(("--- ", "+++ ")):
+            style = _DIFF_STYLES["header"]
+        else:
+            style = _DIFF_STYLES.get(line[:1])
+        text = html_text(line)
+        out.append(f'<span style="{style}">{text}</span>' if style else text)
+    return "<pre><code>" + "\n".join(out) + "</code></pre>"
 
 
 def untrusted_markdown(text: str) -> str:

@@ -15,7 +15,7 @@ from . import prompts as cv
 from ...backends.base import GenerationResult, SamplingParams, chat_tokens, shaped_stream, token_counter
 from ...backends.repetition import stop_runaway
 from .. import prompts as prompting
-from ..safe_markdown import code_block, untrusted_markdown
+from ..safe_markdown import diff_block, untrusted_markdown
 from ..worker import PROMPT_KINDS
 
 _MARGIN = 8  # tokens kept free besides the answer's
@@ -118,7 +118,7 @@ class Conversation:
                           raw=True)
             return
         change = fixes.diff(failure.source, proposal, failure.label)
-        handle.update({"text/markdown": f"{note}Proposed fix for {failure.label}:\n\n{code_block(change, 'diff')}" + section,
+        handle.update({"text/markdown": f"{note}Proposed fix for {failure.label}:\n\n{diff_block(change)}" + section,
                        "text/plain": change}, raw=True)
         if args.insert:
             self.shell.set_next_input(proposal.rstrip("\n") + "\n", replace=False)
