@@ -338,6 +338,7 @@ def main() -> None:
           f"load average {load_before[0]:.1f} before / {load_after[0]:.1f} after")
     if ours:
         print(f"ours: dtype {ours['info']['dtype']} (prefill {ours['info'].get('prefill_dtype', '-')}), "
+              f"ISA class {ours['info'].get('isa', '-')}, kernels {ours['info'].get('kernels', '-')}, "
               f"session: {len(ours['latencies_ms'])} requests over {ours['typed_chars']} typed characters, "
               f"{ours['mean_prompt_tokens']:.0f} prompt tokens on average")
     print(f"\n{'figure':<44} {'ours':>10} {'llama.cpp':>10} {'ratio':>7} {'target':>8}")

@@ -1,6 +1,6 @@
 """Runtime benchmark: load, compile, time to first token, prefill and decode speed, memory.
 
-    python bench/runtime.py [--model PATH] [--runs 3] [--dtype auto]
+    python bench/runtime.py [--model PATH] [--runs 3] [--dtype auto] [--speculative on|off]
 
 Each run is a fresh process (a new kernel starts the same way), so the figures include what
 a user waits for. The first process gets empty caches (cold: GGUF conversion and XLA
@@ -40,7 +40,8 @@ def child(args) -> dict:
     from jupyter_codegemma.backends.local import Engine, EngineOptions
 
     import_s = time.perf_counter() - started
-    options = EngineOptions(dtype=args.dtype, cache_len=4096, cache_dir=args.cache_dir)
+    options = EngineOptions(dtype=args.dtype, cache_len=4096, cache_dir=args.cache_dir,
+                            speculative=args.speculative == "on")
     t = time.perf_counter()
     engine = Engine.load(args.model, options)
     load_s = time.perf_counter() - t
@@ -54,6 +55,8 @@ def child(args) -> dict:
     engine.complete_text([engine.tokenizer.bos_id, 1106], max_new_tokens=2, stop_ids=())
     steady_call_s = time.perf_counter() - t
     out = {"import_s": import_s, "load_s": load_s, "compile_s": max(first_call_s - steady_call_s, 0.0)}
+    info = engine.info()
+    out["engine"] = " ".join(f"{key} {info.get(key)}" for key in ("dtype", "prefill_dtype", "isa", "kernels"))
 
     def ttft(n: int) -> float:
         ids = _prompt_ids(engine, n)
@@ -86,7 +89,7 @@ def child(args) -> dict:
 
 def run_child(args, cache_dir: str) -> dict:
     cmd = [sys.executable, __file__, "--child", "--cache-dir", cache_dir, "--dtype", args.dtype,
-           "--repeats", str(args.repeats)]
+           "--repeats", str(args.repeats), "--speculative", args.speculative]
     if args.model:
         cmd += ["--model", args.model]
     done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
@@ -113,6 +116,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a GGUF file (default: Gemma 3 270M)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "int8"))
+    parser.add_argument("--speculative", default="on", choices=("on", "off"),
+                        help="draft checks (prompt-lookup decoding); off: plain decoding")
     parser.add_argument("--runs", type=int, default=3, help="warm processes (default 3)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats inside a process (default 3)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -131,10 +136,11 @@ def main() -> None:
             warm_runs.append(run_child(args, cache_dir))
     for run in [cold, *warm_runs]:
         run["warm_start_s"] = run["load_s"] + run["compile_s"]
-    warm = {key: statistics.median(run[key] for run in warm_runs) for key in warm_runs[0]}
+    warm = {key: statistics.median(run[key] for run in warm_runs) for key in warm_runs[0] if key != "engine"}
 
     print(f"\njupyter-codegemma runtime benchmark — model: {args.model or 'Gemma 3 270M (default)'}, "
-          f"dtype {args.dtype}, {os.cpu_count()} CPUs, {args.runs} warm runs (medians)\n")
+          f"dtype {args.dtype}, drafts {args.speculative}, {os.cpu_count()} CPUs, {args.runs} warm runs (medians), "
+          f"load average {os.getloadavg()[0]:.1f}\n{cold['engine']}\n")
     print(f"{'figure':<42} {'cold':>10} {'warm':>10}  unit")
     for key, label, unit, digits in ROWS:
         print(f"{label:<42} {cold[key]:>10.{digits}f} {warm[key]:>10.{digits}f}  {unit}")

@@ -45,14 +45,54 @@ def test_int8_matmul_equals_the_dequantized_product(rows, n, k):
     assert np.abs(y - expected).max() <= tolerance * np.abs(expected).max()
 
 
-def test_native_kernel_is_used_where_it_can_run():
-    """Where the CPU has AVX-512 VNNI and g++ is installed the kernels must build and load (a
-    compile error would otherwise only show as slower int8); elsewhere the reason is given."""
+def _block_formula(x: np.ndarray, q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """What every native kernel computes (numpy): activations rounded to int8 in blocks of 64
+    (scale max|x| / 127, round half to even, in float32 as quantize_block.h), exact integer
+    sums per block, then y = scale[n] · Σ_b sx[m, b] · Σ_{k in b} W[n, k] · q[m, k]."""
+    m, k = x.shape
+    blocks = x.reshape(m, k // kernels.BLOCK, kernels.BLOCK)
+    sx = np.abs(blocks).max(-1) / np.float32(127)
+    inv = np.where(sx > 0, np.float32(1) / np.where(sx > 0, sx, 1), 0).astype(np.float32)
+    qx = np.rint(blocks * inv[..., None]).astype(np.int64)
+    wb = q.reshape(q.shape[0], k // kernels.BLOCK, kernels.BLOCK).astype(np.int64)
+    sums = np.einsum("mbk,nbk->mnb", qx, wb).astype(np.float64)  # exact
+    return (sums * sx[:, None, :]).sum(-1) * scale[None, :]
+
+
+def _native_classes() -> list[str]:
+    kernels.enable_native()
+    return [isa for isa in kernels.runnable_isa_classes() if isa != "xla"]
+
+
+@pytest.mark.parametrize("rows,n,k", [(1, 1536, 640), (1, 7, 64), (5, 1001, 128), (40, 640, 2048), (133, 4096, 640)])
+def test_every_native_kernel_computes_the_int8_block_formula(rows, n, k):
+    """Each kernel this CPU runs (the chosen one and the lower ones: VNNI and AVX2 under AMX)
+    against a numpy reference of the same rounding: equal up to float summation order."""
+    if not _native_classes():
+        pytest.skip(f"no native kernels here: {kernels.native_unavailable_reason()}")
+    rng = np.random.RandomState(k + rows)
+    q, scale = kernels.quantize_rows(rng.randn(n, k).astype(np.float32))
+    x = rng.randn(rows, k).astype(np.float32)
+    x[0, :kernels.BLOCK] = 0.0  # an all-zero block: scale 0, no division by zero
+    expected = _block_formula(x, q, scale)
+    for isa in _native_classes():
+        y = np.asarray(jax.jit(kernels.int8_matmul, static_argnames="isa")(x, q, scale, isa=isa))
+        np.testing.assert_allclose(y, expected, rtol=0, atol=2e-6 * np.abs(expected).max(), err_msg=isa)
+
+
+def test_native_kernels_run_where_the_cpu_has_them():
+    """On x86-64 with AVX2 and FMA (or better) and g++, the kernels must build and load (a
+    compile error would otherwise only show as slower float32), and the best class the CPU has
+    is chosen unless a switch turns it off; elsewhere the reason is given."""
     enabled = kernels.enable_native()
-    can_run = (set(kernels._CPU_FLAGS) <= _cpu_flags() and shutil.which("g++")
-               and os.environ.get("CODEGEMMA_NATIVE_KERNELS", "1") != "0")
-    if can_run:
+    flags = _cpu_flags()
+    switched_off = os.environ.get("CODEGEMMA_NATIVE_KERNELS", "1") == "0" or any(
+        os.environ.get(name, "1") == "0" for name in kernels.SWITCHES.values())
+    if shutil.which("g++") and {"avx2", "fma"} <= flags and not switched_off:
         assert enabled, kernels.native_unavailable_reason()
+        best = "avx512-vnni" if {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"} <= flags else "avx2"
+        assert kernels.isa_class() in ("amx", best) if best != "avx2" else kernels.isa_class() == "avx2"
+        assert best in kernels.cpu_isa_classes()
     else:
         assert enabled or kernels.native_unavailable_reason()
 
@@ -65,21 +105,23 @@ def _cpu_flags() -> set[str]:
         return set()
 
 
-def test_amx_kernel_runs_where_the_cpu_has_it():
-    """On a CPU with AMX the process asks Linux for the tiles and multiplies prompt chunks with
-    them, rounding the activations as the VNNI kernel does: a chunk of rows gives what the rows
-    give one at a time (decoding), up to float summation order."""
-    if not kernels.enable_native() or not {"amx_tile", "amx_int8"} <= _cpu_flags():
-        pytest.skip("no native kernels or no AMX on this CPU")
-    assert kernels.amx_enabled()
+def test_a_chunk_of_rows_equals_its_rows_one_at_a_time():
+    """Prompt chunks (AMX tiles, or the multi-row path of the other kernels) round the
+    activations as decoding does: a chunk of rows gives what the rows give one at a time, up
+    to float summation order (bit for bit on AVX2 and AVX-512 VNNI)."""
+    if not _native_classes():
+        pytest.skip(f"no native kernels here: {kernels.native_unavailable_reason()}")
+    if {"amx_tile", "amx_int8"} <= _cpu_flags():
+        assert kernels.amx_enabled() or os.environ.get("CODEGEMMA_AMX") == "0", kernels.native_unavailable_reason()
     rng = np.random.RandomState(4)
     q, scale = kernels.quantize_rows(rng.randn(1536, 640).astype(np.float32))
     x = rng.randn(kernels.AMX_MIN_ROWS + 21, 640).astype(np.float32)  # a ragged last tile
-    matmul = jax.jit(kernels.int8_matmul)
-    chunk = np.asarray(matmul(jnp.asarray(x), jnp.asarray(q), jnp.asarray(scale)))
-    one_by_one = np.concatenate([np.asarray(matmul(jnp.asarray(row[None]), jnp.asarray(q), jnp.asarray(scale)))
-                                 for row in x])
-    np.testing.assert_allclose(chunk, one_by_one, rtol=0, atol=1e-5 * np.abs(one_by_one).max())
+    matmul = jax.jit(kernels.int8_matmul, static_argnames="isa")
+    for isa in _native_classes():
+        chunk = np.asarray(matmul(x, q, scale, isa=isa))
+        one_by_one = np.concatenate([np.asarray(matmul(row[None], q, scale, isa=isa)) for row in x])
+        atol = 1e-5 * np.abs(one_by_one).max() if isa == "amx" else 0
+        np.testing.assert_allclose(chunk, one_by_one, rtol=0, atol=atol, err_msg=isa)
 
 
 def test_quantized_tree_keeps_norms_in_float32():

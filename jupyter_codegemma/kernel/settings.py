@@ -33,8 +33,8 @@ class CodeGemma(Configurable):
 
     model = Unicode("", help="A model file (GGUF); empty for the default model (Gemma 3 270M).").tag(config=True)
     dtype = Enum(("auto", "float32", "bfloat16", "int8"), "auto",
-                 help="Weight dtype. auto: int8 weights with native kernels on CPUs with AVX-512 VNNI "
-                 "(prompts on AMX where the CPU has it), float32 elsewhere on CPU, bfloat16 on GPU/TPU.").tag(config=True)
+                 help="Weight dtype. auto: int8 weights with native kernels on x86-64 CPUs with AVX2 and FMA "
+                 "or better (AVX-512 VNNI, AMX), float32 elsewhere on CPU, bfloat16 on GPU/TPU.").tag(config=True)
     context_len = Int(4096, min=64, help="KV cache length: the longest prompt plus output, in tokens.").tag(config=True)
     max_new_tokens = Int(256, min=1, help="The most tokens %%codegemma, fix and chat write.").tag(config=True)
     explain_max_new_tokens = Int(160, min=1, help="The most tokens an explanation (%codegemma explain, "

@@ -24,13 +24,14 @@ def resolve_dtype(dtype: str, platform: str | None = None, native_int8: bool | N
     return "int8" if native_int8 else "float32"
 
 
-def resolve_prefill_dtype(prefill_dtype: str, dtype: str, platform: str, amx: bool = False) -> str:
+def resolve_prefill_dtype(prefill_dtype: str, dtype: str, platform: str, native_int8: bool = False) -> str:
     """The weights prompt chunks run on, which differ from the decode weights only with int8.
-    "auto" with int8 on CPU: the int8 weights themselves where the AMX kernel multiplies them
-    (faster than any float path, and no second copy of the weights in memory), else float32
-    (XLA's float32 matmuls beat the VNNI kernel on many rows)."""
+    "auto" with int8 on CPU: the int8 weights themselves wherever a native kernel multiplies
+    them (AMX, AVX-512 VNNI or AVX2: no second copy of the weights in memory, and prompt
+    chunks, draft checks and decoding round the activations alike), else float32 (XLA's
+    int8 matmuls are slow)."""
     if prefill_dtype != "auto":
         return prefill_dtype if dtype == "int8" else dtype
     if dtype == "int8" and platform == "cpu":
-        return "int8" if amx else "float32"
+        return "int8" if native_int8 else "float32"
     return dtype

@@ -64,7 +64,7 @@ class Engine:
         platform = jax.devices()[0].platform
         self.num_devices = sharding.device_count_to_use(options.devices)
         self.mesh = sharding.make_mesh(self.num_devices) if self.num_devices > 1 else None
-        native_int8 = amx = False
+        native_int8 = False
         if platform == "cpu" and self.mesh is None and options.dtype in ("auto", "int8"):
             from . import native
 
@@ -74,7 +74,7 @@ class Engine:
         if self.dtype == "int8" and self.mesh is not None:
             raise SettingsError("dtype int8 runs on one device; use dtype bfloat16 (or float32) with several devices")
         self.prefill_dtype = resolve_prefill_dtype(options.prefill_dtype, self.dtype, platform,
-                                                   amx=amx)
+                                                   native_int8=native_int8)
         self.context_len = min(options.cache_len, self.config.max_context)
         if self.dtype == "int8":
             self._sampler = self._int8_sampler(checkpoint, platform)
@@ -250,6 +250,12 @@ class Engine:
 
         return native.describe() if self.dtype == "int8" else "xla"
 
+    def _isa(self) -> str:
+        """The CPU's instruction-set class the int8 kernels run on: amx, avx512-vnni, avx2 or xla."""
+        from . import native
+
+        return native.isa_class() if self.dtype == "int8" else "xla"
+
     def info(self) -> dict:
         return {
             "model": self.config.name,
@@ -259,6 +265,7 @@ class Engine:
             "device": self.device,
             "dtype": self.dtype,
             "prefill_dtype": self.prefill_dtype,
+            "isa": self._isa(),
             "kernels": self._kernels(),
             "devices": self.num_devices,
             "parameters": count_params(self.config),

@@ -15,13 +15,14 @@ class EngineOptions:
     """How to load and run a model (not what to generate)."""
 
     # Decode weights. "auto": bfloat16 on TPU and GPU; on CPU int8 (weight-only, one scale per
-    # row, multiplied by backends/local/native' AVX-512 VNNI kernel, and by its AMX kernel for several
-    # rows at once) where the kernels build, else float32 (XLA's CPU matrix-vector products are
+    # row, multiplied by backends/local/native's kernel for the CPU's class: AMX, AVX-512 VNNI or
+    # AVX2) where the kernels build, else float32 (XLA's CPU matrix-vector products are
     # several times slower in bfloat16 or int8).
     dtype: str = "auto"
-    # Prefill weights when `dtype` is int8. "auto" on CPU: the int8 weights where AMX multiplies
-    # them, else float32 (measured in bench/latency.py); elsewhere the decode dtype. A float
-    # prefill dtype keeps a second copy of the weights (400 MB in float32 for 270M).
+    # Prefill weights when `dtype` is int8. "auto" on CPU: the int8 weights wherever a native
+    # kernel multiplies them (prompt chunks then round activations as decoding does), else
+    # float32; elsewhere the decode dtype. A float prefill dtype keeps a second copy of the
+    # weights (400 MB in float32 for 270M).
     prefill_dtype: str = "auto"
     cache_len: int = DEFAULT_CACHE_LEN  # KV cache positions: the longest prompt + completion
     cache_dir: str | None = None  # converted weights and compiled programs; default ~/.cache/jupyter-codegemma

@@ -41,7 +41,7 @@ def _runtime_fingerprint() -> bytes:
     for path in (*(here / name for name in _SOURCES), *native._SOURCES, *native._HEADERS):
         digest.update(path.read_bytes())
     # Which kernels a program calls is decided while tracing (native.int8_matmul).
-    digest.update(f"native={native.native_enabled()} amx={native.amx_enabled()}".encode())
+    digest.update(f"native={native.native_enabled()} isa={native.isa_class()}".encode())
     return digest.digest()
 
 

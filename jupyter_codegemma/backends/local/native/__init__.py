@@ -1,16 +1,29 @@
 """Hand-written CPU kernels for what XLA's CPU backend does slowly, with pure-XLA fallbacks.
 
 `int8_matmul(x, w, scale)` multiplies activations by int8 weights with one scale per output
-row. XLA's CPU matrix-vector products on int8 (or bfloat16) operands run at a few GB/s, so
-on an x86 CPU with AVX-512 VNNI it calls `int8_matmul.cc` through the XLA FFI instead, and
-for several rows at once (prompt chunks, draft checks: at least `AMX_MIN_ROWS` rows)
-`amx_matmul.cc`, where the CPU has AMX and Linux grants it to the process. The sources are compiled with g++ on first use into the cache
-directory (a few seconds, once per jaxlib version) and loaded from there afterwards. Anywhere
-else — no g++, another CPU, a GPU or TPU — the same function is a plain einsum on the
-dequantized weights.
+row. XLA's CPU matrix-vector products on int8 (or bfloat16) operands run at a few GB/s, so on
+x86-64 it calls a C++ kernel through the XLA FFI instead, chosen at load time by the CPU the
+process runs on (cpuid, `cpu_features.cc`), best first:
 
-Both kernels round the activations to int8 the same way (blocks of 64, as llama.cpp does), so
-they differ only in float summation order; the fallback does not round them.
+- "amx": prompt chunks and draft checks (at least `AMX_MIN_ROWS` rows) on AMX int8 tiles
+  (`amx_matmul.cc`, where Linux grants AMX to the process), decoding on AVX-512 VNNI;
+- "avx512-vnni": everything on AVX-512 VNNI (`int8_matmul.cc`);
+- "avx2": everything on AVX2 + FMA (`avx2_matmul.cc`: most laptops, older servers);
+- "xla": no kernel (no g++, ARM64, a GPU or TPU, or switched off): a plain einsum on the
+  dequantized weights.
+
+`CODEGEMMA_AMX=0`, `CODEGEMMA_AVX512=0` and `CODEGEMMA_AVX2=0` each remove one kernel (and
+`CODEGEMMA_AVX512=0` AMX with it, whose CPUs decode with the AVX-512 kernel), so the next path
+down can be forced and tested on any machine; `CODEGEMMA_NATIVE_KERNELS=0` removes them all.
+
+The sources are compiled with g++ on first use into the cache directory (a few seconds, once
+per jaxlib version) and loaded from there afterwards. The library is built without `-m`
+flags: each kernel enables its own instruction set for its own functions (target pragmas),
+so one library holds every variant and loads on any x86-64 CPU.
+
+Every kernel rounds the activations to int8 the same way, bit for bit (blocks of 64, as
+llama.cpp does; quantize_block.h), so they differ only in float summation order; the fallback
+does not round them.
 """
 
 from __future__ import annotations
@@ -19,6 +32,7 @@ import ctypes
 import hashlib
 import math
 import os
+import platform
 import subprocess
 import tempfile
 import threading
@@ -28,18 +42,21 @@ import jax
 import jax.numpy as jnp
 
 _HERE = Path(__file__).parent
-_SOURCES = (_HERE / "int8_matmul.cc", _HERE / "amx_matmul.cc")
+_SOURCES = tuple(_HERE / name for name in ("int8_matmul.cc", "amx_matmul.cc", "avx2_matmul.cc", "cpu_features.cc"))
 _HEADERS = (_HERE / "parallel_for.h", _HERE / "quantize_block.h", _HERE / "int8_matmul_signature.h")
-_TARGET = "codegemma_int8_matmul"
+_TARGET = "codegemma_int8_matmul"  # AVX-512 VNNI
 _AMX_TARGET = "codegemma_amx_int8_matmul"
-FFI_TARGETS = (_TARGET, _AMX_TARGET)  # what a traced program may call (programs.py exports them)
-# Only the instruction sets the VNNI kernel uses, never -march=native: AMX instructions run only
-# after the process has asked Linux for them, so amx_matmul.cc enables them for its own
-# functions alone, and they are called only after CodegemmaAmxRequest() said yes.
-_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni",
-          "-mfma")
-_CPU_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")
-BLOCK = 64  # the VNNI kernel needs K to be a multiple of this
+_AVX2_TARGET = "codegemma_avx2_int8_matmul"
+FFI_TARGETS = (_TARGET, _AMX_TARGET, _AVX2_TARGET)  # what a traced program may call (programs.py exports them)
+# No instruction-set flags: each source enables its own for its own functions, and AMX
+# instructions run only after the process has asked Linux for them (CodegemmaAmxRequest).
+_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC")
+# Bits of CodegemmaCpuFeatures() (cpu_features.cc).
+_AVX2_FMA, _AVX512_VNNI, _AMX_INT8 = 1, 2, 4
+ISA_CLASSES = ("amx", "avx512-vnni", "avx2", "xla")  # best first
+# One environment switch per kernel: "0" takes that kernel (and the classes above it) away.
+SWITCHES = {"amx": "CODEGEMMA_AMX", "avx512-vnni": "CODEGEMMA_AVX512", "avx2": "CODEGEMMA_AVX2"}
+BLOCK = 64  # every kernel needs K to be a multiple of this
 AMX_TILE = 16  # the AMX kernel needs N to be a multiple of this (and K of BLOCK)
 # From two activation rows on, AMX is faster than VNNI (it computes 16 rows in one pass, and
 # a tile reads the weights straight from memory); decoding (one row) stays on the VNNI kernel.
@@ -48,23 +65,13 @@ AMX_TILE = 16  # the AMX kernel needs N to be a multiple of this (and K of BLOCK
 AMX_MIN_ROWS = 2
 
 _lock = threading.Lock()
-_state: dict[str, object] = {}  # "ok": bool once decided, "why": the reason when not
-
-
-def _cpu_has_vnni() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return all(flag in flags for flag in _CPU_FLAGS)
-    except OSError:
-        pass
-    return False
+# "ok": bool once decided; "isa": the class chosen (ISA_CLASSES); "why": the reason for "xla",
+# or for the classes skipped above the chosen one.
+_state: dict[str, object] = {}
 
 
 def _build(cache_dir: Path) -> Path:
-    """Compile the kernel once per (source, flags, jaxlib) into cache_dir; returns the .so path."""
+    """Compile the kernels once per (sources, flags, jaxlib) into cache_dir; returns the .so path."""
     import jaxlib
 
     key = hashlib.sha256()
@@ -87,67 +94,130 @@ def _build(cache_dir: Path) -> Path:
     return library
 
 
+def _switched_off(isa: str) -> bool:
+    return os.environ.get(SWITCHES[isa], "1") == "0"
+
+
+def _choose(loaded: ctypes.CDLL) -> tuple[str, list[str]]:
+    """The best ISA class this CPU, Linux and the switches allow; and why better ones were not."""
+    features = _state["features"] = loaded.CodegemmaCpuFeatures()
+    skipped = []
+    vnni = bool(features & _AVX512_VNNI) and not _switched_off("avx512-vnni")
+    if not features & _AMX_INT8:
+        skipped.append("no AMX")
+    elif _switched_off("amx") or not vnni:
+        skipped.append("AMX switched off")
+    elif loaded.CodegemmaAmxRequest() != 1:  # asks Linux for the tiles: only when about to use them
+        skipped.append("Linux did not grant AMX")
+    else:
+        return "amx", skipped
+    if vnni:
+        return "avx512-vnni", skipped
+    skipped.append("AVX-512 VNNI switched off" if features & _AVX512_VNNI else "no AVX-512 VNNI")
+    if features & _AVX2_FMA and not _switched_off("avx2"):
+        return "avx2", skipped
+    skipped.append("AVX2 switched off" if features & _AVX2_FMA else "no AVX2 and FMA")
+    return "xla", skipped
+
+
 def enable_native(cache_dir: Path | None = None) -> bool:
-    """Build (once) and register the CPU kernels; False, with `native_unavailable_reason()`, if
-    they cannot run here. The AMX kernel is registered too where the CPU and Linux allow it
-    (`amx_enabled()`), unless CODEGEMMA_AMX=0. Safe to call from several threads and several times."""
+    """Build (once) and register the CPU kernels of the best ISA class this CPU has (see the
+    module's docstring); False, with `native_unavailable_reason()`, if none can run here. Safe
+    to call from several threads and several times."""
     with _lock:
         if "ok" in _state:
             return bool(_state["ok"])
-        _state["ok"], _state["why"], _state["amx"] = False, "", False
+        _state["ok"], _state["why"], _state["isa"] = False, "", "xla"
         if os.environ.get("CODEGEMMA_NATIVE_KERNELS", "1") == "0":
             _state["why"] = "disabled by CODEGEMMA_NATIVE_KERNELS=0"
         elif jax.default_backend() != "cpu":
             _state["why"] = f"the default backend is {jax.default_backend()}, not cpu"
-        elif not _cpu_has_vnni():
-            _state["why"] = "this CPU lacks AVX-512 VNNI"
+        elif platform.machine().lower() not in ("x86_64", "amd64"):
+            _state["why"] = f"no native kernels for {platform.machine()} CPUs (int8 runs on XLA)"
         else:
             from ..checkpoints import default_cache_dir
 
             try:
                 library = _build(Path(cache_dir) if cache_dir else default_cache_dir() / "kernels")
                 loaded = ctypes.cdll.LoadLibrary(str(library))
-                jax.ffi.register_ffi_target(_TARGET, jax.ffi.pycapsule(loaded.CodegemmaInt8Matmul), platform="cpu")
-                _state["ok"] = True
-                if os.environ.get("CODEGEMMA_AMX", "1") != "0" and loaded.CodegemmaAmxRequest() == 1:
-                    jax.ffi.register_ffi_target(_AMX_TARGET, jax.ffi.pycapsule(loaded.CodegemmaAmxInt8Matmul),
-                                                platform="cpu")
-                    _state["amx"] = True
+                isa, skipped = _choose(loaded)
+                _state["why"] = "; ".join(skipped)
+                # The chosen kernels, and those of the lower classes this CPU has (for tests:
+                # int8_matmul(..., isa=...)); AMX decodes with the AVX-512 VNNI kernel.
+                lower = ISA_CLASSES[ISA_CLASSES.index(isa) + 1:-1]
+                runnable = [c for c in (isa, *lower) if c != "xla" and c in cpu_isa_classes()]
+                for c in runnable:
+                    _register(loaded, *_KERNEL_SYMBOLS[c])
+                _state["runnable"] = (*runnable, "xla")
+                _state["ok"], _state["isa"] = isa != "xla", isa
             except (OSError, subprocess.SubprocessError) as e:
                 detail = getattr(e, "stderr", "") or str(e)
-                _state["why"] = f"building the int8 kernel failed: {detail.strip()[-500:]}"
+                _state["why"] = f"building the int8 kernels failed: {detail.strip()[-500:]}"
         return bool(_state["ok"])
+
+
+_KERNEL_SYMBOLS = {"amx": (_AMX_TARGET, "CodegemmaAmxInt8Matmul"), "avx512-vnni": (_TARGET, "CodegemmaInt8Matmul"),
+                   "avx2": (_AVX2_TARGET, "CodegemmaAvx2Int8Matmul")}
+
+
+def _register(loaded: ctypes.CDLL, target: str, symbol: str) -> None:
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(loaded, symbol)), platform="cpu")
 
 
 def native_enabled() -> bool:
     return bool(_state.get("ok"))
 
 
+def isa_class() -> str:
+    """The instruction-set class the kernels use: one of ISA_CLASSES ("xla" before enable_native)."""
+    return str(_state.get("isa", "xla"))
+
+
+def cpu_isa_classes() -> tuple[str, ...]:
+    """The ISA classes this CPU has instructions for, switches aside (known once the kernels
+    loaded; AMX may still be refused by Linux)."""
+    features = int(_state.get("features", 0))
+    needs = {"amx": _AMX_INT8 | _AVX512_VNNI, "avx512-vnni": _AVX512_VNNI, "avx2": _AVX2_FMA}
+    return (*(isa for isa, bits in needs.items() if features & bits == bits), "xla")
+
+
+def runnable_isa_classes() -> tuple[str, ...]:
+    """The classes int8_matmul(..., isa=...) can run in this process: the chosen one and the
+    lower ones this CPU has, down to "xla"."""
+    return tuple(_state.get("runnable", ("xla",)))
+
+
 def amx_enabled() -> bool:
     """Whether prompt chunks multiply with AMX tiles (see enable_native)."""
-    return bool(_state.get("amx"))
+    return isa_class() == "amx"
 
 
 def describe() -> str:
     """Which native kernels multiply int8 weights in this process ("xla": none, the fallback)."""
-    if not native_enabled():
-        return "xla"
-    return "avx512-vnni + amx-int8" if amx_enabled() else "avx512-vnni"
+    return {"amx": "avx512-vnni + amx-int8", "avx512-vnni": "avx512-vnni", "avx2": "avx2-fma"}.get(isa_class(), "xla")
 
 
 def native_unavailable_reason() -> str:
+    """Why no kernel (or no better kernel) runs here."""
     return str(_state.get("why", "not tried"))
 
 
-def int8_matmul(x: jax.Array, w: jax.Array, scale: jax.Array) -> jax.Array:
-    """x [..., K] · w [N, K] (int8) scaled by scale [N] -> [..., N] in x's dtype."""
+def int8_matmul(x: jax.Array, w: jax.Array, scale: jax.Array, isa: str | None = None) -> jax.Array:
+    """x [..., K] · w [N, K] (int8) scaled by scale [N] -> [..., N] in x's dtype, on the kernels
+    of `isa` (default: the class enable_native chose; others: runnable_isa_classes())."""
     *lead, k = x.shape
     n = w.shape[0]
     rows = math.prod(lead)
-    if amx_enabled() and rows >= AMX_MIN_ROWS and k % BLOCK == 0 and n % AMX_TILE == 0:
+    if isa is None:
+        isa = isa_class()
+    elif isa not in runnable_isa_classes():
+        raise ValueError(f"int8_matmul: the {isa} kernels do not run in this process ({runnable_isa_classes()})")
+    if isa == "amx" and rows >= AMX_MIN_ROWS and k % BLOCK == 0 and n % AMX_TILE == 0:
         target = _AMX_TARGET
-    elif native_enabled() and k % BLOCK == 0:
+    elif isa in ("amx", "avx512-vnni") and k % BLOCK == 0:
         target = _TARGET
+    elif isa == "avx2" and k % BLOCK == 0:
+        target = _AVX2_TARGET
     else:
         return (jnp.einsum("...i,oi->...o", x, w.astype(x.dtype)) * scale.astype(x.dtype))
     y = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct((rows, n), jnp.float32))(

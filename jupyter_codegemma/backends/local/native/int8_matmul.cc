@@ -13,8 +13,9 @@
 // 128 · Σ_k q[m, k] · sx[m, b(k)] is the same for every row n, so it is subtracted once.
 //
 // Weight rows are split, in chunks, over XLA's intra-op thread pool (parallel_for.h). Single
-// rows (decoding) come here, and everything on CPUs without AMX; amx_matmul.cc multiplies
-// several rows at once where it can.
+// rows (decoding) come here on CPUs with AVX-512 VNNI, and everything there without AMX;
+// amx_matmul.cc multiplies several rows at once where it can, avx2_matmul.cc everything on
+// CPUs with AVX2 alone.
 
 #include <immintrin.h>
 
@@ -28,6 +29,10 @@
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+
+// Only this file's own functions use AVX-512 (the library also loads on CPUs without it).
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,fma")
 
 namespace {
 
@@ -122,5 +127,7 @@ ffi::Error Int8Matmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer
 }
 
 }  // namespace
+
+#pragma GCC pop_options
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CodegemmaInt8Matmul, Int8Matmul, codegemma::Int8MatmulSignature());

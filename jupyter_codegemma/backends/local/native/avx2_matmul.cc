@@ -1,0 +1,174 @@
+// y[M, N] = x[M, K] · W[N, K]ᵀ · diag(scale[N]) for int8 weights on CPUs with AVX2 and FMA but
+// no AVX-512 (most laptops' Intel Core parts, AMD before Zen 4): decoding (one row) and prompt
+// chunks and draft checks (several rows) alike.
+//
+// The activations are rounded to int8 blocks of 64 exactly as the AVX-512 kernels round them
+// (quantize_block.h), so every kernel computes
+//
+//   y[m, n] = scale[n] · Σ_b sx[m, b] · Σ_{k in b} W[n, k] · q[m, k]
+//
+// with exact integer inner sums; only the float summation of the blocks differs.
+//
+// AVX2 has no VPDPBUSD. VPMADDUBSW multiplies 32 unsigned by 32 signed bytes and adds adjacent
+// pairs into 16 int16s, saturating; with |q| as the unsigned operand and W with q's sign
+// applied (VPSIGNB) as the signed one, every pair sums q·W and stays within 2 · 127 · 127 =
+// 32 258 (both sides are quantized to ±127), so nothing saturates. VPMADDWD by ones widens
+// the pairs to int32. That is four instructions per 32 products, for any number of rows.
+//
+// A unit of work is a chunk of weight rows; within it, activation rows go in blocks that stay
+// in the L2 cache while the chunk's weight rows pass over them, and each inner step multiplies
+// kWeightRows weight rows by up to kActRows activation rows, loading each once.
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "int8_matmul_signature.h"
+#include "parallel_for.h"
+#include "quantize_block.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+// Only this file's own functions use AVX2 (the library also loads on CPUs without it).
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+namespace {
+
+constexpr int64_t kBlock = codegemma::kQuantBlock;
+constexpr int64_t kChunkRows = 64;   // weight rows per unit of work shared between threads
+constexpr int64_t kRowBlock = 32;    // activation rows per pass over a chunk (≤ 128 KiB at K = 2048)
+constexpr int kWeightRows = 2;       // register tile: weight rows …
+constexpr int kActRows = 4;          // … times activation rows (decoding: 4 × 1)
+
+struct Quantized {
+  std::vector<int8_t> q;          // [M, K]
+  std::vector<int8_t> magnitude;  // [M, K]: |q|, VPMADDUBSW's unsigned operand
+  std::vector<float> scale;       // [M, K / kBlock]
+};
+
+Quantized QuantizeRows(const float* x, int64_t m_rows, int64_t k) {
+  const int64_t blocks = k / kBlock;
+  Quantized out{std::vector<int8_t>(m_rows * k), std::vector<int8_t>(m_rows * k),
+                std::vector<float>(m_rows * blocks)};
+  for (int64_t m = 0; m < m_rows; ++m) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t at = m * k + b * kBlock;
+      out.scale[m * blocks + b] = codegemma::QuantizeBlockAvx2(x + at, out.q.data() + at);
+      for (int64_t i = 0; i < kBlock; i += 32) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out.q.data() + at + i));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.magnitude.data() + at + i), _mm256_abs_epi8(v));
+      }
+    }
+  }
+  return out;
+}
+
+inline float HorizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline __m256i Load(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+
+struct Problem {
+  const Quantized* xq;
+  int64_t k, n;
+  const int8_t* w;
+  const float* scale;
+  float* y;
+};
+
+// y[m .. m+T, r .. r+R] for weight rows r … r+R-1 and activation rows m … m+T-1.
+template <int R, int T>
+inline void Tile(const Problem& p, int64_t r, int64_t m) {
+  const int64_t k = p.k, blocks = k / kBlock;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const int8_t* q = p.xq->q.data() + m * k;
+  const int8_t* mag = p.xq->magnitude.data() + m * k;
+  const float* sx = p.xq->scale.data() + m * blocks;
+  const int8_t* w = p.w + r * k;
+  __m256 acc[R][T];
+  for (int j = 0; j < R; ++j)
+    for (int t = 0; t < T; ++t) acc[j][t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    __m256i dot[R][T];
+    for (int j = 0; j < R; ++j)
+      for (int t = 0; t < T; ++t) dot[j][t] = _mm256_setzero_si256();
+    for (int64_t half = b * kBlock; half < (b + 1) * kBlock; half += 32) {
+      __m256i wv[R];
+      for (int j = 0; j < R; ++j) wv[j] = Load(w + j * k + half);
+      for (int t = 0; t < T; ++t) {
+        const __m256i qv = Load(q + t * k + half);
+        const __m256i av = Load(mag + t * k + half);
+        for (int j = 0; j < R; ++j) {
+          const __m256i pairs = _mm256_maddubs_epi16(av, _mm256_sign_epi8(wv[j], qv));
+          dot[j][t] = _mm256_add_epi32(dot[j][t], _mm256_madd_epi16(pairs, ones));
+        }
+      }
+    }
+    for (int t = 0; t < T; ++t) {
+      const __m256 s = _mm256_set1_ps(sx[t * blocks + b]);
+      for (int j = 0; j < R; ++j) acc[j][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[j][t]), s, acc[j][t]);
+    }
+  }
+  for (int j = 0; j < R; ++j)
+    for (int t = 0; t < T; ++t) p.y[(m + t) * p.n + r + j] = p.scale[r + j] * HorizontalSum(acc[j][t]);
+}
+
+// Weight rows r … r+R-1 times activation rows [m_begin, m_end).
+template <int R>
+void RowsTimesActivations(const Problem& p, int64_t r, int64_t m_begin, int64_t m_end) {
+  int64_t m = m_begin;
+  for (; m + kActRows <= m_end; m += kActRows) Tile<R, kActRows>(p, r, m);
+  switch (m_end - m) {
+    case 3: Tile<R, 3>(p, r, m); break;
+    case 2: Tile<R, 2>(p, r, m); break;
+    case 1: Tile<R, 1>(p, r, m); break;
+    default: break;
+  }
+}
+
+void MultiplyChunk(const Problem& p, int64_t m_rows, int64_t row_begin, int64_t row_end) {
+  if (m_rows == 1) {  // decoding: bound by reading the weights, so four rows at a time
+    int64_t r = row_begin;
+    for (; r + 4 <= row_end; r += 4) Tile<4, 1>(p, r, 0);
+    for (; r < row_end; ++r) Tile<1, 1>(p, r, 0);
+    return;
+  }
+  for (int64_t m0 = 0; m0 < m_rows; m0 += kRowBlock) {
+    const int64_t m1 = std::min(m_rows, m0 + kRowBlock);
+    int64_t r = row_begin;
+    for (; r + kWeightRows <= row_end; r += kWeightRows) RowsTimesActivations<kWeightRows>(p, r, m0, m1);
+    for (; r < row_end; ++r) RowsTimesActivations<1>(p, r, m0, m1);
+  }
+}
+
+ffi::Error Avx2Int8Matmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S8> w,
+                          ffi::Buffer<ffi::F32> scale, ffi::ResultBuffer<ffi::F32> y) {
+  const auto xd = x.dimensions();
+  const auto wd = w.dimensions();
+  if (xd.size() != 2 || wd.size() != 2 || xd[1] != wd[1] || xd[1] % kBlock != 0 ||
+      scale.element_count() != static_cast<size_t>(wd[0])) {
+    return ffi::Error::InvalidArgument("avx2_int8_matmul: expected x [M, K], w [N, K], scale [N], K % 64 == 0");
+  }
+  const int64_t m_rows = xd[0];
+  const Quantized xq = QuantizeRows(x.typed_data(), m_rows, xd[1]);
+  const Problem p{&xq, xd[1], wd[0], w.typed_data(), scale.typed_data(), y->typed_data()};
+  codegemma::ParallelFor(pool, (p.n + kChunkRows - 1) / kChunkRows, [&](int64_t chunk) {
+    const int64_t begin = chunk * kChunkRows;
+    MultiplyChunk(p, m_rows, begin, std::min(p.n, begin + kChunkRows));
+  });
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+#pragma GCC pop_options
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CodegemmaAvx2Int8Matmul, Avx2Int8Matmul, codegemma::Int8MatmulSignature());
