@@ -76,3 +76,24 @@ def test_a_mark_where_the_colon_belongs_is_a_missing_colon():
         assert (result.message, result.category) == ("invalid syntax", "missing_colon"), (source, result)
         assert "colon" in result.plain
     assert check_code("x = 1\n").beginner_message is None
+
+
+def test_the_friendly_traceback_comparison_in_the_guide_is_what_both_give_now():
+    """docs/classroom.md's table was produced by running both (bench/explanations_vs_friendly.py): our columns
+    must match the checker as it is, and friendly-traceback's too where the same version is installed."""
+    import importlib.util
+    from pathlib import Path
+
+    friendly_traceback = pytest.importorskip("friendly_traceback")
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("explanations_vs_friendly",
+                                                  root / "bench" / "explanations_vs_friendly.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    page = (root / "docs" / "classroom.md").read_text(encoding="utf-8")
+    shown = page[page.index(bench.START):page.index(bench.END)]
+    table, counts = bench.table()
+    assert counts["snippets"] == 20 and len(counts["categories"]) == len(CATEGORIES) - 1  # all but "other"
+    same_version = f"friendly-traceback {friendly_traceback.__version__} " in shown
+    cut = (lambda row: row) if same_version else (lambda row: row.rsplit(" | ", 1)[0])
+    assert [cut(row) for row in table.splitlines()] == [cut(row) for row in shown.splitlines() if row.startswith("|")]

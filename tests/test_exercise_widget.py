@@ -8,6 +8,8 @@ import json
 import pytest
 from kernel_cells import run_cell
 
+from jupyter_codegemma.exercises.explanations import PLAIN
+
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,8 @@ def test_widget_wrong_attempt_hint_and_solution_through_comms(ks):
     _type(ks, ids, "temperature = 30\nif temperature > 25\n    weather = 'hot'\n")  # still broken
     _click(ks, ids, "check_button")
     status = _latest(ks, ids["status"], lambda v: "Syntax error on line 2" in v)
-    assert "expected &#x27;:&#x27;" in status
+    assert "expected &#x27;:&#x27;" in status  # Python's own message, then the plain sentence (issue 18)
+    assert html.escape(PLAIN["missing_colon"]) in status
     view = _latest(ks, ids["code_view"], lambda v: "error on this line" in v)
     assert "if temperature &gt; 25</div>" in view and "^" in view  # the line marked, with a caret
     assert _latest(ks, ids["attempts"], lambda v: v.startswith("Attempts: 1"))
@@ -62,6 +65,8 @@ def test_widget_wrong_attempt_hint_and_solution_through_comms(ks):
     assert "solved" in _latest(ks, ids["attempts"], lambda v: "solved" in v)
     record = json.loads((ks.folder / "results.json").read_text())["exercises"]["colon-if"]
     assert record["solved"] and record["attempts"] == 2 and record["hints"] == 2 and record["max_hint_level"] == 2
+    # the code each Check saw, for `codegemma grade` to re-run on the teacher's side
+    assert record["code"] == record["solved_code"] == "temperature = 30\nif temperature > 25:\n    weather = 'hot'\n"
 
     _click(ks, ids, "next_button")
     assert run_cell(ks, "print(w.exercise.id, w.progress.value)").split() == ["colon-def", "1"]

@@ -58,14 +58,14 @@ def test_grade_reruns_on_the_teachers_side_and_marks_forged_solves(tmp_path):
     _submit(tmp_path, "forger", {"colon-if": _record(colon.solution.replace('"hot"', '"cold"'), True),
                                  "brackets-sum": {"attempts": 1, "solved": True}})
     _submit(tmp_path, "looper", {"colon-if": _record("while True:\n    pass\n", True)})
-    _submit(tmp_path, "bomber", {"colon-if": _record("x = []\nwhile True:\n    x.append(bytearray(10**7))\n", True)})
+    _submit(tmp_path, "bomber", {"colon-if": _record("x = []\nwhile True:\n    x.append(bytearray(10**8))\n", True)})
     _submit(tmp_path, "empty", {})
     _submit(tmp_path, "cut", None, raw='{"version": 1, "exercises": {"colon-if": {"attempts": 1')
     out = tmp_path / "grades.csv"
 
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "jupyter_codegemma.cli", "grade", str(tmp_path / "submitted"),
-                             "--exercises", str(tmp_path / "week1.yaml"), "-o", str(out), "--timeout", "1",
+                             "--exercises", str(tmp_path / "week1.yaml"), "-o", str(out), "--timeout", "2",
                              "--memory", "256"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak, started_pids = _watch(proc)
     stdout, stderr = proc.communicate(timeout=120)

@@ -50,6 +50,7 @@ COVERAGE: list[tuple[str, str]] = [
     (r"codegemma kernel install .*", RUN),
     (r"jupyter kernelspec list", RUN),
     (r"codegemma eval .*", "tests/test_evaluation.py::test_the_command_prints_the_table_and_json"),
+    (r"codegemma grade .*", "tests/test_grade.py::test_grade_reruns_on_the_teachers_side_and_marks_forged_solves"),
     (r"cd labextension", "path:labextension"),
     (r"\.\./\.venv/bin/jlpm build", "make:setup"),  # pip install -e runs it (the package's build hook)
     (r"\.\./\.venv/bin/jlpm jest", "tests/test_labextension.py::test_jest"),

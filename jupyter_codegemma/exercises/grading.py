@@ -93,7 +93,7 @@ def _notebook_problem(notebook: Path) -> str | None:
 def find_submissions(paths: Iterable[str | os.PathLike]) -> tuple[list[Submission], list[str]]:
     """The results files named by `paths` (results .json files, notebooks, or folders searched for both),
     each once, and one line per path that could not be used."""
-    found: dict[Path, list[str]] = {}  # results file -> the notebooks it was found for
+    found: dict[Path, tuple[Path, list[str]]] = {}  # resolved results file -> (as named, the notebooks it is for)
     errors: list[str] = []
     for given in paths:
         path = Path(given)
@@ -117,11 +117,11 @@ def find_submissions(paths: Iterable[str | os.PathLike]) -> tuple[list[Submissio
                     errors.append(f"{file}: no {DEFAULT_FILE} beside it (the student's code and results are "
                                   "in that file; collect it with the notebook)")
                 else:
-                    found.setdefault(results.resolve(), []).append(str(file))
+                    found.setdefault(results.resolve(), (results, []))[1].append(str(file))
             else:
-                found.setdefault(file.resolve(), [])
+                found.setdefault(file.resolve(), (file, []))
     submissions = []
-    for results, notebooks in found.items():
+    for results, notebooks in found.values():
         try:
             data = read_results(results)
         except ResultsError as e:
