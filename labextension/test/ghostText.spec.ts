@@ -2,7 +2,7 @@
 
 import { acceptedPart, nextLine, nextWord } from '../src/completion/suggestionParts';
 import { shouldSuggest, syntaxAt, ITriggerSettings, ITriggerContext } from '../src/completion/trigger';
-import { anchorAt, remainderAfter, typedSince, typeThrough } from '../src/completion/typeThrough';
+import { anchorAt, remainderAfter, stringIndex, typedSince, typeThrough } from '../src/completion/typeThrough';
 
 describe('suggestion parts', () => {
   it('takes a suggestion word by word: whitespace before a word, then a word or a run of symbols', () => {
@@ -64,6 +64,13 @@ describe('type-through', () => {
     expect(remainderAfter(suggestion, suggestion, false)).toBe('');
     // Still streaming, and the user is ahead of it: a new request.
     expect(remainderAfter('da', 'dat', false)).toBeNull();
+  });
+
+  it('reads JupyterLab\'s cursor (code points) as a string index (UTF-16 units)', () => {
+    expect(stringIndex('abc', 2)).toBe(2);
+    const text = 'x = "🐍" + y';
+    expect(text.slice(0, stringIndex(text, 7))).toBe('x = "🐍"');
+    expect(stringIndex(text, 100)).toBe(text.length);
   });
 
   it('five matching characters keep the suggestion at every step; the sixth, a mismatch, drops it', () => {

@@ -22,11 +22,12 @@ import { NotebookPanel } from '@jupyterlab/notebook';
 import { CellKind, ICellText, textAroundCursor } from './cells';
 import { KernelComm } from '../kernel/comm';
 import { KernelCommRegistry } from '../kernel/commRegistry';
+import { completionsOff } from '../kernel/policy';
 import * as protocol from '../kernel/protocol';
 import { CodeGemmaSettings } from '../settings';
 import { InFlight, Suggestion } from './suggestions';
 import { shouldSuggest } from './trigger';
-import { anchorAt, ICursorText, ISuggestionAnchor, typedSince, typeThrough } from './typeThrough';
+import { anchorAt, ICursorText, ISuggestionAnchor, stringIndex, typedSince, typeThrough } from './typeThrough';
 
 export const PROVIDER_ID = 'jupyter-codegemma';
 
@@ -58,7 +59,8 @@ export class CodeGemmaProvider implements IInlineCompletionProvider {
       this._inFlight.supersede();
       return NO_SUGGESTIONS;
     }
-    const cursor: ICursorText = { cellId: cell.model.id, text: request.text, offset: request.offset };
+    const offset = stringIndex(request.text, request.offset);
+    const cursor: ICursorText = { cellId: cell.model.id, text: request.text, offset };
     const kept = this._typedThrough(cursor);
     if (kept) {
       return { items: [kept] };
@@ -68,7 +70,11 @@ export class CodeGemmaProvider implements IInlineCompletionProvider {
     const kernel = context.session?.kernel ?? panel.sessionContext.session?.kernel;
     const language = notebookLanguage(panel);
     const source = context.triggerKind === InlineCompletionTriggerKind.Invoke ? 'invoke' : 'automatic';
-    if (!kernel || !shouldSuggest(settings, { source, cellType: cell.model.type, ...cursor, language })) {
+    if (
+      !kernel ||
+      completionsOff(panel) || // the notebook's policy: ask nothing, even before the kernel has it
+      !shouldSuggest(settings, { source, cellType: cell.model.type, ...cursor, language })
+    ) {
       return NO_SUGGESTIONS;
     }
     if (source === 'automatic' && settings.debounceMs > 0) {
@@ -87,7 +93,7 @@ export class CodeGemmaProvider implements IInlineCompletionProvider {
       kind: widget.model.type as CellKind,
       text: widget === cell ? request.text : widget.model.sharedModel.getSource()
     }));
-    const { prefix, suffix } = textAroundCursor(cells, notebook.activeCellIndex, request.offset, {
+    const { prefix, suffix } = textAroundCursor(cells, notebook.activeCellIndex, offset, {
       prefixChars: settings.prefixChars,
       suffixChars: settings.suffixChars,
       contextCells: settings.contextCells,

@@ -23,6 +23,23 @@ export interface ICursorText {
   offset: number;
 }
 
+/**
+ * The string index of the `codePoints`-th code point of `text`. JupyterLab gives providers the
+ * cursor as a count of code points (an emoji is one), the editor and `String.slice` count UTF-16
+ * units (an emoji is two).
+ */
+export function stringIndex(text: string, codePoints: number): number {
+  let index = 0;
+  let left = codePoints;
+  for (const character of text) {
+    if (left-- <= 0) {
+      break;
+    }
+    index += character.length;
+  }
+  return index;
+}
+
 /** The anchor of a suggestion asked for at `cursor`. */
 export function anchorAt(cursor: ICursorText): ISuggestionAnchor {
   return {
