@@ -13,9 +13,14 @@ def add_parser(commands) -> None:
     from ..evaluation.data import BENCHMARKS
     from ..evaluation.runner import PROMPT_MODES
 
+    from ..evaluation.notebook_state import KERNEL_SETS
+
     ev = commands.add_parser("eval", help="HumanEval infilling: pass@1, exact match and latency of completions")
-    ev.add_argument("--task", action="append", choices=tuple(BENCHMARKS), metavar="NAME",
-                    help=f"benchmark: {', '.join(BENCHMARKS)} (repeatable; default single-line)")
+    ev.add_argument("--task", action="append", choices=(*BENCHMARKS, *KERNEL_SETS), metavar="NAME",
+                    help=f"benchmark: {', '.join(BENCHMARKS)}; or, run in a real kernel with and without the "
+                    f"kernel's facts: {', '.join(KERNEL_SETS)} (repeatable; default single-line)")
+    ev.add_argument("--kernel-context", choices=("both", "on", "off"), default="both",
+                    help="for the kernel sets: CodeGemma.kernel_context on, off, or both (default)")
     ev.add_argument("--limit", type=int, default=None, metavar="N", help="the first N tasks of each benchmark")
     ev.add_argument("--stride", type=int, default=1, metavar="K",
                     help="every K-th task: a sample spread over all problems (applied before --limit)")
@@ -42,6 +47,14 @@ def cmd_eval(args, out: IO[str]) -> int:
         raise CliError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     if args.timeout <= 0:
         raise CliError(f"--timeout must be positive, got {args.timeout}")
+    from ..evaluation.notebook_state import KERNEL_SETS
+
+    kernel_sets = [name for name in (args.task or ()) if name in KERNEL_SETS]
+    if kernel_sets:
+        if len(kernel_sets) != len(args.task) or args.task_id:
+            raise CliError(f"{', '.join(KERNEL_SETS)} run in a kernel: name them without the HumanEval benchmarks "
+                           "or --task-id")
+        return _eval_in_kernel(args, kernel_sets, out)
     try:  # bad selections fail before the model loads
         selected = evaluation.select_tasks(args.task or (), tuple(args.task_id), limit=args.limit, stride=args.stride)
     except ValueError as e:
@@ -84,4 +97,42 @@ def cmd_eval(args, out: IO[str]) -> int:
         print(evaluation.format_table(summaries), file=out)
         if not info["fim"]:
             print("this model has no FIM tokens: it saw the code before the gap only (prefix-only)", file=out)
+    return 0
+
+
+def _eval_in_kernel(args, names: list[str], out: IO[str]) -> int:
+    """The notebook-state and library-line sets: each case in a real kernel, kernel_context on and/or off."""
+    from ..evaluation import notebook_state
+
+    if args.stride != 1:
+        raise CliError("--stride applies to the HumanEval benchmarks only")
+    contexts = {"both": (True, False), "on": (True,), "off": (False,)}[args.kernel_context]
+    settings = {"dtype": args.dtype, "context_len": str(args.context)}
+    if args.model:
+        settings["model"] = args.model
+    save = open(args.save, "a", encoding="utf-8") if args.save else None
+    tables, details = [], []
+    try:
+        for name in names:
+            cases = notebook_state.load_cases(name, args.limit)
+
+            def progress(result, name=name, done=[]):
+                done.append(result)
+                if save is not None:
+                    save.write(json.dumps({"set": name, **result.to_json()}, ensure_ascii=False) + "\n")
+                    save.flush()
+                if len(done) % 10 == 0:
+                    print(f"codegemma: {name} {len(done)}/{len(cases) * len(contexts)}", file=sys.stderr, flush=True)
+
+            results = notebook_state.run_cases(cases, model_settings=settings, contexts=contexts,
+                                               max_new_tokens=args.max_new_tokens or 24, on_result=progress)
+            tables.append(notebook_state.summary_table(name, results))
+            details.extend({"set": name, **r.to_json()} for r in results)
+    finally:
+        if save is not None:
+            save.close()
+    if args.json:
+        print(json.dumps({"results": details}, ensure_ascii=False), file=out)
+    else:
+        print("\n\n".join(tables), file=out)
     return 0

@@ -15,6 +15,7 @@ to the current line between keystrokes.
 
 from __future__ import annotations
 
+import ast
 import re
 import time
 from dataclasses import dataclass
@@ -35,10 +36,12 @@ _IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython", "open"})
 _NAME = r"[A-Za-z_]\w*"
 _DOTTED = rf"{_NAME}(?:\.{_NAME})*"
 _ATTRIBUTE_AT_CURSOR = re.compile(rf"(?<![\w.\])])({_DOTTED})\.(\w*)$")
-_SUBSCRIPT_AT_CURSOR = re.compile(rf"(?<![\w.])({_DOTTED}(?:\[\d+\])?)\[\s*(?:(['\"])([^'\"\\\n]*)|(\w*))$")
+_INDEX = r"""\[(?:-?\d+|'[^'\[\]\n]*'|"[^"\[\]\n]*")\]"""  # [0], ['name'], ["name"]: literal indexes
+_SUBSCRIPT_AT_CURSOR = re.compile(rf"(?<![\w.])({_DOTTED}(?:{_INDEX})*)\[\s*(?:(['\"])([^'\"\\\n]*)|(\w*))$")
 _WORD_AT_CURSOR = re.compile(rf"(?<![\w.'\"])({_NAME})$")
 _KEYWORD_USED = re.compile(rf"(?:^|[(,])\s*({_NAME})\s*=(?!=)")
-_LOOP = re.compile(rf"^\s*for\s+({_NAME})\s+in\s+({_DOTTED})\s*:", re.MULTILINE)
+# `for r in rows:` and `[r.x for r in rows if r.` : r is (like) the first item of rows.
+_LOOP = re.compile(rf"(?<![\w.])for\s+({_NAME})\s+in\s+({_DOTTED})(?![\w.(\[])")
 _IDENTIFIER = re.compile(rf"(?<![\w.])({_NAME})")
 
 
@@ -116,7 +119,7 @@ def _collect(names: dict, prefix: str, deadline: float, max_chars: int):
         used[0] += len(fact) + 3
         return True
 
-    for var, iterable in _LOOP.findall("\n".join(above.split("\n")[-NEARBY_LINES:])):  # `for r in rows:` above: r is (like) the first row
+    for var, iterable in _LOOP.findall("\n".join(above.split("\n")[-NEARBY_LINES:]) + "\n" + line):
         if var not in names:
             item = read.first_item(_resolve(names, iterable))
             if item is not None:
@@ -127,7 +130,10 @@ def _collect(names: dict, prefix: str, deadline: float, max_chars: int):
         used[0] += len(cursor.fact[:max_chars]) + 3
     # Names the code above uses (nearest first), and the cursor's object: their types and shapes.
     described = []
-    for name in _nearby_names(above):
+    # The current line's names count too, all but the word being typed (so the block changes only when
+    # a name is finished, not at each keystroke).
+    finished = _WORD_AT_CURSOR.sub("", line)
+    for name in _nearby_names(above + "\n" + finished):
         if len(described) >= MAX_NEARBY:
             break
         if name in names and name != target_root and name not in _IPYTHON_NAMES and not name.startswith("_"):
@@ -222,17 +228,10 @@ _MISSING = object()
 
 
 def _resolve(names: dict, expr: str):
-    """The object `expr` (a dotted name, maybe indexed once: `rows[0]`) names, read statically."""
-    root, *attrs = expr.split(".")
-    index = None
-    if attrs and "[" in attrs[-1] or "[" in root:
-        last = attrs[-1] if attrs else root
-        last, _, index = last.partition("[")
-        index = int(index.rstrip("]"))
-        if attrs:
-            attrs[-1] = last
-        else:
-            root = last
+    """The object `expr` names (a dotted name, then literal indexes: `rows[0]`, `cfg['db']`), read
+    statically: list/tuple items by position, exact-dict values by literal key."""
+    dotted = expr.split("[", 1)[0]
+    root, *attrs = dotted.split(".")
     obj = names.get(root, _MISSING)
     for attr in attrs:
         if obj is _MISSING:
@@ -241,10 +240,12 @@ def _resolve(names: dict, expr: str):
             obj = read.static_attribute(obj, attr)
         except (AttributeError, KeyError):
             return _MISSING
-    if index is not None and obj is not _MISSING:
-        if type(obj) not in (list, tuple) or not -type(obj).__len__(obj) <= index < type(obj).__len__(obj):
+    for index in re.findall(_INDEX, expr[len(dotted):]):
+        if obj is _MISSING:
+            return obj
+        obj = read.literal_item(obj, ast.literal_eval(index[1:-1]))
+        if obj is None:
             return _MISSING
-        obj = obj[index]
     return obj
 
 

@@ -127,6 +127,18 @@ def first_item(obj):
     return None
 
 
+def literal_item(obj, key):
+    """`obj[key]` for a list/tuple and an int, or an exact dict whose keys are all literals (so the lookup
+    compares with no user `__eq__`); None otherwise."""
+    kind = type(obj)
+    if kind in (list, tuple) and type(key) is int:
+        size = kind.__len__(obj)
+        return obj[key] if -size <= key < size else None
+    if kind is dict and dict.__len__(obj) <= MAX_KEYS and _literal_keys(obj) is not None:
+        return dict.get(obj, key)
+    return None
+
+
 def _literal_keys(d: dict) -> list | None:
     """A dict's first keys, read with dict's own iterator, if every one read is an exact literal type."""
     keys = []

@@ -20,6 +20,8 @@ import { addAcceptCommands } from './completion/acceptCommands';
 import { KernelCommRegistry } from './kernel/commRegistry';
 import { CodeGemmaProvider } from './completion/provider';
 import { refreshAfterRuns } from './kernel/refresh';
+import { syncNotebookPolicies } from './kernel/policy';
+import { addPolicyCommand } from './policyCommand';
 import { CodeGemmaSettings } from './settings';
 import { CodeGemmaStatus } from './kernel/statusItem';
 import { ICodeGemma, PLUGIN_ID } from './tokens';
@@ -52,6 +54,8 @@ const plugin: JupyterFrontEndPlugin<ICodeGemma> = {
     addCommands({ app, tracker, comms, settings, palette });
     addAcceptCommands({ app, tracker, completions, provider, palette });
     refreshAfterRuns(comms, tracker);
+    syncNotebookPolicies(tracker, comms); // the notebook's AI policy, to the kernel that enforces it
+    addPolicyCommand(app, tracker, palette);
     return { comms, settings };
   }
 };

@@ -11,6 +11,7 @@
  * - ready otherwise, with the last completion's latency.
  */
 
+import { describePolicy } from './policy';
 import * as protocol from './protocol';
 
 export type DisplayState = 'loading' | 'ready' | 'busy' | 'error' | 'off';
@@ -37,8 +38,12 @@ export function summarize(comm: IStatusSource | null, enabled: boolean): IStatus
   const model = status?.model ?? '';
   const latency = comm?.lastLatencyMs;
   const stats = comm?.lastStats;
+  // The notebook's policy in force, as the kernel holds it: "policy: completions off" (the title says all of it).
+  const policy = describePolicy(status?.policy);
+  const policyNote = policy ? `policy: ${status?.policy?.exam ? 'exam mode' : policy}` : '';
   const parts = (state: DisplayState, ...rest: string[]) =>
-    ['CodeGemma' + (model ? `: ${model}` : ''), state, ...rest].join(' · ');
+    ['CodeGemma' + (model ? `: ${model}` : ''), state, ...rest, ...(policyNote ? [policyNote] : [])].join(' · ');
+  const policyTitle = policy ? `\nThis notebook's AI policy: ${policy}` : '';
   if (!comm || comm.availability === 'absent') {
     return {
       state: 'off',
@@ -52,9 +57,12 @@ export function summarize(comm: IStatusSource | null, enabled: boolean): IStatus
     return {
       state: 'off',
       text: parts('off'),
-      title: enabled
-        ? 'Completions are switched off in the kernel (%codegemma enable switches them on)'
-        : 'Completions are switched off in the settings (Toggle CodeGemma completions)'
+      title:
+        (!enabled
+          ? 'Completions are switched off in the settings (Toggle CodeGemma completions)'
+          : policy.includes('completions off')
+            ? "Completions are switched off by this notebook's policy"
+            : 'Completions are switched off in the kernel (%codegemma enable switches them on)') + policyTitle
     };
   }
   if (!status || status.state === 'loading') {
@@ -75,7 +83,8 @@ export function summarize(comm: IStatusSource | null, enabled: boolean): IStatus
         `${Math.round(stats.ttft_ms)} ms, ${stats.new_tokens} new tokens, ` +
         `${stats.reused_tokens}/${stats.prompt_tokens} prompt tokens reused`
       : '') +
-    (status.message ? `\n${status.message}` : ''); // e.g. a failed load that kept this model
+    (status.message ? `\n${status.message}` : '') + // e.g. a failed load that kept this model
+    policyTitle;
   const state: DisplayState = comm.pending > 0 || status.state === 'busy' ? 'busy' : 'ready';
   return { state, text: timing ? parts(state, timing) : parts(state), title };
 }
