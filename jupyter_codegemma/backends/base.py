@@ -290,4 +290,9 @@ class Backend(Protocol):
 
     def complete_text(self, prompt: str | Sequence[int], **kwargs) -> GenerationResult: ...
 
+    def score(self, texts: Sequence[str]) -> Sequence[float] | None:
+        """Each text's log-likelihood under the model (one scoring pass, no generation), up to a constant
+        shared by all the texts: ranks fixes of the same code (exercises/repair.py). None where the
+        backend cannot score (a server: the fixes are then ranked by edit size alone)."""
+
     def reset_cache(self) -> None: ...

@@ -1,5 +1,5 @@
-"""Level-3 hints from the model: where a fix comes from (the kernel's engine worker), and the bookkeeping of
-a fix being computed (which exercise and code version asked, how to cancel it)."""
+"""Level-3 hints: where a fix comes from (the repair search, ranked on the kernel's engine worker), and the
+bookkeeping of a fix being computed (which exercise and code version asked, how to cancel it)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .checker import CheckResult
-from .hints import NO_CONFIDENT, ModelFix, model_fix
+from .hints import NO_CONFIDENT, ModelFix
 from .model import Exercise
-from .sandbox import run_tests
 
 # (exercise, source, check result) -> ModelFix, optionally with a `cancel` event keyword (set when the
 # answer is no longer wanted); None where no model is available
@@ -57,44 +56,37 @@ def fix_text(fix: ModelFix) -> str:
 
 
 def service_fix_provider(service, *, n: int = 5, timeout: float = 300) -> FixProvider:
-    """Level-3 fixes computed on the kernel's engine worker (one model, one queue for everything).
+    """Level-3 fixes: the repair search (repair.py) on this thread, its verified candidates ranked by the
+    model on the kernel's engine worker (one model, one queue for everything), and — only when the search
+    finds nothing — `n` fixes sampled from the model joining the same verified pool.
 
-    A `cancel` event set while the fix is queued or computed gives the worker back: the job is dropped
-    if it has not started, else it stops before its next sample (and its answer is a cancelled one)."""
+    A `cancel` event set while a model job is queued or computed gives the worker back: the job is dropped
+    if it has not started, else it stops before its next sample (and its answer is a cancelled one). A
+    model that fails or takes longer than `timeout` leaves the search's own ranking (by edit size)."""
     from ..kernel.worker import Job
     from .hints import engine_sampler
+    from .repair import as_model_fix, model_samples, search_repairs
 
     class _Stop(Exception):
         pass
 
-    def provide(exercise: Exercise, source: str, result: CheckResult,
-                cancel: threading.Event | None = None) -> ModelFix:
+    def on_worker(work, cancel: threading.Event | None):
+        """`work(engine, job_cancel)` on the engine worker; its value, or _Stop when cancelled or late."""
         box: dict = {}
         done = threading.Event()
-        cancelled = ModelFix(None, "", "cancelled", answered=False)
-
-        def verify(code: str) -> bool:
-            return run_tests(code, exercise.tests).passed
 
         def run(engine):
-            sample = engine_sampler(engine, job.cancel)
-
-            def sample_until_cancelled(prompt, **kwargs):
-                if job.cancel.is_set():
-                    raise _Stop
-                return sample(prompt, **kwargs)
-
             try:
-                box["fix"] = model_fix(sample_until_cancelled, source, result, n=n, verify=verify)
+                box["value"] = work(engine, job.cancel)
             except _Stop:
-                box["fix"] = cancelled
+                pass
             done.set()
 
         def failed(code, message):
-            box["fix"] = ModelFix(None, "", f"the model failed: {message}", answered=False)
+            box["error"] = message
             done.set()
 
-        job = Job(run, on_error=failed, on_cancelled=lambda: (box.setdefault("fix", cancelled), done.set()))
+        job = Job(run, on_error=failed, on_cancelled=done.set)
         service.submit(job)
         waited, step = 0.0, 0.1
         while not done.wait(step):
@@ -102,9 +94,50 @@ def service_fix_provider(service, *, n: int = 5, timeout: float = 300) -> FixPro
             if (cancel is not None and cancel.is_set()) or waited >= timeout:
                 job.cancel.set()
                 job.drop_if_queued()
-                if cancel is not None and cancel.is_set():
-                    return cancelled
-                return ModelFix(None, "", f"the model took longer than {timeout:g} s", answered=False)
-        return box["fix"]
+                raise _Stop
+        if "error" in box:
+            raise RuntimeError(box["error"])
+        if "value" not in box:
+            raise _Stop
+        return box["value"]
+
+    def provide(exercise: Exercise, source: str, result: CheckResult,
+                cancel: threading.Event | None = None) -> ModelFix:
+        cancelled = ModelFix(None, "", "cancelled", answered=False)
+        notes: list[str] = []
+        failed = threading.Event()  # the model was asked for fixes and gave none: asking again may help
+
+        def scorer(texts):
+            try:
+                return on_worker(lambda engine, stop: engine.score(texts), cancel)
+            except Exception as e:  # the model failed or was too slow: rank by edit size
+                notes.append(f"the model could not rank the fixes ({str(e) or 'cancelled'})")
+                return None
+
+        def samples():
+            def draw(engine, stop):
+                sample = engine_sampler(engine, stop)
+
+                def sample_until_cancelled(prompt, **kwargs):
+                    if stop.is_set():
+                        raise _Stop
+                    return sample(prompt, **kwargs)
+
+                return model_samples(sample_until_cancelled, source, result, n=n)
+
+            try:
+                return on_worker(draw, cancel)
+            except Exception as e:
+                notes.append(f"no fixes from the model ({str(e) or 'cancelled'})")
+                failed.set()
+                return []
+
+        found = search_repairs(source, exercise.tests, scorer=scorer, samples=samples)
+        if cancel is not None and cancel.is_set():
+            return cancelled
+        found.notes += notes
+        fix = as_model_fix(found, source)
+        fix.answered = fix.shown or not failed.is_set()
+        return fix
 
     return provide

@@ -385,6 +385,11 @@ class Engine:
         """Generate to the end and return the result (no streaming)."""
         return self.generate(prompt, **kwargs).wait()
 
+    def score(self, texts: Sequence[str]) -> list[float]:
+        """Each text's log-likelihood after the prefix all texts share, in one scoring pass (scoring.py)."""
+        from .scoring import score_texts
+        return score_texts(self._sampler, [self.tokenize(t) for t in texts], self.context_len)
+
     def forward_logits(self, ids: Sequence[int]) -> np.ndarray:
         return self._sampler.forward_logits(ids)
 

@@ -360,6 +360,10 @@ class RemoteEngine:
                 pass
         return -(-len(text) // CHARS_PER_TOKEN)
 
+    def score(self, texts: Sequence[str]) -> None:
+        """None: llama.cpp and Ollama give no prompt log-probabilities, so fixes are ranked by edit size."""
+        return None
+
     def reset_cache(self) -> None:
         """The server owns its caches."""
 
