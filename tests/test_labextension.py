@@ -193,7 +193,8 @@ def fake_llm():
 def test_browser_untrusted_output(lab_server, fake_llm):
     """labextension/ui-tests/tests/untrustedOutput.spec.ts (issue 19): chat and explain answers carrying an
     <img onerror>, a <script> and a javascript: link show them as text, run nothing and fetch nothing; the
-    same text as a raw text/markdown output in the same page does run (so the test catches a regression)."""
+    same text as a raw text/markdown output in the same page does run (so the test catches a regression);
+    `%codegemma fix` shows its diff with added lines green and removed ones red (issue 20)."""
     import jupyter_codegemma
 
     _node_ready()

@@ -11,7 +11,8 @@
  * `javascript:` links that set one when clicked (a Markdown link, and an HTML anchor). The test
  * clicks the links.
  * Nothing may run (the markers stay unset), nothing may be fetched from the image's URL, no window
- * may open, and the answer shows the payloads as text.
+ * may open, and the answer shows the payloads as text. Then `%codegemma fix` (issue 20): its diff is
+ * coloured (added lines green, removed red) and a payload in the proposal is text.
  *
  * The control: the same text displayed as a raw `text/markdown` output in the same page is live: the
  * image is fetched and its onerror runs, the script runs, the anchor's script runs when clicked, and
@@ -23,7 +24,7 @@
  * the "CodeGemma (JAX)" kernel would start loading the local default model as soon as it opened.
  */
 
-import { expect, Page, Request, test } from '@playwright/test';
+import { expect, Locator, Page, Request, test } from '@playwright/test';
 
 import { Lab, useLabHooks } from './lab';
 
@@ -53,6 +54,13 @@ const PAYLOAD = [
   ANCHOR,
   ''
 ].join('\n');
+
+// `%codegemma fix` (issue 20): the proposal as a diff, its added lines green and removed lines red,
+// a payload in it shown as text. The control: the same diff as a ```diff block, as JupyterLab
+// highlights it itself (its theme gives those lines no colour: the kernel writes its own HTML).
+const FIX_LINE = 'print(numbers[2])  # <img src=x onerror="window.cgFix = 1">';
+const FIX_ANSWER = ['```python', 'numbers = [3, 1, 2]', FIX_LINE, '```'].join('\n');
+const FIX_DIFF_MARKDOWN = ['```diff', ' numbers = [3, 1, 2]', '-numbers[5]', `+${FIX_LINE}`, '```'].join('\n');
 
 test.skip(
   !FAKE_LLM,
@@ -91,6 +99,28 @@ async function putNotebook(page: Page, name: string, content: object): Promise<v
   expect(response.ok(), `PUT api/contents/${name}: ${response.status()}`).toBe(true);
 }
 
+/** The colour of the element that holds each line of the first `<pre>` in `output`, by line. */
+async function lineColours(output: Locator): Promise<Record<string, string>> {
+  return output.locator('pre').first().evaluate(pre => {
+    const colours: Record<string, string> = {};
+    const walker = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const line of (node.textContent ?? '').split('\n')) {
+        if (line.trim()) {
+          colours[line] = getComputedStyle(node.parentElement as Element).color;
+        }
+      }
+    }
+    return colours;
+  });
+}
+
+/** Whether an `rgb(r, g, b)` colour is mostly green, or mostly red. */
+function hue(colour: string): 'green' | 'red' | 'other' {
+  const [r, g, b] = (colour.match(/\d+/g) ?? []).map(Number);
+  return g > r + 40 && g >= b ? 'green' : r > g + 40 && r > b + 40 ? 'red' : 'other';
+}
+
 async function markers(page: Page): Promise<Record<string, unknown>> {
   return page.evaluate(
     names => Object.fromEntries(names.map(name => [name, (window as any)[name] ?? null])),
@@ -125,7 +155,9 @@ test('model answers show HTML and javascript: links as text; the same raw Markdo
       `%codegemma use ${FAKE_LLM} --model ${INSTRUCTION_MODEL}`,
       `%%codegemma --chat\n${QUESTION}`,
       '%codegemma explain',
-      `from IPython.display import display\ndisplay({'text/markdown': ${JSON.stringify(PAYLOAD)}}, raw=True)`
+      `from IPython.display import display\ndisplay({'text/markdown': ${JSON.stringify(PAYLOAD)}}, raw=True)`,
+      '%codegemma fix',
+      `display({'text/markdown': ${JSON.stringify(FIX_DIFF_MARKDOWN)}}, raw=True)`
     ])
   );
 
@@ -221,4 +253,25 @@ test('model answers show HTML and javascript: links as text; the same raw Markdo
       message: 'clicking the raw javascript: link ran it or opened a window'
     })
     .toBe(true);
+
+  // %codegemma fix of cell 2's IndexError (the instruction model answers with a fenced cell).
+  expect((await page.request.post(`${FAKE_LLM}/test/answer`, { data: { text: FIX_ANSWER } })).ok()).toBe(true);
+  await lab.runCell(8);
+  const fix = lab.cell(8).locator('.jp-RenderedMarkdown').filter({ hasText: 'Proposed fix for' });
+  await expect(fix).toContainText(`+${FIX_LINE}`);
+  await expect(fix.locator('img'), 'the fix: no <img>').toHaveCount(0);
+  const colours = await lineColours(fix);
+  const context = colours[' numbers = [3, 1, 2]'];
+  expect(hue(colours[`+${FIX_LINE}`]), `the added line is green: ${JSON.stringify(colours)}`).toBe('green');
+  expect(hue(colours['-numbers[5]']), `the removed line is red: ${JSON.stringify(colours)}`).toBe('red');
+  expect(hue(context), `the unchanged line keeps the text colour: ${JSON.stringify(colours)}`).toBe('other');
+  const fixRan = () => page.evaluate(() => (window as any).cgFix ?? null);
+  expect(await fixRan(), 'the fix: no payload ran').toBeNull();
+  // The control, reported (not asserted: a later JupyterLab may colour it itself).
+  await lab.runCell(9);
+  const own = await lineColours(lab.cell(9).locator('.jp-RenderedMarkdown'));
+  console.log(`JupyterLab's own \`\`\`diff highlighting: ${JSON.stringify(own)}`);
+  expect(await fixRan(), 'the control: its payload is in a code block').toBeNull();
+  await lab.screenshot('fix-diff.png', lab.cell(8));
+  await lab.screenshot('fix-diff-jupyterlab.png', lab.cell(9));
 });
