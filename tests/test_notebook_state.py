@@ -4,12 +4,9 @@ in-process: the real kernel and the model run in `codegemma eval --task notebook
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 
-from jupyter_codegemma.evaluation.notebook_state import KERNEL_SETS, StateCase, load_cases
+from jupyter_codegemma.evaluation.notebook_state import KERNEL_SETS, StateCase, load_cases, namespace_in_process
 from jupyter_codegemma.kernel import live_namespace
 from jupyter_codegemma.kernel.live_namespace import read_facts
 
@@ -36,20 +33,11 @@ def test_scoring():
 
 def test_each_notebook_state_answer_is_in_the_facts_at_its_cursor(tmp_path, monkeypatch):
     monkeypatch.setattr(live_namespace, "BUDGET_S", 5.0)  # what is read, not how fast (bench/)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    modules_before = set(sys.modules)
     missing = []
     for number, case in enumerate(load_cases("notebook-state")):
-        os.chdir(tmp_path)
-        namespace: dict = {"__name__": "__main__"}
-        exec(case.setup, namespace)  # noqa: S102 - the set's own set-up code, as the kernel runs it
-        for cell in case.cells:
-            exec(cell, namespace)  # noqa: S102
-        for name in set(sys.modules) - modules_before:  # the next case's module of the same name is new
-            if getattr(sys.modules[name], "__file__", "") and str(tmp_path) in sys.modules[name].__file__:
-                del sys.modules[name]
-        facts = read_facts(namespace, case.prefix)
+        workdir = tmp_path / f"case{number}"
+        workdir.mkdir()
+        facts = read_facts(namespace_in_process(case, workdir), case.prefix)
         text = "\n".join(facts.lines)
         if not all(answer.rstrip("=") in text for answer in case.accept):
             missing.append((case.id, text))

@@ -74,6 +74,30 @@ def load_cases(name: str, limit: int | None = None) -> list[StateCase]:
     return cases[:limit] if limit is not None else cases
 
 
+def namespace_in_process(case: StateCase, workdir: Path) -> dict:
+    """The case's namespace built in this process (set-up and cells run with `workdir` as the current
+    directory and first on sys.path): for checking the set and measuring prompts without a kernel. The
+    modules the case wrote are dropped from sys.modules afterwards, so the next case's are fresh."""
+    import os
+    import sys
+
+    before_dir, before_modules = os.getcwd(), set(sys.modules)
+    os.chdir(workdir)
+    sys.path.insert(0, str(workdir))
+    try:
+        namespace: dict = {"__name__": "__main__"}
+        exec(case.setup, namespace)  # noqa: S102 - the set's own code, as the kernel would run it
+        for cell in case.cells:
+            exec(cell, namespace)  # noqa: S102
+        return namespace
+    finally:
+        os.chdir(before_dir)
+        sys.path.remove(str(workdir))
+        for name in set(sys.modules) - before_modules:
+            if str(workdir) in (getattr(sys.modules[name], "__file__", None) or ""):
+                del sys.modules[name]
+
+
 def _cell_ok(reply: dict, what: str) -> None:
     if reply.get("status") != "ok":
         raise RuntimeError(f"{what} failed in the kernel: {reply.get('ename', '')}: {reply.get('evalue', '')}")

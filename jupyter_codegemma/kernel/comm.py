@@ -115,8 +115,10 @@ class CompletionComm:
         prefix, constraint = request.prefix, {}
         if facts is not None:
             prefix = with_facts(request.prefix, facts)
-            if facts.continuations() and accepts_allowed_names(engine):
+            if facts.continuations() and accepts(engine, "allowed_names"):
                 constraint["allowed_names"] = facts.continuations()
+            if accepts(engine, "namespace"):  # names the suggestion may use without defining them
+                constraint["namespace"] = self.service.visible_names()
         completion = engine.complete(prefix, request.suffix, mode=mode, path=request.path,
                                      max_new_tokens=request.max_new_tokens, cancel=job.cancel, **constraint)
         sent, last = "", 0.0
@@ -157,12 +159,13 @@ class CompletionComm:
             log.debug("codegemma: could not send %s", reply.get("type"), exc_info=True)
 
 
-def accepts_allowed_names(engine) -> bool:
-    """Whether the backend's `complete` can keep a completion to given names (`allowed_names`)."""
+def accepts(engine, parameter: str) -> bool:
+    """Whether the backend's `complete` takes `parameter` (`allowed_names`: keep a completion to given
+    names; `namespace`: the names it may use besides those the code binds)."""
     import inspect
 
     try:
-        return "allowed_names" in inspect.signature(engine.complete).parameters
+        return parameter in inspect.signature(engine.complete).parameters
     except (TypeError, ValueError):
         return False
 

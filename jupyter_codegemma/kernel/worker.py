@@ -118,6 +118,13 @@ class Service:
         self.last_facts = read_facts(self.namespace(), prefix)
         return self.last_facts
 
+    def visible_names(self) -> frozenset[str]:
+        """The names code in the notebook can use without defining them: the user's and the builtins."""
+        import builtins
+
+        names = dict.copy(self.namespace()) if self.namespace is not None else {}
+        return frozenset(n for n in names if type(n) is str) | frozenset(vars(builtins))
+
     def status(self) -> dict:
         engine = self.engine
         info = engine.info() if engine is not None else {}
