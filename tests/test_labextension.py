@@ -165,7 +165,8 @@ def lab_server(tmp_path_factory):
 @pytest.mark.slow
 def test_browser(lab_server):
     """labextension/ui-tests: ghost text + Tab, the generate command, completions disabled in the kernel,
-    the enable command in a plain Python kernel, the exercise widget's CodeMirror editor."""
+    the enable command in a plain Python kernel, the exercise widget's CodeMirror editor, a notebook AI
+    policy (policy.spec.ts, issue 17: no ghost text, %%codegemma refused, hints capped; removed, all back)."""
     _node_ready()
     env = dict(os.environ, CODEGEMMA_LAB_URL=lab_server["url"], CODEGEMMA_CHROMIUM=CHROMIUM,
                PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1")
@@ -176,7 +177,7 @@ def test_browser(lab_server):
         pytest.fail(f"browser tests failed:\n{done.stdout[-12000:]}\n{done.stderr[-4000:]}\n"
                     f"--- jupyter lab log ---\n{server_log}")
     shots = LABEXT / "ui-tests" / "test-results" / "screenshots"
-    for name in ("ghost-text.png", "generated-cell.png", "exercise.png"):
+    for name in ("ghost-text.png", "generated-cell.png", "exercise.png", "policy.png"):
         assert (shots / name).stat().st_size > 1000, f"{shots / name} was not saved"
 
 
