@@ -23,9 +23,12 @@ def pytest_configure(config):
         os.environ.pop(name, None)
 
 
-def oracle_records(kind: str) -> list[dict]:
-    """Reference outputs of llama.cpp for the default model (see tests/data/README.md)."""
-    with open(DATA / "gemma3_270m_oracle.jsonl", encoding="utf-8") as f:
+def oracle_records(kind: str, reference: str = "llama.cpp") -> list[dict]:
+    """Reference outputs for the default model: llama.cpp's (tokenization, and its greedy ids),
+    or "float32": transformers' float32 run on the same GGUF dequantized (the logits' reference;
+    the same prompts). See tests/data/README.md."""
+    name = {"llama.cpp": "gemma3_270m_oracle.jsonl", "float32": "gemma3_270m_public_f32.jsonl"}[reference]
+    with open(DATA / name, encoding="utf-8") as f:
         return [r for r in map(json.loads, f) if r["kind"] == kind]
 
 
