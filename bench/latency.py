@@ -2,6 +2,7 @@
 
     python bench/latency.py [--requests 40] [--dtype auto] [--speculative auto|on|off]
                             [--engines ours,llama] [--json results.json]
+    python bench/latency.py --request-count    # only the requests per typed character (ours, no llama.cpp)
 
 A user types the last cell of a real notebook (bench/data/bike_share.ipynb, ~2 600 tokens of
 cells above it) one character at a time. At every word boundary the editor asks for a
@@ -14,6 +15,11 @@ the line, `fim.shape`), each in its own process so their memory is measured apar
 - ours: `Engine.complete` in process (what the kernel's comm handler calls);
 - llama.cpp: llama-cpp-python on the same GGUF file, 2 threads, its KV cache kept between
   requests and reused for the longest common token prefix (what its prompt cache does).
+
+Requests per typed character: the same session typed in full, with a request at every word
+boundary where no suggestion is on show, before and after typing through (issue 17: when the
+characters typed since the last request are the start of its suggestion, the ghost text stays and
+nothing is asked; labextension/src/completion/typeThrough.ts, mirrored in `keeps_suggestion`).
 
 Also: decode speed, prefill speed at 2 000 tokens, time to first token of a 512-token prompt,
 peak RSS, and process start to first completion with warm caches (a kernel starting). Every
@@ -58,21 +64,52 @@ def _as_context(cell: dict) -> str | None:
     return None
 
 
+def _session_text() -> tuple[str, str]:
+    """The context the model sees above the typed cell, and the cell's text."""
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    above = [t for t in map(_as_context, cells[:-1]) if t is not None]
+    return CELL_SEPARATOR.join(above) + CELL_SEPARATOR, _cell_text(cells[-1])
+
+
+def pauses(typed: str) -> list[int]:
+    """How many characters are typed at each pause: where a word just ended (the editor's debounce
+    fires after the user pauses there)."""
+    offsets = []
+    for i in range(1, len(typed) + 1):
+        c, before = typed[i - 1], typed[i - 2] if i > 1 else " "
+        if (before.isalnum() or before == "_") and not (c.isalnum() or c == "_"):
+            offsets.append(i)
+    return offsets
+
+
 def typing_session(max_requests: int) -> tuple[list[str], int]:
     """The prefixes at each word boundary while typing the notebook's last cell, and the number
     of characters typed."""
-    cells = json.loads(NOTEBOOK.read_text())["cells"]
-    above = [t for t in map(_as_context, cells[:-1]) if t is not None]
-    typed = _cell_text(cells[-1])
-    context = CELL_SEPARATOR.join(above) + CELL_SEPARATOR
-    prefixes = []
-    for i in range(1, len(typed) + 1):
-        c, before = typed[i - 1], typed[i - 2] if i > 1 else " "
-        # A word just ended: the editor's debounce fires after the user pauses there.
-        if (before.isalnum() or before == "_") and not (c.isalnum() or c == "_"):
-            prefixes.append(context + typed[:i])
+    context, typed = _session_text()
+    prefixes = [context + typed[:i] for i in pauses(typed)]
     step = max(1, len(prefixes) // max_requests) if max_requests else 1
     return prefixes[::step][:max_requests or None], len(typed)
+
+
+def keeps_suggestion(suggestion: str, typed: str) -> bool:
+    """Whether the ghost text stays after `typed` was typed over a finished `suggestion`: it starts
+    with it and something is left (typeThrough.ts, remainderAfter with complete=True)."""
+    return suggestion.startswith(typed) and len(suggestion) > len(typed)
+
+
+def request_count(complete_line) -> dict:
+    """Type the whole cell; at each pause ask for a suggestion unless the last one is still on show.
+    `complete_line(prefix)` returns a suggestion's text. Before typing through, every pause asks."""
+    context, typed = _session_text()
+    at_pauses = pauses(typed)
+    asked, anchor, suggestion = 0, None, ""
+    for i in at_pauses:
+        if anchor is not None and keeps_suggestion(suggestion, typed[anchor:i]):
+            continue
+        suggestion, anchor = complete_line(context + typed[:i]), i
+        asked += 1
+    return {"typed_chars": len(typed), "requests_before": len(at_pauses), "requests_after": asked,
+            "requests_per_char_before": len(at_pauses) / len(typed), "requests_per_char_after": asked / len(typed)}
 
 
 def prompt_ids(tokenize, n: int) -> list[int]:
@@ -246,7 +283,16 @@ def child(args) -> dict:
     engine.decode_tok_s(ids, 16)
     out["decode_tok_s"] = statistics.median(engine.decode_tok_s(ids, 128) for _ in range(args.repeats))
     out["peak_rss_mb"] = peak_rss_mb()
+    if engine.name == "ours":  # after the timed figures: it changes none of them
+        out["request_count"] = request_count(lambda prefix: engine.complete_line(prefix)["text"])
     return out
+
+
+def print_request_count(counts: dict) -> None:
+    print(f"requests per typed character ({counts['typed_chars']} typed, a request at each word boundary "
+          f"without a suggestion on show): {counts['requests_per_char_before']:.3f} before typing through "
+          f"({counts['requests_before']} requests), {counts['requests_per_char_after']:.3f} after "
+          f"({counts['requests_after']})")
 
 
 def _percentile(values, q: float) -> float:
@@ -313,12 +359,19 @@ def main() -> None:
                         help="our engine's prompt-lookup decoding (auto: the engine's default)")
     parser.add_argument("--engines", default="ours,llama", help="which engines to run (ours,llama)")
     parser.add_argument("--json", help="also write every figure to this file")
+    parser.add_argument("--request-count", action="store_true",
+                        help="only the requests per typed character, before and after typing through (ours)")
     parser.add_argument("--child", choices=("ours", "llama"), help=argparse.SUPPRESS)
     parser.add_argument("--startup", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--spawned-at", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args)))
+        return
+    if args.request_count:
+        engine = Ours(args)
+        engine.wait_for_warm_up()
+        print_request_count(request_count(lambda prefix: engine.complete_line(prefix)["text"]))
         return
 
     engines = args.engines.split(",")
@@ -359,6 +412,8 @@ def main() -> None:
         if r:
             print(f"  {name}: {r['weight_bytes'] / 1e6:.0f} MB of weights read per token -> decode limit "
                   f"{bandwidth * 1e9 / r['weight_bytes']:.0f} tok/s (measured {r['decode_tok_s']:.1f})")
+    if ours:
+        print_request_count(ours["request_count"])
     summary = {"load_before": load_before, "load_after": load_after, "bandwidth_gb_s": bandwidth, **results}
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1))
