@@ -161,3 +161,31 @@ def test_percent_codegemma_policy_sets_it_and_asks_the_frontend_to_store_it(kern
     run_cell(ks, "%codegemma policy clear")
     assert ks.wait_reply(ks.policy_comm, lambda r: r["type"] == "policy" and r["policy"] is None, 10)
     assert ks.status(ks.policy_comm)["policy"] is None
+
+
+def test_the_widget_asks_the_model_for_no_fix_when_the_policy_forbids_model_fixes(tmp_path):
+    from jupyter_codegemma.exercises import ExerciseWidget, builtin_exercises
+    from jupyter_codegemma.exercises.hints import ModelFix
+    from jupyter_codegemma.exercises.results import Results
+
+    asked = []
+
+    def provider(exercise, source, result):  # the model's level 3: must not be asked under this policy
+        asked.append(source)
+        return ModelFix(None, "", "not asked")
+
+    state = PolicyState()
+    state.set(NotebookPolicy(model_fixes=False))
+    exercise = [e for e in builtin_exercises() if e.category == "missing_colon"][0]
+    widget = ExerciseWidget(exercise, results=Results(tmp_path / "r.json", policy=state), settings=_Switches(),
+                            fix_provider=provider, policy=state)
+    for _ in range(3):
+        widget.next_hint()
+    assert widget.hint_level == 2 and widget._model_thread is None and asked == []
+    assert widget.hint_text.endswith("(Hints beyond level 2 are switched off by this notebook's policy.)")
+    state.set(None)  # the policy is removed: level 3 is the model's again
+    widget.next_hint()
+    widget.wait_for_hint(30)
+    assert asked == [exercise.broken] and widget.hint_level == 3
+    record = json.loads((tmp_path / "r.json").read_text())["exercises"][exercise.id]
+    assert record["policy"] is None and record["policy_removed"] is True
