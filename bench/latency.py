@@ -371,6 +371,7 @@ def main() -> None:
     if args.request_count:
         engine = Ours(args)
         engine.wait_for_warm_up()
+        print(f"ours: dtype {engine.info['dtype']}, {os.cpu_count()} CPUs")
         print_request_count(request_count(lambda prefix: engine.complete_line(prefix)["text"]))
         return
 
