@@ -10,6 +10,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from jupyter_codegemma.exercises import builtin_exercises, save_exercises
 
@@ -103,3 +104,35 @@ def test_grade_reruns_on_the_teachers_side_and_marks_forged_solves(tmp_path):
                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert peak < 200 * 2**20, f"the grading process grew to {peak / 2**20:.0f} MB"
     assert seconds < 60
+
+
+def test_the_teachers_notebook_as_the_exercise_set(tmp_path):
+    """`--exercises lesson.ipynb`: the teacher's own %%exercise cells give the ids and the tests."""
+    from jupyter_codegemma.exercises.grading import exercises_from_notebook, find_submissions, grade
+    from jupyter_codegemma.exercises.model import ExerciseError
+    from jupyter_codegemma.exercises.sandbox import Limits
+
+    def notebook(*cells: str):
+        path = tmp_path / "lesson.ipynb"
+        path.write_text(json.dumps({"cells": [{"cell_type": "code", "source": c, "metadata": {}, "outputs": []}
+                                              for c in cells], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+        return path
+
+    lesson = notebook("print('intro')",
+                      '%%exercise --id squares --category missing_comma --seed 3 --results {course / "r.json"}\n'
+                      "squares = [1, 4, 9, 16]\ntotal = sum(squares)\n# tests\nassert total == 30\n",
+                      '%%exercise --id=greet\n# broken\nprint("Hi)\n# solution\nprint("Hi")\n')
+    squares, greet = exercises_from_notebook(lesson)
+    assert (squares.id, squares.tests.strip(), greet.id, greet.tests) == ("squares", "assert total == 30", "greet", "")
+    results = tmp_path / "ana.json"
+    results.write_text(json.dumps({"student": "ana", "exercises": {
+        "squares": _record("squares = [1, 4, 9, 16]\ntotal = sum(squares)\n", True),
+        "greet": _record('print("Hi)\n', True)}}))
+    rows = grade(find_submissions([results])[0], [squares, greet], Limits(cpu_s=2, wall_s=4, memory_mb=256))
+    assert [(r.exercise, r.solved, r.claim, r.recheck) for r in rows] == [
+        ("squares", True, "confirmed", "passed"), ("greet", False, "unconfirmed", "syntax error")]
+
+    with pytest.raises(ExerciseError, match="a second %%exercise with the id 'greet'"):
+        exercises_from_notebook(notebook("%%exercise --id greet\nx = 1\n", "%%exercise --id greet\nx = 2\n"))
+    with pytest.raises(ExerciseError, match="no %%exercise cells"):
+        exercises_from_notebook(notebook("x = 1\n"))

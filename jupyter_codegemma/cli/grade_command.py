@@ -23,7 +23,8 @@ def add_parser(commands) -> None:
     gr.add_argument("paths", nargs="+", metavar="PATH",
                     help="results files (codegemma_exercise_results.json), submitted notebooks (graded from the "
                     "results file beside them) or folders holding them, e.g. nbgrader's submitted/")
-    gr.add_argument("--exercises", metavar="FILE", help="the exercise set, YAML or JSON (default: the built-in set)")
+    gr.add_argument("--exercises", metavar="FILE", help="the exercise set: YAML or JSON, or your own notebook's "
+                    "%%%%exercise cells (.ipynb; their ids and tests); default: the built-in set")
     gr.add_argument("-o", "--output", default="grades.csv", metavar="FILE",
                     help="the CSV to write ('-' for stdout; default grades.csv)")
     gr.add_argument("--timeout", type=float, default=5.0, metavar="S",
@@ -34,7 +35,7 @@ def add_parser(commands) -> None:
 
 def cmd_grade(args, out: IO[str]) -> int:
     from ..exercises import model
-    from ..exercises.grading import COLUMNS, find_submissions, grade
+    from ..exercises.grading import COLUMNS, exercises_from_notebook, find_submissions, grade
     from ..exercises.sandbox import Limits
 
     if not args.timeout > 0 or not math.isfinite(args.timeout):
@@ -44,7 +45,12 @@ def cmd_grade(args, out: IO[str]) -> int:
     if args.jobs < 1:
         raise CliError(f"--jobs must be at least 1, got {args.jobs}")
     try:
-        exercises = model.load_exercises(args.exercises) if args.exercises else model.builtin_exercises()
+        if not args.exercises:
+            exercises = model.builtin_exercises()
+        elif args.exercises.endswith(".ipynb"):
+            exercises = exercises_from_notebook(args.exercises)
+        else:
+            exercises = model.load_exercises(args.exercises)
     except model.ExerciseError as e:
         raise CliError(str(e)) from None
     submissions, errors = find_submissions(args.paths)

@@ -26,7 +26,7 @@ from .model import Exercise
 from .results import DEFAULT_FILE, ResultsError, read_results
 from .sandbox import Limits, run_tests
 
-__all__ = ["COLUMNS", "GradeRow", "Submission", "find_submissions", "grade", "recheck"]
+__all__ = ["COLUMNS", "GradeRow", "Submission", "exercises_from_notebook", "find_submissions", "grade", "recheck"]
 
 # The CSV's columns, one row per student x exercise of the set.
 COLUMNS = ("student", "file", "exercise", "solved", "claimed_solved", "claim", "recheck", "message", "attempts",
@@ -131,6 +131,38 @@ def find_submissions(paths: Iterable[str | os.PathLike]) -> tuple[list[Submissio
         student = from_layout or data.get("student") or results.stem
         submissions.append(Submission(student, results, data, ", ".join(notebooks)))
     return submissions, errors
+
+
+def exercises_from_notebook(path: str | os.PathLike) -> list[Exercise]:
+    """The `%%exercise` cells of the teacher's own notebook, for grading: each one's `--id` and its tests (the
+    cell's `# tests` section). Never the student's copy, whose tests the student could have changed."""
+    from .magics import _Mistake, split_args
+    from .model import ExerciseError, _sections
+
+    path = Path(path)
+    problem = _notebook_problem(path)
+    if problem:
+        raise ExerciseError(problem)
+    exercises: dict[str, Exercise] = {}
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    for number, cell in enumerate(cells, 1):
+        source = "".join(cell.get("source", "")) if cell.get("cell_type") == "code" else ""
+        first, _, body = source.partition("\n")
+        if not first.startswith("%%exercise"):
+            continue
+        try:
+            words = split_args(first[len("%%exercise"):].replace("--id=", "--id "))
+        except _Mistake as e:
+            raise ExerciseError(f"{path}, cell {number}: {e}") from None
+        ex_id = words[words.index("--id") + 1] if "--id" in words[:-1] else "cell"  # the magic's default
+        if ex_id in exercises:
+            raise ExerciseError(f"{path}, cell {number}: a second %%exercise with the id {ex_id!r}")
+        parts = _sections(body)
+        exercises[ex_id] = Exercise(id=ex_id, broken=parts.get("broken", ""), tests=parts.get("tests", ""),
+                                    solution=parts.get("solution", parts.get("", "")))
+    if not exercises:
+        raise ExerciseError(f"{path}: no %%exercise cells in this notebook")
+    return list(exercises.values())
 
 
 def recheck(exercise: Exercise, code: str, limits: Limits) -> Recheck:
