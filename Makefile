@@ -3,7 +3,7 @@
 #   make test    every test suite
 #   make fuzz    the kernel's comm fuzzed with 10 000 generated messages (hypothesis)
 #   make demo    a headless demo with timings
-#   make bench   keystroke-to-suggestion latency and speed, against llama.cpp
+#   make bench   keystroke-to-suggestion latency and speed, against llama.cpp (ISA=avx2: as on an AVX2-only laptop)
 #   make docs    the documentation site (MkDocs) into build/site
 #   make llama-cpp   llama-cpp-python (reference engine, test server), built once into ~/.cache
 
@@ -66,6 +66,24 @@ $(LLAMA_CPP): | $(STAMP)
 
 llama-cpp: $(LLAMA_CPP)
 
+# The same llama-cpp-python for an AVX2-only CPU (no AVX-512, no AMX; `make bench ISA=avx2`), built once
+# into its own wheel folder and installed beside the default one, into a folder bench/latency.py's
+# processes find first (PYTHONPATH).
+LLAMA_AVX2_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+                    -DGGML_AVX512=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF \
+                    -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+LLAMA_AVX2_DIR   := $(VENV)/llama_cpp_avx2
+LLAMA_AVX2_WHEEL  = $(firstword $(wildcard $(WHEELS)/avx2/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl))
+
+$(LLAMA_AVX2_DIR): | $(LLAMA_CPP)
+	@if [ -z "$(LLAMA_AVX2_WHEEL)" ]; then \
+	  echo "building llama-cpp-python $(LLAMA_CPP_VERSION) for AVX2 from source once (a few minutes) into $(WHEELS)/avx2"; \
+	  CMAKE_ARGS="$(LLAMA_AVX2_CMAKE)" $(BIN)/python -m pip wheel --no-cache-dir --no-deps \
+	    -w $(WHEELS)/avx2 llama-cpp-python==$(LLAMA_CPP_VERSION) || exit 1; \
+	fi
+	$(BIN)/python -m pip install --no-deps --target $(LLAMA_AVX2_DIR) \
+	  "$$(ls $(WHEELS)/avx2/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl | head -n 1)"
+
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
@@ -94,8 +112,19 @@ docs: $(STAMP)
 	$(MKDOCS_BUILD)
 
 # Keystroke to suggestion and the speed figures, against llama.cpp on the same file (bench/latency.py).
-bench: setup $(LLAMA_CPP)
-	$(BIN)/python bench/latency.py
+# ISA=avx2 emulates an AVX2-only laptop on this machine, both engines side by side in one run: our
+# kernels restricted to AVX2 (CODEGEMMA_AVX512=0, which also turns AMX off), XLA limited to AVX2,
+# and llama-cpp-python built without AVX-512.
+ISA ?=
+ifeq ($(ISA),avx2)
+BENCH_DEPS := $(LLAMA_AVX2_DIR)
+BENCH_ENV  := CODEGEMMA_AVX512=0 XLA_FLAGS=--xla_cpu_max_isa=AVX2 PYTHONPATH=$(abspath $(LLAMA_AVX2_DIR))
+else ifneq ($(ISA),)
+$(error ISA must be avx2 or empty (the machine's own), got $(ISA))
+endif
+
+bench: setup $(LLAMA_CPP) $(BENCH_DEPS)
+	$(BENCH_ENV) $(BIN)/python bench/latency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info jupyter_codegemma/labextension labextension/lib \

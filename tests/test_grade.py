@@ -136,3 +136,23 @@ def test_the_teachers_notebook_as_the_exercise_set(tmp_path):
         exercises_from_notebook(notebook("%%exercise --id greet\nx = 1\n", "%%exercise --id greet\nx = 2\n"))
     with pytest.raises(ExerciseError, match="no %%exercise cells"):
         exercises_from_notebook(notebook("x = 1\n"))
+
+
+def test_each_unusable_input_is_one_line_and_the_rest_are_found(tmp_path):
+    from jupyter_codegemma.exercises.grading import find_submissions
+
+    _submit(tmp_path, "ana", {"colon-if": _record("x = 1\n", False)})
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "lesson.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    (tmp_path / "broken.ipynb").write_text("{not json")
+    (tmp_path / "other.json").write_text('{"name": "not results"}')
+    (tmp_path / "empty").mkdir()
+    found, errors = find_submissions([tmp_path / "submitted", lone, tmp_path / "broken.ipynb",
+                                      tmp_path / "other.json", tmp_path / "empty", tmp_path / "missing.json"])
+    assert [(s.student, s.path.name) for s in found] == [("ana", "codegemma_exercise_results.json")]
+    assert len(errors) == 5 and all("\n" not in e for e in errors), errors
+    for name, problem in (("lesson.ipynb", "no codegemma_exercise_results.json beside it"),
+                          ("broken.ipynb", "not a readable notebook"), ("other.json", "not a results file"),
+                          ("empty", "no results files or notebooks"), ("missing.json", "no such file")):
+        assert any(name in e and problem in e for e in errors), (name, errors)
