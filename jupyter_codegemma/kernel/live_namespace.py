@@ -98,7 +98,15 @@ def with_facts(prefix: str, facts: KernelFacts, placement: str = "line") -> str:
     if placement != "line":
         raise ValueError(f"placement must be 'line' or 'top', got {placement!r}")
     indent = current[:len(current) - len(current.lstrip(" \t"))]
-    return head + sep + facts.comment_block(indent) + current
+    # Comments right above the line say what it is for: the facts go above them, so they stay next to
+    # the code they describe (measured: bench/kernel_context_placement.py).
+    lines = head.split("\n") if sep else []
+    keep = len(lines)
+    while keep and lines[keep - 1].lstrip().startswith("#") and lines[keep - 1].startswith(indent):
+        keep -= 1
+    above, comments = lines[:keep], lines[keep:]
+    before = "\n".join(above) + "\n" if above else ""
+    return before + facts.comment_block(indent) + "".join(c + "\n" for c in comments) + current
 
 
 # --- reading --------------------------------------------------------------------------------------------
