@@ -84,3 +84,19 @@ def test_starts_with_name():
 def test_a_continuation_line_in_a_broken_cell_is_not_read_alone():
     prefix = "x = compute(1,\n            "
     assert check(prefix, "2)", "\n\ny = 1 +\n").ok
+
+
+def test_a_line_must_open_the_block_the_next_line_is_indented_for():
+    prefix = "def count(xs):\n    n = 0\n"
+    suffix = "\n        n += 1\n    return n\n"
+    assert check(prefix, "    for x in xs:", suffix).ok
+    verdict = check(prefix, "    # count them", suffix)
+    assert not verdict.ok and verdict.offset == 4
+
+
+def test_a_name_the_code_below_needs_must_not_be_named_otherwise():
+    prefix = "def shout(words):\n"
+    suffix = "\n        print(w.upper())\n"
+    assert check(prefix, "    for w in words:", suffix, namespace=()).ok
+    verdict = check(prefix, "    for word in words:", suffix, namespace=())
+    assert not verdict.ok and "'word'" in verdict.reason and verdict.offset == 8

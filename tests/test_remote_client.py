@@ -265,3 +265,17 @@ def test_events_end_only_at_sse_line_ends(fake):
     fake.script = [(200, [f"data: {event}\r", "data: [DONE]\r"], 0)]
     events = list(stream_events(Endpoint(fake.url), "/v1/completions", {"prompt": "x"}))
     assert [e["choices"][0]["text"] for e in events] == [text]
+
+
+def test_a_server_suggestion_that_fails_the_check_is_withheld(fake):
+    """A server cannot mask its logits nor branch: its suggestion is judged whole (backends/candidates.py)."""
+    engine = _engine(fake.url)
+    prefix, suffix = "def total(xs):\n    s = 0\n    for x in xs:\n", "\n    return s\n"
+    fake.script = [(200, _events("        s += x\n"), 0), (200, _events("    s += x\n"), 0)]
+    good = engine.complete(prefix, suffix, mode="line").wait()
+    assert good.text == "        s += x" and good.checked == "passed"
+    bad = engine.complete(prefix, suffix, mode="line").wait()  # the `for` would have no body
+    assert bad.text == "" and bad.checked == "withheld"
+    fake.script = [(200, _events("sizes"), 0), (200, _events("shape[0]"), 0)]
+    assert engine.complete("n = frame.", "", mode="line", allowed_names=["shape", "size"]).wait().text == ""
+    assert engine.complete("n = frame.", "", mode="line", allowed_names=["shape", "size"]).wait().text == "shape[0]"

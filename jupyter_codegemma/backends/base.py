@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Callable, Collection, Iterator, Protocol, Sequence
 
 from . import fim
 from .errors import SettingsError
@@ -117,6 +117,10 @@ class CompletionResult(GenerationResult):
     raw_text: str = ""  # what the model wrote, before shaping to the mode
     mode: str = "line"  # the mode used ("auto" resolved)
     layout: str = "psm"  # the prompt layout: "psm", "spm" or "prefix-only"
+    # The check of backends/candidates.py: "passed", "replaced" (by an alternative), "withheld" (none
+    # passed: the text is empty), "" when it did not run; and how many candidates were written.
+    checked: str = ""
+    candidates: int = 0
 
     def to_json(self) -> dict:
         return {**super().to_json(), "raw_text": self.raw_text, "mode": self.mode, "layout": self.layout}
@@ -279,7 +283,12 @@ class Backend(Protocol):
     def complete(self, prefix: str, suffix: str = "", *, mode: str = "auto", layout: str = "psm",
                  path: str | None = None, context_files: Sequence[fim.ContextFile] = (),
                  max_new_tokens: int | None = None, sampling: SamplingParams = SamplingParams(),
-                 cancel=None) -> Completion: ...
+                 cancel=None, allowed_names: Sequence[str] = (), namespace: Collection[str] | None = None,
+                 check: bool = True) -> Completion:
+        """Complete the code between `prefix` and `suffix`. With `allowed_names`, the suggestion begins with
+        one of them (the local engine constrains decoding to them; a server's suggestion that does not is
+        withheld). With `check`, a suggestion passes backends/candidates.py before it is shown (`namespace`:
+        the names the code can see besides those its text binds, None when unknown)."""
 
     def chat(self, turns: Sequence, *, system: str | None = None, max_new_tokens: int = 128,
              sampling: SamplingParams = SamplingParams(), cancel=None) -> Generation:

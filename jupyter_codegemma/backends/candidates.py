@@ -27,7 +27,7 @@ import io
 import keyword
 import re
 import tokenize
-from typing import Collection, Sequence
+from typing import Collection, Iterator, Sequence
 
 # The cell text around the cursor that is parsed: a notebook's cells above can be long, and the
 # check runs on every keystroke's suggestion.
@@ -77,8 +77,13 @@ def check(prefix: str, suggestion: str, suffix: str = "", namespace: Collection[
     old = _parse(before + after)
     if old.ok:
         start, end = len(before), len(before) + len(suggestion)
-        return Verdict(False, f"the cell would no longer parse: {new.message}", _inside(new.offset, start, end))
+        return Verdict(False, f"the cell would no longer parse: {new.message}",
+                       _inside(new.offset, start, end, suggestion))
     verdict = _compare(before, suggestion, after, old, new)
+    if verdict.ok and old.message == "unexpected indent" and _on_next_line(after, old.offset - len(before)):
+        # The line after the cursor is indented for a block: the suggestion's line must open it.
+        code = len(suggestion) - len(suggestion.lstrip())
+        return Verdict(False, "the next line is indented for a block this line does not open", code)
     if verdict.ok and "\n" not in suggestion.strip("\n") and _legal_levels(before[:before.rfind("\n") + 1]):
         # The cell's first error may lie before the suggestion and hide its errors: its line alone too
         # (unless the line continues a statement: inside brackets it cannot stand alone).
@@ -89,6 +94,19 @@ def check(prefix: str, suggestion: str, suffix: str = "", namespace: Collection[
     return verdict
 
 
+def _on_next_line(after: str, offset: int) -> bool:
+    """Whether `offset` (in `after`, which begins at the cursor) is on the first line below the cursor's
+    that has code."""
+    start = after.find("\n") + 1
+    if not start:
+        return False
+    for line in after[start:].split("\n"):
+        if line.strip():
+            return start <= offset <= start + len(line)
+        start += len(line) + 1
+    return False
+
+
 def _compare(before: str, suggestion: str, after: str, old: _Status, new: _Status) -> Verdict:
     """Text that did not parse before the suggestion and does not with it: whether it adds an error."""
     start, end = len(before), len(before) + len(suggestion)
@@ -96,7 +114,8 @@ def _compare(before: str, suggestion: str, after: str, old: _Status, new: _Statu
     if new.offset == mapped and new.message == old.message:
         return PASS  # the error the text already had, unchanged
     if old.ok or new.offset < mapped or start <= new.offset < end:
-        return Verdict(False, f"the suggestion adds an error: {new.message}", _inside(new.offset, start, end))
+        return Verdict(False, f"the suggestion adds an error: {new.message}",
+                       _inside(new.offset, start, end, suggestion))
     return PASS  # the first error moved later: the suggestion fixed what was wrong before it
 
 
@@ -110,7 +129,11 @@ def starts_with_name(text: str, names: Sequence[str]) -> bool:
     return False
 
 
-def _inside(offset: int, start: int, end: int) -> int:
+def _inside(offset: int, start: int, end: int, suggestion: str = "") -> int:
+    """Where in the suggestion an error at `offset` starts; one after it (the next line does not fit
+    the suggestion's) is blamed on the suggestion's first word."""
+    if offset >= end:
+        return len(suggestion) - len(suggestion.lstrip())
     return min(max(offset - start, 0), max(end - start - 1, 0))
 
 
@@ -218,7 +241,8 @@ def _legal_levels(code: str):
 
 
 def _names(code: str, start: int, suggestion: str, namespace: Collection[str] | None, prefix: str) -> Verdict:
-    """A name the suggestion reads that nothing binds (the code, the namespace, the builtins) was made up."""
+    """A name the suggestion reads that nothing binds (the code, the namespace, the builtins) was made up;
+    a name it binds that nothing reads, while the code reads one that nothing binds, was misnamed."""
     if namespace is None or not _IDENTIFIER.search(suggestion):
         return PASS
     try:
@@ -252,10 +276,53 @@ def _names(code: str, start: int, suggestion: str, namespace: Collection[str] | 
     end = start + len(suggestion)
     # Words outside the parsed window may bind names too (cells above a long notebook).
     outside = set(_IDENTIFIER.findall(prefix[:max(len(prefix) - start, 0)])) if len(prefix) > start else set()
-    for node in sorted(read, key=lambda n: (n.lineno, n.col_offset)):
+    known = bound | BUILTIN_NAMES | set(namespace) | outside
+
+    def position(node: ast.Name) -> int:
         line = code[line_starts[node.lineno - 1]:line_starts[node.lineno] - 1]
-        at = line_starts[node.lineno - 1] + len(line.encode()[:node.col_offset].decode(errors="ignore"))
-        if start <= at < end and node.id not in bound and node.id not in BUILTIN_NAMES \
-                and node.id not in namespace and node.id not in outside and not keyword.iskeyword(node.id):
-            return Verdict(False, f"{node.id!r} is not defined anywhere", at - start)
+        return line_starts[node.lineno - 1] + len(line.encode()[:node.col_offset].decode(errors="ignore"))
+
+    unbound = []  # (position, name) of reads that nothing binds
+    for node in read:
+        if node.id not in known and not keyword.iskeyword(node.id):
+            unbound.append((position(node), node.id))
+    inside = sorted((at, name) for at, name in unbound if start <= at < end)
+    if inside:
+        return Verdict(False, f"{inside[0][1]!r} is not defined anywhere", inside[0][0] - start)
+    if unbound:
+        # The code below reads a name nothing binds while the suggestion binds one nothing reads: it
+        # named what the code after it needs differently.
+        reads = {node.id for node in read}
+        stores = sorted((position(node), node.id) for node in ast.walk(tree) if isinstance(node, ast.Name)
+                        and not isinstance(node.ctx, ast.Load) and node.id not in reads)
+        unused = [(at, name) for at, name in stores if start <= at < end]
+        if unused:
+            return Verdict(False, f"it binds {unused[0][1]!r}, which nothing reads, while {unbound[0][1]!r} is "
+                                  "read and never bound", unused[0][0] - start)
     return PASS
+
+
+def verdict_for(prefix: str, suggestion: str, suffix: str, namespace: Collection[str] | None,
+                allowed_names: Sequence[str] = (), parse: bool = True) -> Verdict:
+    """`check` (when `parse`), and with `allowed_names` the rule that the suggestion begins with one of them."""
+    if allowed_names and suggestion and not starts_with_name(suggestion, allowed_names):
+        return Verdict(False, "it begins with no name the namespace has", 0)
+    return check(prefix, suggestion, suffix, namespace) if parse else PASS
+
+
+def shown_or_withheld(stream: Iterator[str], result, prefix: str, suffix: str, namespace: Collection[str] | None,
+                      allowed_names: Sequence[str] = (), parse: bool = True) -> Iterator[str]:
+    """Stream a suggestion, then check it; one that fails is withheld (an empty suggestion). For a server:
+    it cannot be asked to mask its logits (the OpenAI completions API has no such field, and a
+    `logit_bias` would need the server's ids of every name's tokens) nor for alternatives from the same
+    prefill, so the finished suggestion is judged. `result` is the CompletionResult the stream fills."""
+    yield from stream
+    allowed_names = tuple(name for name in allowed_names if name)
+    if result.stats.finish_reason == "cancelled" or not (parse or allowed_names):
+        return
+    result.candidates = 1
+    if verdict_for(prefix, result.text, suffix, namespace, allowed_names, parse).ok:
+        result.checked = "passed"
+    else:
+        result.checked, result.text = "withheld", ""
+        yield ""

@@ -78,8 +78,10 @@ def complete_task(engine, task: Task, options: EvalOptions = EvalOptions()):
     suffix = task.suffix
     if task.whole_lines and not engine.has_fim:
         suffix = "\n" + suffix
+    # As the kernel completes (checked, alternatives when the first fails: backends/candidates.py); the
+    # program runs alone, so the names it can read are those its text binds and the builtins.
     result = engine.complete(task.prompt, suffix, mode=CUT[task.benchmark], layout=layout,
-                             max_new_tokens=options.max_new_tokens).wait()
+                             max_new_tokens=options.max_new_tokens, namespace=()).wait()
     middle = result.text
     if task.whole_lines and middle and not middle.endswith("\n"):
         middle += "\n"

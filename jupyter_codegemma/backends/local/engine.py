@@ -8,10 +8,11 @@ call from several threads (the sampler serialises the device work).
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import threading
 import time
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Collection, Iterator, Sequence
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from ..base import (COMPLETION_STOPS, GENERATION_STOPS, CancelToken, Completion,
                     suggestion_shape)
 from ..chat import chat_prompt, has_chat_template
 from ..errors import PromptError, SettingsError
-from . import process
+from . import alternatives, constraint, process
 from .checkpoints import Checkpoint, WeightsCache, load_checkpoint
 from .config import GemmaConfig, count_params
 from .dtypes import resolve_dtype, resolve_prefill_dtype
@@ -316,15 +317,17 @@ class Engine:
         result = GenerationResult(prompt_ids=prompt_ids, ids=[], text="")
         return Generation(self._stream(prompt_ids, max_new_tokens, sampling, stops, cancel, result), result)
 
-    def _stream(self, prompt_ids, max_new_tokens, sampling, stops, cancel, result) -> Iterator[str]:
+    def _stream(self, prompt_ids, max_new_tokens, sampling, stops, cancel, result, names=None) -> Iterator[str]:
         started = time.perf_counter()
         self.last_prompt_ids = list(prompt_ids)
         decoder = IncrementalDecoder(self.tokenizer)
         stop_set = set(stops)
         while not self._short_programs_ready.wait(0.05) and not (cancel is not None and cancel.is_set()):
             pass
-        for token in self._sampler.generate(prompt_ids, max_new_tokens=max_new_tokens, sampling=sampling,
-                                            stop_ids=stops, cancel=cancel, stats=result.stats):
+        generate = self._sampler.generate if names is None else functools.partial(constraint.generate, self._sampler,
+                                                                                    trie=names)
+        for token in generate(prompt_ids, max_new_tokens=max_new_tokens, sampling=sampling,
+                              stop_ids=stops, cancel=cancel, stats=result.stats):
             if not result.ids:
                 result.ttft_ms = (time.perf_counter() - started) * 1e3
             result.ids.append(token)
@@ -351,14 +354,17 @@ class Engine:
     def complete(self, prefix: str, suffix: str = "", *, mode: str = "auto", layout: str = "psm",
                  path: str | None = None, context_files: Sequence[fim.ContextFile] = (),
                  max_new_tokens: int | None = None, sampling: SamplingParams = SamplingParams(),
-                 cancel: CancelToken | None = None) -> "Completion":
+                 cancel: CancelToken | None = None, allowed_names: Sequence[str] = (),
+                 namespace: Collection[str] | None = None, check: bool = True) -> "Completion":
         """Complete the code between `prefix` and `suffix` (the cursor sits between them).
 
         Iterating the result gives the whole suggestion so far, each time it changes. Models
         with FIM pieces see both sides; others continue the prefix, and the suffix is used to
         stop and trim. A prompt that does not fit the context loses what is farthest from the
         cursor (see fim.build_prompt). Generation stops as soon as the suggestion is complete
-        for its mode (the end of the line, or of the block).
+        for its mode (the end of the line, or of the block). `allowed_names`: the suggestion begins
+        with one of them (constraint.py). `check`: it passes backends/candidates.py, or the next best
+        that does is shown, or nothing (alternatives.py).
         """
         resolved = fim.resolve_mode(mode, prefix, suffix)
         if max_new_tokens is None:
@@ -374,12 +380,18 @@ class Engine:
         result = CompletionResult(prompt_ids=prompt_ids, ids=[], text="", mode=resolved,
                                   layout=layout if self.has_fim else "prefix-only")
         stops = stop_ids(self.tokenizer, COMPLETION_STOPS)
+        names = constraint.NameTrie(self.tokenizer, allowed_names) if any(allowed_names) else None
 
         def start(stop: CancelToken) -> Generation:
             raw = GenerationResult(prompt_ids=prompt_ids, ids=[], text="")
-            return Generation(self._stream(prompt_ids, max_new_tokens, sampling, stops, stop, raw), raw)
+            return Generation(self._stream(prompt_ids, max_new_tokens, sampling, stops, stop, raw, names), raw)
 
-        return Completion(shaped_stream(start, suggestion_shape(prefix, suffix, resolved), result, cancel), result)
+        new_shape = functools.partial(suggestion_shape, prefix, suffix, resolved)
+        stream = shaped_stream(start, new_shape(), result, cancel)
+        if check:
+            stream = alternatives.checked(self, stream, result, prompt_ids, prefix, suffix, new_shape, max_new_tokens,
+                                          stops, cancel, namespace, tuple(n for n in allowed_names if n))
+        return Completion(stream, result)
 
     def complete_text(self, prompt: str | Sequence[int], **kwargs) -> GenerationResult:
         """Generate to the end and return the result (no streaming)."""

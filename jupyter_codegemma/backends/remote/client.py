@@ -30,9 +30,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Collection, Iterator, Sequence
 
-from .. import fim
+from .. import candidates, fim
 from ..base import (COMPLETION_STOPS, GENERATION_STOPS, CancelToken, Completion, CompletionResult, Generation,
                     GenerationResult, is_instruction_model, model_has_fim, shaped_stream, suggestion_shape)
 from ..chat import Turn
@@ -203,8 +203,9 @@ class RemoteEngine:
 
     def complete(self, prefix: str, suffix: str = "", *, mode: str = "auto", layout: str = "psm",
                  path: str | None = None, context_files: Sequence[fim.ContextFile] = (),
-                 max_new_tokens: int | None = None, sampling=None, cancel=None) -> Completion:
-        """Complete the code between prefix and suffix; iterate for the whole suggestion so far."""
+                 max_new_tokens: int | None = None, sampling=None, cancel=None, allowed_names: Sequence[str] = (),
+                 namespace: Collection[str] | None = None, check: bool = True) -> Completion:
+        """Complete between prefix and suffix; iterate for the suggestion so far (candidates.shown_or_withheld)."""
         try:
             resolved = fim.resolve_mode(mode, prefix, suffix)
         except ValueError as e:
@@ -227,7 +228,8 @@ class RemoteEngine:
             raw = GenerationResult(prompt_ids=[], ids=[], text="", prompt=prompt)
             return Generation(self._pieces("/completions", body, prompt, stop, raw, completion_text), raw)
 
-        return Completion(shaped_stream(start, suggestion_shape(prefix, suffix, resolved), result, cancel), result)
+        shown = shaped_stream(start, suggestion_shape(prefix, suffix, resolved), result, cancel)
+        return Completion(candidates.shown_or_withheld(shown, result, prefix, suffix, namespace, allowed_names, check), result)
 
     def complete_text(self, prompt: str | Sequence[int], **kwargs) -> GenerationResult:
         return self.generate(prompt, **kwargs).wait()

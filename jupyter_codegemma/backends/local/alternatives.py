@@ -1,0 +1,118 @@
+"""Checked completions: the suggestion the model writes first is shown when it passes the check of
+backends/candidates.py (no cost beyond the check); when it fails, the next best ones are tried.
+
+Alternatives branch where the first suggestion went wrong (the token holding the failure's first
+character: the indentation, a made-up name): the top few other tokens at that position, by the
+model's own logits, each continued greedily. The prompt's keys and values are cached, so each branch
+costs one new prompt token and its continuation. Then, if none passed, the same at its first word and
+at its first token. The first alternative that passes is shown (one that is only a comment only when
+no other does, unless the model's own was a comment too); when none does, nothing is (withheld).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Collection, Iterator, Sequence
+
+import numpy as np
+
+from .. import candidates
+from ..base import CancelToken, CompletionResult, SamplingParams, Shape
+
+BRANCHES = 4  # alternatives tried at one position
+MAX_ALTERNATIVES = 8  # at most, per request
+
+
+def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: Sequence[int], prefix: str,
+            suffix: str, new_shape: Callable[[], Shape], max_new_tokens: int, stops: Sequence[int],
+            cancel: CancelToken | None, namespace: Collection[str] | None,
+            allowed_names: Sequence[str]) -> Iterator[str]:
+    """Stream the first suggestion (`first`, which fills `result`); once it has ended, check it and, if
+    it fails, replace it with the first alternative that passes, or with nothing."""
+    yield from first
+    if cancel is not None and cancel.is_set():
+        return
+
+    def verdict(text: str) -> candidates.Verdict:
+        return candidates.verdict_for(prefix, text, suffix, namespace, allowed_names)
+
+    first_verdict = verdict(result.text)
+    result.candidates = 1
+    if first_verdict.ok:
+        result.checked = "passed"
+        return
+    started, tokenizer = time.perf_counter(), engine.tokenizer
+    ids = [i for i in result.ids if i not in stops]
+    # Where it went wrong, then its first word (after the indentation), then its first token.
+    code = len(result.text) - len(result.text.lstrip())
+    positions = list(dict.fromkeys([_token_at(tokenizer, ids, first_verdict.offset), _token_at(tokenizer, ids, code),
+                                    0]))
+    tried, fallback = 0, ""
+    for position in positions:
+        if position > len(ids):
+            continue
+        for token in _branches(engine, list(prompt_ids) + ids[:position], exclude=ids[position:position + 1]):
+            if tried == MAX_ALTERNATIVES or (cancel is not None and cancel.is_set()):
+                break
+            tried += 1
+            text, new_tokens = _continue(engine, prompt_ids, ids[:position] + [token], new_shape(), max_new_tokens,
+                                         stops, cancel)
+            result.stats.new_tokens += new_tokens
+            if text.strip() and verdict(text).ok:
+                if _only_comments(text) and not _only_comments(result.text):
+                    fallback = fallback or text  # says nothing the code needs: shown only if no code passes
+                    continue
+                result.candidates, result.checked, result.text = 1 + tried, "replaced", text
+                result.total_ms += (time.perf_counter() - started) * 1e3
+                yield text
+                return
+    result.candidates, result.checked, result.text = 1 + tried, "replaced" if fallback else "withheld", fallback
+    result.total_ms += (time.perf_counter() - started) * 1e3
+    yield fallback
+
+
+def _only_comments(text: str) -> bool:
+    return all(not line.strip() or line.lstrip().startswith("#") for line in text.split("\n"))
+
+
+def _token_at(tokenizer, ids: Sequence[int], offset: int) -> int:
+    """The index of the token whose text holds character `offset` of the decoded `ids`."""
+    for j in range(len(ids)):
+        if len(tokenizer.decode(ids[:j + 1])) > offset:
+            return j
+    return max(len(ids) - 1, 0)
+
+
+def _branches(engine, context: list[int], exclude: Sequence[int]) -> list[int]:
+    """The BRANCHES likeliest next tokens after `context` (the model's logits), without `exclude`."""
+    sampler = engine._sampler
+    with sampler._lock:  # the sampler's own lock: one request at a time uses its cache
+        _, logits = sampler.prefill(context)
+        logits = np.asarray(logits[0], np.float32)
+    top = np.argpartition(-logits, BRANCHES + len(exclude))[:BRANCHES + len(exclude)]
+    ranked = [int(i) for i in top[np.argsort(-logits[top])] if int(i) not in exclude and int(i) not in engine.stop_ids]
+    return ranked[:BRANCHES]
+
+
+def _continue(engine, prompt_ids: Sequence[int], forced: list[int], shape: Shape, max_new_tokens: int,
+              stops: Sequence[int], cancel: CancelToken | None) -> tuple[str, int]:
+    """The suggestion that begins with the ids `forced` and goes on greedily; and how many ids that took."""
+    tokenizer = engine.tokenizer
+    text, complete = shape(tokenizer.decode(forced), False)
+    ids = list(forced)
+    left = max_new_tokens - len(forced)
+    if not complete and left > 0 and forced[-1] not in stops:
+        tokens = engine._sampler.generate(list(prompt_ids) + forced, max_new_tokens=left, sampling=SamplingParams(),
+                                          stop_ids=stops, cancel=cancel)
+        try:
+            for token in tokens:
+                if token in stops:
+                    break
+                ids.append(token)
+                text, complete = shape(tokenizer.decode(ids), False)
+                if complete:
+                    break
+        finally:
+            tokens.close()  # the sampler keeps the cache it has filled for the next request
+    text, _ = shape(tokenizer.decode(ids), True)
+    return text, len(ids) - len(forced) + 1

@@ -1,0 +1,64 @@
+"""The local engine's completions on the real default model: constrained to names that exist
+(backends/local/constraint.py), and checked before they are shown, with alternatives when the
+first fails (backends/local/alternatives.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jupyter_codegemma.backends.base import SamplingParams
+from jupyter_codegemma.backends.candidates import check
+from jupyter_codegemma.backends.local.constraint import NameTrie, identifier_continuing
+from jupyter_codegemma.evaluation.data import load_tasks
+
+PREFIX = "import os\n\nfiles = os."
+
+
+def test_a_constrained_completion_begins_with_a_name_the_model_chooses(engine):
+    free = engine.complete(PREFIX, "", mode="line").wait().text
+    chosen = free.split("(")[0]
+    assert chosen.isidentifier()
+    # The model chooses among the names: its own choice among others stays its choice ...
+    constrained = engine.complete(PREFIX, "", mode="line", allowed_names=["getcwd", chosen, "sep"]).wait()
+    assert constrained.text == free
+    # ... and a name it would never write is written when it is the only one.
+    assert engine.complete(PREFIX, "", mode="line", allowed_names=["zz_made_up"]).wait().text.startswith("zz_made_up")
+    # A whole name, then a token that does not lengthen it: "get" is not "getcwd".
+    text = engine.complete(PREFIX, "", mode="line", allowed_names=["get"]).wait().text
+    assert text.startswith("get") and not (text[3:4].isalnum() or text[3:4] == "_")
+
+
+def test_constrained_sampling_stays_among_the_names(engine):
+    names = ["sep", "linesep", "pathsep"]
+    for seed in range(3):
+        sampling = SamplingParams(temperature=1.0, top_k=40, seed=seed)
+        text = engine.complete(PREFIX, "", mode="line", allowed_names=names, sampling=sampling, check=False).wait().text
+        assert any(text.startswith(n) and not text[len(n):len(n) + 1].isidentifier() for n in names), text
+
+
+def test_the_trie_masks_to_the_names_next_tokens(engine):
+    trie = NameTrie(engine.tokenizer, ["shape", "size"])
+    first = trie.allowed(trie.root)
+    expected = {engine.tokenizer.encode(n, add_bos=False)[0] for n in ("shape", "size")}
+    assert set(np.flatnonzero(first)) == expected
+    continues = identifier_continuing(engine.tokenizer)
+    assert continues[engine.tokenizer.encode("abc", add_bos=False)[0]]
+    assert not continues[engine.tokenizer.encode("(", add_bos=False)[0]]
+
+
+def test_a_first_suggestion_that_passes_is_shown_unchanged(engine):
+    prefix, suffix = "def double(x):\n", "\n"
+    unchecked = engine.complete(prefix, suffix, mode="line", check=False).wait()
+    checked = engine.complete(prefix, suffix, mode="line").wait()
+    assert checked.checked == "passed" and checked.candidates == 1 and checked.text == unchecked.text
+
+
+def test_a_first_suggestion_that_fails_is_replaced_by_one_that_passes(engine):
+    # HumanEval/1, line 4: the model's own line loops over `char`, while the lines below read `c`.
+    task = load_tasks("single-line", task_ids=("SingleLineInfilling/HumanEval/1/L4",))[0]
+    suffix = "\n" + task.suffix
+    first = engine.complete(task.prompt, suffix, mode="line", check=False).wait().text
+    assert "'char'" in check(task.prompt, first, suffix, namespace=()).reason
+    result = engine.complete(task.prompt, suffix, mode="line", namespace=()).wait()
+    assert result.checked == "replaced" and result.candidates > 1 and result.text != first
+    assert check(task.prompt, result.text, suffix, namespace=()).ok
