@@ -156,3 +156,19 @@ def test_each_unusable_input_is_one_line_and_the_rest_are_found(tmp_path):
                           ("broken.ipynb", "not a readable notebook"), ("other.json", "not a results file"),
                           ("empty", "no results files or notebooks"), ("missing.json", "no such file")):
         assert any(name in e and problem in e for e in errors), (name, errors)
+
+
+def test_rerun_code_runs_in_a_scratch_folder(tmp_path, monkeypatch):
+    """A relative path in a student's code lands in an empty scratch folder, not in the teacher's."""
+    from jupyter_codegemma.exercises import Exercise
+    from jupyter_codegemma.exercises.grading import find_submissions, grade
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "marks.csv").write_text("ana,10\n")
+    code = "import os\nseen = sorted(os.listdir('.'))\nopen('marks.csv', 'w').write('ana,100\\n')\n"
+    results = tmp_path / "ana.json"
+    results.write_text(json.dumps({"student": "ana", "exercises": {"peek": _record(code, True)}}))
+    exercise = Exercise(id="peek", broken="x", solution="x = 1\n", tests="assert seen == [], seen\n")
+    [row] = grade(find_submissions([results])[0], [exercise])
+    assert (row.solved, row.recheck) == (True, "passed"), row.message
+    assert (tmp_path / "marks.csv").read_text() == "ana,10\n"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,14 +166,15 @@ def exercises_from_notebook(path: str | os.PathLike) -> list[Exercise]:
     return list(exercises.values())
 
 
-def recheck(exercise: Exercise, code: str, limits: Limits) -> Recheck:
-    """The student's code against the exercise's tests: syntax first (nothing runs), then the sandbox."""
+def recheck(exercise: Exercise, code: str, limits: Limits, cwd: str | None = None) -> Recheck:
+    """The student's code against the exercise's tests: syntax first (nothing runs), then the sandbox (in
+    `cwd`)."""
     if not code.strip():
         return Recheck("no code", "no Check of this exercise recorded any code")
     result = check_code(code)
     if not result.ok:
         return Recheck("syntax error", f"line {result.line}: {result.message}")
-    outcome = run_tests(code, exercise.tests, limits)
+    outcome = run_tests(code, exercise.tests, limits, cwd=cwd)
     return Recheck(outcome.status, "" if outcome.passed else " ".join(outcome.message.split())[:300])
 
 
@@ -211,8 +213,11 @@ def grade(submissions: Sequence[Submission], exercises: Sequence[Exercise], limi
             solved_code = record.get("solved_code") if isinstance(record.get("solved_code"), str) else ""
             # A solve stays a solve after later edits, as in the widget: the solving Check's code is re-run.
             work.append((sub, ex, record, claimed, solved_code if claimed and solved_code else code))
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        checks = list(pool.map(lambda item: recheck(item[1], item[4], limits), work))
+    # Each re-run's working directory is an empty scratch folder: a relative path in a student's code
+    # cannot reach the teacher's files by accident. (Not a security boundary: the children run as the teacher.)
+    with tempfile.TemporaryDirectory(prefix="codegemma-grade-") as scratch, \
+            ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        checks = list(pool.map(lambda item: recheck(item[1], item[4], limits, cwd=scratch), work))
     rows = []
     for (sub, ex, record, claimed, _), check in zip(work, checks):
         claim = ("confirmed" if check.passed else "unconfirmed") if claimed else ""

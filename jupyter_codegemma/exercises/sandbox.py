@@ -84,8 +84,9 @@ report("passed", "")
 '''
 
 
-def run_tests(code: str, tests: str = "", limits: Limits | None = None) -> SandboxResult:
-    """Run `code`, then `tests`, in a limited child process; a verdict the student can act on."""
+def run_tests(code: str, tests: str = "", limits: Limits | None = None, cwd: str | None = None) -> SandboxResult:
+    """Run `code`, then `tests`, in a limited child process; a verdict the student can act on. `cwd`: the
+    child's working directory (default: this process's; `codegemma grade` gives an empty scratch folder)."""
     limits = limits or Limits()
     nonce = "@@verdict-" + secrets.token_hex(8) + "@@"
     job = json.dumps({"code": code, "tests": tests, "nonce": nonce, "cpu_s": int(limits.cpu_s),
@@ -95,7 +96,7 @@ def run_tests(code: str, tests: str = "", limits: Limits | None = None) -> Sandb
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _CHILD], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
-                            cwd=os.getcwd())
+                            cwd=cwd or os.getcwd())
     try:
         out, err = proc.communicate(job.encode(), timeout=limits.wall_s)
     except subprocess.TimeoutExpired:
