@@ -257,6 +257,16 @@ describe('summarize', () => {
     expect(summarize(source({ lastLatencyMs: 180.4 }), true).text).toBe('CodeGemma: Gemma 3 270M · ready · 180 ms');
   });
 
+  it('says how many kernel facts the last completion used', () => {
+    const lastStats = { ...STATS, context_facts: 2 };
+    const summary = summarize(source({ lastLatencyMs: 180.4, lastStats }), true);
+    expect(summary.text).toBe('CodeGemma: Gemma 3 270M · ready · 180 ms · 2 kernel facts');
+    expect(summary.title).toContain('2 kernel facts in the prompt');
+    expect(summarize(source({ lastLatencyMs: 180.4, lastStats: STATS }), true).text).toBe(
+      'CodeGemma: Gemma 3 270M · ready · 180 ms'
+    );
+  });
+
   it('a "disabled" or "busy" error is no error state', () => {
     for (const code of ['disabled', 'busy'] as const) {
       const lastError: protocol.IErrorReply = { v: 1, type: 'error', code, message: '' };

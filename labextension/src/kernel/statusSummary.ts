@@ -76,15 +76,19 @@ export function summarize(comm: IStatusSource | null, enabled: boolean): IStatus
     return { state: 'error', text: parts('error'), title: `${lastError.code}: ${lastError.message}` };
   }
   const timing = latency !== null && latency !== undefined ? `${Math.round(latency)} ms` : '';
+  // How many facts the kernel read from the live namespace for the last completion (kernel_context).
+  const factCount = stats?.context_facts ?? 0;
+  const facts = factCount ? `${factCount} kernel fact${factCount === 1 ? '' : 's'}` : '';
   const title =
     `${status.model} on ${status.device || 'an unknown device'}` +
     (stats
       ? `; last completion: ${Math.round(latency ?? 0)} ms in the browser, first token after ` +
         `${Math.round(stats.ttft_ms)} ms, ${stats.new_tokens} new tokens, ` +
-        `${stats.reused_tokens}/${stats.prompt_tokens} prompt tokens reused`
+        `${stats.reused_tokens}/${stats.prompt_tokens} prompt tokens reused` +
+        (facts ? `, ${facts} in the prompt (keys, columns, attributes, signatures the kernel holds)` : '')
       : '') +
     (status.message ? `\n${status.message}` : '') + // e.g. a failed load that kept this model
     policyTitle;
   const state: DisplayState = comm.pending > 0 || status.state === 'busy' ? 'busy' : 'ready';
-  return { state, text: timing ? parts(state, timing) : parts(state), title };
+  return { state, text: parts(state, ...[timing, facts].filter(Boolean)), title };
 }
