@@ -1,8 +1,9 @@
 """How often `%%codegemma` answers and `%codegemma explain` explanations repeat themselves: before and
 after the runaway stop (backends/repetition.py), with or without a repetition penalty.
 
-    python bench/generation.py [--repetition-penalty P] [--repetition-window W] [--only generate|explain]
-                               [--limit N] [--check N] [--full] [--model PATH] [--json results.json]
+    python bench/generation.py [--repetition-penalty P [P ...]] [--repetition-window W]
+                               [--only generate|explain] [--limit N] [--check N] [--full] [--model PATH]
+                               [--json results.json]
 
 The set (bench/data/generation_set.json): requests a notebook user types under `%%codegemma`, some
 with the code cells before them, and failing cells as `%codegemma explain` sees them. The failing
@@ -22,8 +23,9 @@ runaway is certain (--full: run it to the end); the "before" figures are then a 
 
 Reported: the share of answers with a repeated block (`repeated_block`: the same 2+ consecutive
 non-blank lines twice) and with any runaway (`repetition.cut_runaway`), before and after; per request
-its length in tokens and how it ended. With the default model on 2 shared cores the default run took
-14 minutes (11 with the penalty off: penalised answers are longer); `--only`, `--limit` run less.
+its length in tokens and how it ended. `--repetition-penalty default 1.0` runs a second pass with the
+penalty off; it reuses the first pass's answers where a kind's sampling is the same (explanations,
+whose default penalty is off), so only the `%%codegemma` requests run again. `--only`, `--limit` run less.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import ast
 import json
 import linecache
 import subprocess
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -166,14 +167,15 @@ def run_raw(request: Request, early: bool) -> dict:
     """One raw generation (shaped, no stop_runaway), stopped early once a runaway is certain; the
     answer before and after the stop, their lengths and how they ended."""
     from jupyter_codegemma.backends.base import GenerationResult, shaped_stream
-    from jupyter_codegemma.backends.repetition import cut_runaway, stop_runaway
+    from jupyter_codegemma.backends.repetition import RunawayScan, cut_runaway, stop_runaway
 
     seen: dict = {}
+    scan = RunawayScan()
 
     def raw_shape(text, final):
         shown, complete = request.shape(text, final)
         if early and not complete:
-            if "at" not in seen and cut_runaway(text)[1]:
+            if "at" not in seen and scan.feed(text)[1]:
                 seen["at"] = (text.count("\n"), len(text))
             if "at" in seen:
                 lines, chars = seen["at"]
@@ -194,11 +196,13 @@ def run_raw(request: Request, early: bool) -> dict:
     before, shape_done = request.shape(raw, True)[0], request.shape(raw, False)[1]
     stopped = stop_runaway(request.shape)
     after = stopped(raw, True)[0]
-    # Where the stopped stream would have ended: the first prefix its shape calls complete.
+    # Where the stopped stream would have ended: the first prefix its shape calls complete (fed
+    # token by token to one stopped shape, as the stream feeds it: its runaway scan is incremental).
+    streamed = stop_runaway(request.shape)
     after_tokens, after_ended = len(result.ids), None
     for k in range(1, len(ids) + 1):
         text = tokenizer.decode(ids[:k])
-        if stopped(text, False)[1]:
+        if streamed(text, False)[1]:
             after_tokens = k
             after_ended = "repeat" if cut_runaway(text)[1] else "closed"
             break
@@ -239,13 +243,17 @@ def share(rows: list[dict], key: str) -> str:
     return f"{n:2d}/{len(rows)} = {100 * n / max(len(rows), 1):5.1f} %"
 
 
+def flags(row: dict) -> str:
+    """B/b: a repeated block before/after the stop, R/r: a runaway."""
+    return "".join(mark if row[key] else "-" for mark, key in (("B", "block_before"), ("R", "runaway_before"),
+                                                                ("b", "block_after"), ("r", "runaway_after")))
+
+
 def report(rows: list[dict]) -> None:
     print("\nper request (tokens raw -> after the stop; B/b: repeated block before/after, R/r: runaway)")
     for row in rows:
-        flags = ("B" if row["block_before"] else "-") + ("R" if row["runaway_before"] else "-") + \
-                ("b" if row["block_after"] else "-") + ("r" if row["runaway_after"] else "-")
         first = next((line.strip() for line in row["after"].splitlines() if line.strip()), "(empty)")
-        print(f"  {row['kind']:8} {row['id']:22} {flags} {row['tokens']:4d} tok {row['ended']:24} -> "
+        print(f"  {row['kind']:8} {row['id']:22} {flags(row)} {row['tokens']:4d} tok {row['ended']:24} -> "
               f"{row['after_tokens']:4d} tok {row['after_ended']:8} {row['seconds']:6.1f} s  {first[:48]!r}")
     print("\nshare of answers             before (raw)          after (stop_runaway)")
     for kind in ("generate", "explain", "all"):
@@ -267,8 +275,10 @@ def report(rows: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repetition-penalty", type=float, default=None,
-                        help="for every request (1.0 is off); default: CodeGemma.repetition_penalty's for each kind")
+    parser.add_argument("--repetition-penalty", nargs="+", default=["default"], metavar="P",
+                        help="one pass per value, for every request (1.0 is off; 'default': "
+                             "CodeGemma.repetition_penalty's for each kind); a pass reuses the answers of an "
+                             "earlier one where a kind's sampling is the same")
     parser.add_argument("--repetition-window", type=int, default=None, help="default: SamplingParams' (64)")
     parser.add_argument("--only", choices=("generate", "explain"), default=None)
     parser.add_argument("--limit", type=int, default=0, help="only the first N of each kind (0: all)")
@@ -278,20 +288,14 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="a GGUF file (default: Gemma 3 270M)")
     parser.add_argument("--json", default=None, help="write every answer (raw, before, after) here")
     args = parser.parse_args()
+    try:
+        penalties = [None if p == "default" else float(p) for p in args.repetition_penalty]
+    except ValueError:
+        parser.error(f"--repetition-penalty takes numbers or 'default', not {args.repetition_penalty}")
 
-    from jupyter_codegemma.backends.base import SamplingParams
     from jupyter_codegemma.backends.local import Engine
     from jupyter_codegemma.backends.local.options import EngineOptions
-    from jupyter_codegemma.kernel.settings import CodeGemma
 
-    settings = CodeGemma(model=args.model or "")  # the penalty's default depends on the model
-    window = {} if args.repetition_window is None else {"repetition_window": args.repetition_window}
-    if args.repetition_penalty is not None:
-        settings.repetition_penalty = args.repetition_penalty
-    # As the commands build it: magics.py for %%codegemma, conversation/commands.py for explain.
-    samplings = {kind: SamplingParams(temperature=settings.temperature, seed=settings.seed,
-                                      repetition_penalty=settings.penalty_for(kind), **window)
-                 for kind in ("generate", "explain")}
     data = json.loads(SET.read_text())
     started = time.perf_counter()
     # No background warm-up: it compiles programs for long prompts, which this set never needs.
@@ -302,36 +306,70 @@ def main() -> None:
     print(f"CPU: {cpu_name()} ({__import__('os').cpu_count()} cores); JAX {jax.__version__} on {info['device']}")
     print(f"model: {info['model']} ({info['source']}), dtype {info['dtype']} (prefill {info['prefill_dtype']}), "
           f"kernels {info['kernels']}; loaded in {time.perf_counter() - started:.0f} s")
-    penalties = ", ".join(f"{sampling.repetition_penalty} over the last {sampling.repetition_window} ids ({kind})"
-                          if sampling.penalised else f"off ({kind})" for kind, sampling in samplings.items())
-    print(f"sampling: temperature {settings.temperature}, repetition penalty {penalties}"
-          + f"; max_new_tokens {settings.max_new_tokens} (generate), {settings.explain_max_new_tokens} (explain)"
-          + ("; raw answers run to the end" if args.full else
-             f"; raw answers stop {EARLY_LINES} lines or {EARLY_CHARS} characters after their first repeat"))
-    rows, requests = [], {}
-    for kind in ("generate", "explain"):
-        if args.only not in (None, kind):
-            continue
-        items = data[kind][:args.limit] if args.limit else data[kind]
-        for item in items:
-            request = Request(kind, item, engine, settings, samplings[kind])
-            row = run_raw(request, early=not args.full)
-            requests[request.id] = request
-            rows.append(row)
-            print(f"{kind:8} {row['id']:22} {row['tokens']:4d} tokens, {row['ended']} ({row['seconds']:.1f} s)",
-                  flush=True)
-    report(rows)
-    if args.check:
-        print("\nthe real stopped path (stop_runaway in the stream) against the after-the-fact stop:")
-        repeated = [r for r in rows if r["runaway_before"]]
-        for row in sorted(repeated, key=lambda r: r["after_tokens"])[:args.check]:
-            text, tokens = run_stopped(requests[row["id"]])
-            same = "the same text" if text == row["after"] else "DIFFERENT text"
-            print(f"  {row['id']:22} {same}; {tokens} tokens generated (simulated stop at {row['after_tokens']})")
+    done: dict = {}  # (kind, id, sampling) -> row: a later pass with the same sampling reuses it
+    passes = []
+    for penalty in penalties:
+        settings, samplings = pass_settings(args, penalty)
+        print(f"\n=== sampling: temperature {settings.temperature}, repetition penalty {describe(samplings)}"
+              + f"; max_new_tokens {settings.max_new_tokens} (generate), {settings.explain_max_new_tokens} (explain)"
+              + ("; raw answers run to the end" if args.full else
+                 f"; raw answers stop {EARLY_LINES} lines or {EARLY_CHARS} characters after their first repeat"))
+        rows, requests = [], {}
+        for kind in ("generate", "explain"):
+            if args.only not in (None, kind):
+                continue
+            items = data[kind][:args.limit] if args.limit else data[kind]
+            for item in items:
+                request = Request(kind, item, engine, settings, samplings[kind])
+                key = (kind, item["id"], repr(samplings[kind]))
+                reused = key in done
+                if not reused:
+                    done[key] = run_raw(request, early=not args.full)
+                    requests[request.id] = request
+                row = done[key]
+                rows.append(row)
+                print(f"{kind:8} {row['id']:22} {flags(row)} {row['tokens']:4d} tokens, {row['ended']} "
+                      + ("(the answer of an earlier pass)" if reused else f"({row['seconds']:.1f} s)"), flush=True)
+                if args.json:  # as it goes: a run cut short keeps what it did
+                    save(args.json, info, passes + [{"sampling": samplings, "rows": rows}])
+        report(rows)
+        passes.append({"sampling": samplings, "rows": rows})
+        if args.check:
+            print("\nthe real stopped path (stop_runaway in the stream) against the after-the-fact stop:")
+            repeated = [r for r in rows if r["runaway_before"] and r["id"] in requests]  # not those reused
+            for row in sorted(repeated, key=lambda r: r["after_tokens"])[:args.check]:
+                text, tokens = run_stopped(requests[row["id"]])
+                same = "the same text" if text == row["after"] else "DIFFERENT text"
+                print(f"  {row['id']:22} {same}; {tokens} tokens generated (simulated stop at {row['after_tokens']})")
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps({"sampling": {k: v.__dict__ for k, v in samplings.items()}, "info": info,
-                                                "rows": rows}, indent=1))
+        save(args.json, info, passes)
+
+
+def save(path: str, info: dict, passes: list[dict]) -> None:
+    Path(path).write_text(json.dumps({"info": info, "passes": [
+        {"sampling": {k: v.__dict__ for k, v in p["sampling"].items()}, "rows": p["rows"]} for p in passes]}, indent=1))
+
+
+def pass_settings(args, penalty: float | None):
+    """(settings, sampling of each kind) for one pass: as the commands build them (magics.py for
+    %%codegemma, conversation/commands.py for explain), with `penalty` for every kind unless None."""
+    from jupyter_codegemma.backends.base import SamplingParams
+    from jupyter_codegemma.kernel.settings import CodeGemma
+
+    settings = CodeGemma(model=args.model or "")  # the penalty's default depends on the model
+    window = {} if args.repetition_window is None else {"repetition_window": args.repetition_window}
+    if penalty is not None:
+        settings.repetition_penalty = penalty
+    samplings = {kind: SamplingParams(temperature=settings.temperature, seed=settings.seed,
+                                      repetition_penalty=settings.penalty_for(kind), **window)
+                 for kind in ("generate", "explain")}
+    return settings, samplings
+
+
+def describe(samplings: dict) -> str:
+    return ", ".join(f"{sampling.repetition_penalty} over the last {sampling.repetition_window} ids ({kind})"
+                     if sampling.penalised else f"off ({kind})" for kind, sampling in samplings.items())
 
 
 if __name__ == "__main__":
