@@ -100,3 +100,11 @@ def test_a_name_the_code_below_needs_must_not_be_named_otherwise():
     assert check(prefix, "    for w in words:", suffix, namespace=()).ok
     verdict = check(prefix, "    for word in words:", suffix, namespace=())
     assert not verdict.ok and "'word'" in verdict.reason and verdict.offset == 8
+
+
+def test_a_comment_where_the_code_below_needs_a_name_bound_is_refused():
+    prefix, suffix = "def total(xs):\n", "\n    for x in xs:\n        s += x\n    return s\n"
+    assert check(prefix, "    s = 0", suffix, namespace=()).ok
+    verdict = check(prefix, "    # add them up", suffix, namespace=())
+    assert not verdict.ok and "'s'" in verdict.reason and verdict.offset == 4
+    assert check(prefix, "    # add them up", suffix).ok  # namespace unknown: the kernel may hold an `s`

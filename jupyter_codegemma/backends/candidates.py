@@ -242,7 +242,8 @@ def _legal_levels(code: str):
 
 def _names(code: str, start: int, suggestion: str, namespace: Collection[str] | None, prefix: str) -> Verdict:
     """A name the suggestion reads that nothing binds (the code, the namespace, the builtins) was made up;
-    a name it binds that nothing reads, while the code reads one that nothing binds, was misnamed."""
+    a name it binds that nothing reads, while the code reads one that nothing binds, was misnamed; and a
+    comment, where the code reads a name nothing binds, leaves out what the code needs."""
     if namespace is None or not _IDENTIFIER.search(suggestion):
         return PASS
     try:
@@ -251,9 +252,11 @@ def _names(code: str, start: int, suggestion: str, namespace: Collection[str] | 
         return PASS
     bound: set[str] = set()
     read: list[ast.Name] = []
+    # `s += x` reads `s` before it binds it: an UnboundLocalError where nothing else binds `s`.
+    updated = {id(node.target) for node in ast.walk(tree) if isinstance(node, ast.AugAssign)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
-            (read.append(node) if isinstance(node.ctx, ast.Load) else bound.add(node.id))
+            (read.append(node) if isinstance(node.ctx, ast.Load) or id(node) in updated else bound.add(node.id))
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             bound.add(node.name)
         elif isinstance(node, ast.arg):
@@ -289,6 +292,9 @@ def _names(code: str, start: int, suggestion: str, namespace: Collection[str] | 
     inside = sorted((at, name) for at, name in unbound if start <= at < end)
     if inside:
         return Verdict(False, f"{inside[0][1]!r} is not defined anywhere", inside[0][0] - start)
+    if unbound and all(not line.strip() or line.lstrip().startswith("#") for line in suggestion.split("\n")):
+        return Verdict(False, f"a comment, where the code reads {unbound[0][1]!r}, which nothing binds",
+                       len(suggestion) - len(suggestion.lstrip()))
     if unbound:
         # The code below reads a name nothing binds while the suggestion binds one nothing reads: it
         # named what the code after it needs differently.
