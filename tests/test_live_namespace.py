@@ -97,7 +97,7 @@ def test_signature_and_keywords_after_a_keyword_argument(namespace):
     facts = read_facts(namespace, "model = fit(rows, epochs=3, ")
     assert "fit(data, target=None, *, epochs: int=10, learning_rate: float=0.01" in facts.lines[-1]
     assert "hunter2" not in "\n".join(facts.lines)  # a credential's default is redacted
-    assert set(facts.continuations()) == {"data=", "target=", "learning_rate=", "password="}
+    assert set(facts.continuations()) == {"target=", "learning_rate=", "password="}  # data= was given by position
     assert read_facts(namespace, "model = fit(").continuations() == ()  # a positional argument may come
     assert "Point(x: float, y: float=0.0)" in read_facts(namespace, "p = Point(").lines[-1]
 

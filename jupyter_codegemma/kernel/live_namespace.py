@@ -132,7 +132,7 @@ def _collect(names: dict, prefix: str, deadline: float, max_chars: int):
             item = read.first_item(_resolve(names, iterable))
             if item is not None:
                 names[var] = item
-    cursor = _cursor_fact(names, line)
+    cursor = _cursor_fact(names, line, _leading_comments(above))
     target_root = cursor.root if cursor else ""
     if cursor is not None and cursor.fact:
         used[0] += len(cursor.fact[:max_chars]) + 3
@@ -178,16 +178,19 @@ class _Cursor:
     typed: str = ""
 
 
-def _cursor_fact(names: dict, line: str) -> _Cursor | None:
-    """The fact about the object the cursor is on (`obj.`, `obj[`, `obj(`), and the valid names there."""
-    m = _SUBSCRIPT_AT_CURSOR.search(line)
+def _cursor_fact(names: dict, line: str, comments: str = "") -> _Cursor | None:
+    """The fact about the object the cursor is on (`obj.`, `obj[`, `obj(`), and the valid names there.
+    Keys and attributes are listed most relevant first: those sharing words with the comments above the
+    line and the line before the object (the model tends to take the first name it is shown)."""
+    m = _SUBSCRIPT_AT_CURSOR.search(line) or _COLUMN_ARGUMENT.search(line)
     if m:
         expr, quote = m.group(1), m.group(2)
         obj = _resolve(names, expr)
         found = read.subscript_keys(obj) if obj is not _MISSING else None
-        if not found:
+        if not found or (m.re is _COLUMN_ARGUMENT and found[1] != "columns"):
             return None
         keys, what = found
+        keys = _by_relevance(keys, comments + "\n" + line[:m.start()], line[:m.start()])
         with_types = bool(keys) and type(keys[0]) is tuple
         shown = [f"{_key(k[0])} ({k[1]})" if with_types else _key(k) for k in keys[:MAX_LISTED]]
         plain = [k[0] if with_types else k for k in keys]
@@ -210,7 +213,8 @@ def _cursor_fact(names: dict, line: str) -> _Cursor | None:
         # own data first (instance attributes come last in `attributes`), then the rest by name.
         listed = [n for n in offered if not typed or n.startswith(typed[0])]
         own = [n for n in listed if not attributes[n].startswith(("method", "function", "class", "module"))][::-1]
-        listed = own + sorted(n for n in listed if n not in set(own))
+        listed = _by_relevance(own + sorted(n for n in listed if n not in set(own)), comments + "\n" + line[:m.start()],
+                               line[:m.start()])
         shown = [f"{n} ({_kind_shown(n, attributes[n])})" for n in listed[:MAX_LISTED]] + (["..."] if len(listed) > MAX_LISTED else [])
         fact = f"{expr}: {_describe(expr, obj)}; attributes{' ' + repr(typed[0]) + '...' if typed else ''}: " \
             + ", ".join(shown)
@@ -222,17 +226,52 @@ def _cursor_fact(names: dict, line: str) -> _Cursor | None:
         found = read.signature(obj) if obj is not _MISSING else None
         if found is None:
             return None
-        text, keywords = found
+        text, keywords, positional = found
         used = set(_KEYWORD_USED.findall(arguments))
+        given = [a for a in _top_level_arguments(arguments)[:-1] if not re.match(rf"\s*{_NAME}\s*=(?!=)", a)]
+        used.update(positional[:len(given)])  # filled by the positional arguments before the keywords
         typing = re.search(rf"(?:^|,)\s*(\w*)$", arguments)
         allowed = ()
-        if used and typing:  # after a keyword argument only keywords may follow
+        if _KEYWORD_USED.search(arguments) and typing:  # after a keyword argument only keywords may follow
             allowed = tuple(f"{k}=" for k in keywords if k not in used)
         return _Cursor(expr.split(".")[0], f"{expr}{text}", allowed, typing.group(1) if allowed else "")
     return None
 
 
 _MISSING = object()
+# A DataFrame method's column-label argument being typed: `df.groupby('`, `df.sort_values(by="`.
+_COLUMN_ARGUMENT = re.compile(
+    rf"(?<![\w.])({_DOTTED})\.(?:groupby|sort_values|set_index|drop_duplicates|pivot_table|nlargest|nsmallest|"
+    rf"explode|value_counts)\((?:[^()'\"]*?\b(?:by|subset|columns|index|values)\s*=\s*)?\[?\s*(['\"])([^'\"\\\n]*)$")
+
+
+def _words(text: str) -> set[str]:
+    """Words for relevance: lower case, split at underscores, a plural's s dropped (years ~ birth_year)."""
+    return {w[:-1] if w.endswith("s") and len(w) > 3 else w
+            for w in re.findall(r"[a-z0-9]+", text.lower().replace("_", " ")) if len(w) > 1}
+
+
+def _by_relevance(items: list, context: str, line: str) -> list:
+    """`items` (names, or (name, dtype) pairs) with those sharing words with `context` first, and those
+    `line` already uses last (a key is rarely wanted twice in one line); otherwise in their order."""
+    words = _words(context)
+
+    def rank(item) -> int:
+        name = str(item[0] if type(item) is tuple else item)
+        if f"'{name}'" in line or f'"{name}"' in line or f".{name}" in line:
+            return 1
+        return -len(_words(name) & words)
+
+    return sorted(items, key=rank)
+
+
+def _leading_comments(above: str) -> str:
+    """The comment lines right above the cursor's line (what the user says the line is for)."""
+    lines = above.split("\n")
+    keep = len(lines)
+    while keep and lines[keep - 1].lstrip().startswith("#"):
+        keep -= 1
+    return "\n".join(lines[keep:])
 
 
 def _resolve(names: dict, expr: str):
@@ -314,6 +353,24 @@ def _in_string_or_comment(text: str) -> bool:
         elif ch == "#":
             return True
     return quote is not None
+
+
+def _top_level_arguments(arguments: str) -> list[str]:
+    """The argument texts of a call so far, split at the commas outside brackets and strings."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(arguments):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(arguments[start:i])
+            start = i + 1
+    return parts + [arguments[start:]]
 
 
 def _open_call(line: str) -> tuple[str, str] | None:

@@ -272,8 +272,9 @@ def static_attribute(obj, name: str):
 # --- signatures at `name(` ------------------------------------------------------------------------
 
 
-def signature(obj) -> tuple[str, tuple[str, ...]] | None:
-    """(the call signature as text, its keyword names) of a function, method or class, from
+def signature(obj) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
+    """(the call signature as text, its keyword names, the names positional arguments fill) of a function,
+    method or class, from
     `inspect.signature` (which reads, never calls); defaults shown only as short literals."""
     kind = type(obj)
     if kind is types.MethodType:
@@ -288,7 +289,7 @@ def signature(obj) -> tuple[str, tuple[str, ...]] | None:
         sig = inspect.signature(obj)
     except (ValueError, TypeError):
         return None
-    parts, keywords, star_done = [], [], False
+    parts, keywords, positional, star_done = [], [], [], False
     for p in sig.parameters.values():
         if p.kind is p.VAR_POSITIONAL:
             parts.append(f"*{p.name}")
@@ -310,7 +311,9 @@ def signature(obj) -> tuple[str, tuple[str, ...]] | None:
         parts.append(text)
         if p.kind is not p.POSITIONAL_ONLY:
             keywords.append(p.name)
-    return f"({', '.join(parts)})", tuple(keywords)
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            positional.append(p.name)
+    return f"({', '.join(parts)})", tuple(keywords), tuple(positional)
 
 
 def _annotation(annotation) -> str:
