@@ -36,7 +36,8 @@ _ATTRIBUTE_USE = re.compile(r"[A-Za-z_]\w*\.[A-Za-z_]\w*")
 def qualifying(lines: list[str], i: int) -> bool:
     line = lines[i]
     text = line.strip()
-    if not 20 <= len(text) <= 90 or text.startswith(("#", "def ", "class ", "@", "async def ", '"', "'", "return ", "raise ")):
+    skipped = ("#", "def ", "class ", "@", "async def ", '"', "'", "return ", "raise ")
+    if not 20 <= len(text) <= 90 or text.startswith(skipped):
         return False
     if not _ATTRIBUTE_USE.search(text) or text.endswith((":", ",", "(", "[", "{", "\\")):
         return False

@@ -149,7 +149,8 @@ def summary_table(name: str, results: list[StateResult]) -> str:
         if not part:
             continue
         latencies = [r.latency_ms for r in part]
-        rows.append((name, "on" if on else "off", str(len(part)), f"{100 * sum(r.passed for r in part) / len(part):.1f}%",
+        share = 100 * sum(r.passed for r in part) / len(part)
+        rows.append((name, "on" if on else "off", str(len(part)), f"{share:.1f}%",
                      str(sum(r.context_facts > 0 for r in part)), f"{sum(latencies) / len(latencies):.0f}",
                      f"{percentile(latencies, 95):.0f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

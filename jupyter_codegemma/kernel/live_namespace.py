@@ -20,7 +20,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from . import safe_readers as read
+from . import cursor_text, safe_readers as read
 from .conversation.limits import is_secret_name
 
 BUDGET_S = 0.008  # reading stops adding facts after this (the bench's p95 with 1 000 names is far below)
@@ -132,7 +132,7 @@ def _collect(names: dict, prefix: str, deadline: float, max_chars: int):
             item = read.first_item(_resolve(names, iterable))
             if item is not None:
                 names[var] = item
-    cursor = _cursor_fact(names, line, _leading_comments(above))
+    cursor = _cursor_fact(names, line, cursor_text.leading_comments(above))
     target_root = cursor.root if cursor else ""
     if cursor is not None and cursor.fact:
         used[0] += len(cursor.fact[:max_chars]) + 3
@@ -190,7 +190,7 @@ def _cursor_fact(names: dict, line: str, comments: str = "") -> _Cursor | None:
         if not found or (m.re is _COLUMN_ARGUMENT and found[1] != "columns"):
             return None
         keys, what = found
-        keys = _by_relevance(keys, comments + "\n" + line[:m.start()], line[:m.start()])
+        keys = cursor_text.by_relevance(keys, comments + "\n" + line[:m.start()], line[:m.start()])
         with_types = bool(keys) and type(keys[0]) is tuple
         shown = [f"{_key(k[0])} ({k[1]})" if with_types else _key(k) for k in keys[:MAX_LISTED]]
         plain = [k[0] if with_types else k for k in keys]
@@ -198,7 +198,7 @@ def _cursor_fact(names: dict, line: str, comments: str = "") -> _Cursor | None:
         return _Cursor(expr.split(".")[0], f"{expr} {what}: {', '.join(shown)}", allowed,
                        m.group(3) if quote else "")
     m = _ATTRIBUTE_AT_CURSOR.search(line)
-    if m and not _in_string_or_comment(line[:m.start()]):
+    if m and not cursor_text.in_string_or_comment(line[:m.start()]):
         expr, typed = m.group(1), m.group(2)
         obj = _resolve(names, expr)
         if obj is _MISSING:
@@ -213,13 +213,14 @@ def _cursor_fact(names: dict, line: str, comments: str = "") -> _Cursor | None:
         # own data first (instance attributes come last in `attributes`), then the rest by name.
         listed = [n for n in offered if not typed or n.startswith(typed[0])]
         own = [n for n in listed if not attributes[n].startswith(("method", "function", "class", "module"))][::-1]
-        listed = _by_relevance(own + sorted(n for n in listed if n not in set(own)), comments + "\n" + line[:m.start()],
-                               line[:m.start()])
-        shown = [f"{n} ({_kind_shown(n, attributes[n])})" for n in listed[:MAX_LISTED]] + (["..."] if len(listed) > MAX_LISTED else [])
+        listed = own + sorted(n for n in listed if n not in set(own))
+        listed = cursor_text.by_relevance(listed, comments + "\n" + line[:m.start()], line[:m.start()])
+        shown = [f"{n} ({_kind_shown(n, attributes[n])})" for n in listed[:MAX_LISTED]]
+        shown += ["..."] if len(listed) > MAX_LISTED else []
         fact = f"{expr}: {_describe(expr, obj)}; attributes{' ' + repr(typed[0]) + '...' if typed else ''}: " \
             + ", ".join(shown)
         return _Cursor(expr.split(".")[0], fact, offered if complete else (), typed)
-    call = _open_call(line)
+    call = cursor_text.open_call(line)
     if call is not None:
         expr, arguments = call
         obj = _resolve(names, expr)
@@ -228,7 +229,8 @@ def _cursor_fact(names: dict, line: str, comments: str = "") -> _Cursor | None:
             return None
         text, keywords, positional = found
         used = set(_KEYWORD_USED.findall(arguments))
-        given = [a for a in _top_level_arguments(arguments)[:-1] if not re.match(rf"\s*{_NAME}\s*=(?!=)", a)]
+        given = [a for a in cursor_text.top_level_arguments(arguments)[:-1]
+                 if not re.match(rf"\s*{_NAME}\s*=(?!=)", a)]  # positional arguments
         used.update(positional[:len(given)])  # filled by the positional arguments before the keywords
         typing = re.search(rf"(?:^|,)\s*(\w*)$", arguments)
         allowed = ()
@@ -243,35 +245,6 @@ _MISSING = object()
 _COLUMN_ARGUMENT = re.compile(
     rf"(?<![\w.])({_DOTTED})\.(?:groupby|sort_values|set_index|drop_duplicates|pivot_table|nlargest|nsmallest|"
     rf"explode|value_counts)\((?:[^()'\"]*?\b(?:by|subset|columns|index|values)\s*=\s*)?\[?\s*(['\"])([^'\"\\\n]*)$")
-
-
-def _words(text: str) -> set[str]:
-    """Words for relevance: lower case, split at underscores, a plural's s dropped (years ~ birth_year)."""
-    return {w[:-1] if w.endswith("s") and len(w) > 3 else w
-            for w in re.findall(r"[a-z0-9]+", text.lower().replace("_", " ")) if len(w) > 1}
-
-
-def _by_relevance(items: list, context: str, line: str) -> list:
-    """`items` (names, or (name, dtype) pairs) with those sharing words with `context` first, and those
-    `line` already uses last (a key is rarely wanted twice in one line); otherwise in their order."""
-    words = _words(context)
-
-    def rank(item) -> int:
-        name = str(item[0] if type(item) is tuple else item)
-        if f"'{name}'" in line or f'"{name}"' in line or f".{name}" in line:
-            return 1
-        return -len(_words(name) & words)
-
-    return sorted(items, key=rank)
-
-
-def _leading_comments(above: str) -> str:
-    """The comment lines right above the cursor's line (what the user says the line is for)."""
-    lines = above.split("\n")
-    keep = len(lines)
-    while keep and lines[keep - 1].lstrip().startswith("#"):
-        keep -= 1
-    return "\n".join(lines[keep:])
 
 
 def _resolve(names: dict, expr: str):
@@ -341,56 +314,3 @@ def _nearby_names(above: str) -> list[str]:
     return list(seen)
 
 
-def _in_string_or_comment(text: str) -> bool:
-    """Roughly: is the end of `text` inside a string or a comment? (quotes counted, no escapes)"""
-    quote = None
-    for ch in text:
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#":
-            return True
-    return quote is not None
-
-
-def _top_level_arguments(arguments: str) -> list[str]:
-    """The argument texts of a call so far, split at the commas outside brackets and strings."""
-    parts, depth, quote, start = [], 0, None, 0
-    for i, ch in enumerate(arguments):
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(arguments[start:i])
-            start = i + 1
-    return parts + [arguments[start:]]
-
-
-def _open_call(line: str) -> tuple[str, str] | None:
-    """(the callee's dotted name, the argument text so far) of the innermost call open at the end of
-    `line`, or None."""
-    stack, quote = [], None
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#":
-            return None
-        elif ch in "([{":
-            stack.append(i)
-        elif ch in ")]}" and stack:
-            stack.pop()
-    if quote or not stack or line[stack[-1]] != "(":
-        return None
-    start = stack[-1]
-    callee = re.search(rf"(?<![\w.])({_DOTTED})\s*$", line[:start])
-    return (callee.group(1), line[start + 1:]) if callee else None
