@@ -70,7 +70,6 @@ class Engine:
             from . import native
 
             native_int8 = native.enable_native(WeightsCache(options.cache_dir).root / "kernels")
-            amx = native.amx_enabled()
         self.dtype = resolve_dtype(options.dtype, platform, native_int8)
         if self.dtype == "int8" and self.mesh is not None:
             raise SettingsError("dtype int8 runs on one device; use dtype bfloat16 (or float32) with several devices")
