@@ -5,8 +5,9 @@
 The namespace holds `--names` objects of every kind the reader knows (numbers, strings, lists, dicts,
 functions, classes, instances, modules, small arrays) and a DataFrame of `--rows` rows, as a notebook
 deep into an analysis does. Each cursor (a key after `df["`, an attribute after `obj.`, a signature in a
-call, a plain name, ...) is read `--repeat` times; the figures are the p50 and p95 over all reads, and
-beside them the same reads of an empty namespace (the reader's own fixed cost, the reference).
+call, a plain name, ...) is read `--repeat` times; the figures are the p50 and p95 over all reads, in
+wall-clock time and in the reading thread's CPU time (on a shared machine the wall clock also counts
+the wait for a core), and beside them the same reads of an empty namespace (the reference).
 The issue asks for a p95 of at most 10 ms.
 """
 
@@ -72,14 +73,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(math.ceil(q / 100 * len(ordered)), 1) - 1]
 
 
-def measure(ns: dict, repeat: int) -> tuple[list[float], int]:
-    times, facts = [], 0
+def measure(ns: dict, repeat: int) -> tuple[list[float], list[float], int]:
+    """Wall-clock and CPU (this thread's) milliseconds of each read, and the facts read. On a shared
+    machine the wall clock includes waiting for a core; the CPU time is the reader's own work."""
+    times, cpu, facts = [], [], 0
     for _ in range(repeat):
         for cursor in CURSORS:
+            started = time.thread_time()
             result = read_facts(ns, cursor)
+            cpu.append((time.thread_time() - started) * 1e3)
             times.append(result.elapsed_ms)
             facts += result.count
-    return times, facts
+    return times, cpu, facts
 
 
 def main() -> None:
@@ -90,20 +95,24 @@ def main() -> None:
     args = parser.parse_args()
     ns = namespace(args.names, args.rows)
     measure(ns, 3)  # first reads import nothing, but warm Python's caches (regexes, inspect)
-    full, facts = measure(ns, args.repeat)
-    empty, _ = measure({}, args.repeat)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    full, full_cpu, facts = measure(ns, args.repeat)
+    empty, empty_cpu, _ = measure({}, args.repeat)
+    load = os.getloadavg()[0]
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average {load:.1f}, "
+          f"Python {platform.python_version()}")
     print(f"namespace: {len(ns)} names, a DataFrame of {args.rows:,} rows; {len(CURSORS)} cursors x {args.repeat} reads")
     print(f"{'namespace':<22}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}")
-    for label, times in (("full", full), ("empty (reference)", empty)):
+    for label, times in (("full, wall clock", full), ("full, CPU", full_cpu), ("empty, wall clock", empty),
+                         ("empty, CPU", empty_cpu)):
         print(f"{label:<22}{percentile(times, 50):8.2f}{percentile(times, 95):8.2f}{max(times):8.2f}")
     for cursor in CURSORS:
         shown = read_facts(ns, cursor)
         print(f"  {cursor.splitlines()[-1]!r:<28} {shown.count} facts, {len(shown.allowed)} allowed names, "
               f"{shown.elapsed_ms:.2f} ms")
-    p95 = percentile(full, 95)
-    print(f"p95 {p95:.2f} ms: {'within' if p95 <= BUDGET_MS else 'OVER'} the {BUDGET_MS:.0f} ms budget "
-          f"({facts / len(full):.1f} facts a read)")
+    for label, times in (("wall clock", full), ("CPU", full_cpu)):
+        p95 = percentile(times, 95)
+        print(f"p95 ({label}) {p95:.2f} ms: {'within' if p95 <= BUDGET_MS else 'OVER'} the {BUDGET_MS:.0f} ms budget")
+    print(f"{facts / len(full):.1f} facts a read")
 
 
 if __name__ == "__main__":
