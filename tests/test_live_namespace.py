@@ -122,6 +122,8 @@ def test_facts_stay_the_same_while_the_line_is_typed(namespace):
     top = with_facts("y = origin.", read_facts(namespace, "y = origin."), placement="top")
     assert top.startswith(f"# {HEADER}\n") and top.endswith("\ny = origin.")
     assert with_facts("y = nothing.", read_facts(namespace, "y = nothing.")) == "y = nothing."
+    at_line_start = with_facts("x = 1\n    ", read_facts(namespace, "x = origin\n    "))
+    assert at_line_start.startswith(f"# {HEADER}\n") and at_line_start.endswith("\nx = 1\n    ")  # code read last
     commented = with_facts("x = 1\n# the price of each\nprices = df['", read_facts(namespace, "prices = df['"))
     assert commented.startswith(f"x = 1\n# {HEADER}\n") and commented.endswith("\n# the price of each\nprices = df['")
 

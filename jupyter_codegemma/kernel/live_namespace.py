@@ -102,6 +102,15 @@ def with_facts(prefix: str, facts: KernelFacts, placement: str = "line") -> str:
     # the code they describe (measured: bench/kernel_context_placement.py).
     lines = head.split("\n") if sep else []
     keep = len(lines)
+    if not current.strip():
+        # Nothing typed on the line yet: the block goes above the last line of code, so that code is
+        # what the model reads last (right after a comment block it writes another comment:
+        # library-lines in `codegemma eval`).
+        while keep and not lines[keep - 1].strip():
+            keep -= 1
+        keep = max(keep - 1, 0)
+        if keep < len(lines):
+            indent = lines[keep][:len(lines[keep]) - len(lines[keep].lstrip(" \t"))]
     while keep and lines[keep - 1].lstrip().startswith("#") and lines[keep - 1].startswith(indent):
         keep -= 1
     above, comments = lines[:keep], lines[keep:]
