@@ -47,6 +47,17 @@ RECTANGLE = ("class Rectangle:\n    def __init__(self, width, height):\n        
              "    def perimeter(self):\n        return 2 * (self.width + self.height)\n\n")
 
 
+# Gemma 3 270M's explanation of a ZeroDivisionError (bench/generation.py, explain zero-division), raw.
+ZERO_DIVISION = ("The error occurred when the following code was executed:\n\n```python\ndef mean(xs):\n"
+                 "    return sum(xs) / len(xs)\n```\n\nThe error was raised because the following code was "
+                 "executed:\n\n```python\ndef mean(xs):\n    return sum(xs) / len(xs)\n```\n\nThe error was raised")
+
+
+def test_a_real_explanation_quoting_its_code_again_ends_before_the_copy():
+    assert cut_runaway(ZERO_DIVISION) == (ZERO_DIVISION[:ZERO_DIVISION.index("executed:\n\n```python\ndef", 60)]
+                                          + "executed:", True)
+
+
 @pytest.mark.parametrize("text, kept", [
     # import lines again, other lines between
     (IMPORTS + "import seaborn as sns\n" + IMPORTS + "df = pd.read_csv('x.csv')\n", IMPORTS + "import seaborn as sns"),

@@ -48,6 +48,7 @@ _BARE_CALL = re.compile(r"[\w.]+\(\)[;,]?")
 _BRANCH_END = re.compile(r"(return|raise|yield|break|continue|pass)\b\s*[\w.]*")
 _WRAPPED = re.compile(r"^[)\]}]|[(\[{,\\]$")
 _FENCE = "```"
+_FENCE_OPENING = re.compile(r"```\w[\w+.#-]*")  # with a language: not a closing fence
 
 
 def substantial(line: str) -> bool:
@@ -168,7 +169,9 @@ class RunawayScan:
         # A copy that does not overlap the original, under the same line: good code repeats lines in
         # the branches of an `if` and in the methods of two classes, a runaway in the same place.
         if copy - first >= 2 and self._within[copy] == self._within[first]:
-            return self._starts[-2]
+            # A code block the copy was opening goes too (an explanation that quotes its code again).
+            opening = copy >= 1 and _FENCE_OPENING.fullmatch(self._body[copy - 1].strip())
+            return self._starts[copy - 1 if opening else copy]
         return None
 
     # --- sentences, judged once they end (prose: not once the answer holds code) ----------------------
