@@ -62,10 +62,28 @@ def test_only_fixes_that_pass_the_tests_are_offered():
     found = search_repairs("x = 2 3\n", "assert x == 6", limits=QUICK)
     assert found.compiled > 1 and [r.source for r in found.fixes] == ["x = 2 * 3\n"]
     assert all(run_tests(r.source, "assert x == 6").passed for r in found.fixes)
+    shown = as_model_fix(found, "x = 2 3\n")
+    assert shown.shown and "+x = 2 * 3" in shown.diff
+    assert shown.message().startswith("A fix that passes the exercise's tests (line 1: insert '*' between '2' and '3')")
     nothing = search_repairs("x = 2 3\n", "assert x == 7", limits=QUICK)
     assert nothing.fixes == [] and nothing.verified > 0
     fix = as_model_fix(nothing, "x = 2 3\n")
     assert not fix.shown and "passes the exercise's tests" in fix.reason
+
+
+def test_the_models_samples_join_the_pool_only_when_the_search_finds_nothing():
+    # `return` outside a function: no small edit helps; the model wraps the loop in the function the tests call
+    broken = "nums = [3, 8]\nfor n in nums:\n    if n % 2 == 0:\n        return n\n"
+    tests = "assert first_even([3, 8]) == 8"
+    right = "def first_even(nums):\n    for n in nums:\n        if n % 2 == 0:\n            return n\n"
+    wrong = right.replace("== 0", "== 1")  # parses, fails the tests: never offered
+    asked = []
+    found = search_repairs(broken, tests, samples=lambda: asked.append(1) or ["not python (", wrong, right],
+                           limits=QUICK)
+    assert asked == [1] and [(r.source, r.origin) for r in found.fixes] == [(right, "model sample")]
+    found = search_repairs("x = 1\nif x = 1:\n    y = 2\n", "assert y == 2", limits=QUICK,
+                           samples=lambda: asked.append(2) or [])
+    assert found.best.origin == "search" and asked == [1]  # the search found one: the model is not asked
 
 
 def test_tests_that_never_finish_are_timed_out_and_nothing_is_offered():
@@ -103,8 +121,7 @@ def test_score_is_the_log_likelihood_after_the_shared_prefix(engine):
     texts = ["```python\nx = [1, 2, 3]\n", "```python\nx = [1, 2], 3\n", "```python\nx = [1, 2, 3]]\nprint(x)\n"]
     ids = [engine.tokenize(t) for t in texts]
     shared = min(next(i for i, (a, b) in enumerate(zip(ids[0], x)) if a != b) for x in ids[1:])
-    sampler = engine._sampler
-    got = score_ids(sampler.prefill_model, sampler.prefill_params, ids, engine.context_len)
+    got = score_ids(engine._sampler, ids, engine.context_len)
     assert got == engine.score(texts)
     length = 32  # the cache length score_ids pads these texts to: the reference runs the same shapes
     for x, value in zip(ids, got):
@@ -123,7 +140,10 @@ def test_the_kernel_provider_shows_a_verified_fix_ranked_on_the_engine_worker(en
     service = Service(CodeGemma())
     service.engine, service._engine_key = engine, service._backend_spec()  # the session's model, not a second
     exercise = next(e for e in builtin_exercises() if e.id == "brackets-sum")
-    fix = service_fix_provider(service)(exercise, exercise.broken, exercise.check())
+    try:
+        fix = service_fix_provider(service)(exercise, exercise.broken, exercise.check())
+    finally:
+        service.shutdown()
     assert fix.shown and fix.answered and "ranked by model and edit size" in fix.reason
-    assert "+total = sum([1, 2, 3])" in fix.diff
+    assert "+total = sum([1, 2, 3])" in fix.diff and fix.message().startswith("A fix that passes")
     assert run_tests(fix.fix, exercise.tests).passed

@@ -55,7 +55,7 @@ def fix_text(fix: ModelFix) -> str:
     return fix.message() if fix.shown else f"{NO_CONFIDENT}\n({fix.reason})"
 
 
-def service_fix_provider(service, *, n: int = 5, timeout: float = 300) -> FixProvider:
+def service_fix_provider(service, *, n: int = 3, timeout: float = 300) -> FixProvider:
     """Level-3 fixes: the repair search (repair.py) on this thread, its verified candidates ranked by the
     model on the kernel's engine worker (one model, one queue for everything), and — only when the search
     finds nothing — `n` fixes sampled from the model joining the same verified pool.

@@ -114,12 +114,15 @@ class ModelFix:
     # False when the model gave no answer (it failed, timed out, was cancelled): asking again may help,
     # so the widget does not keep it as the answer for this code
     answered: bool = True
+    what: str = ""  # the edits in words ("line 2: insert ':' after '25'"), for a fix from the repair search
 
     @property
     def shown(self) -> bool:
         return self.fix is not None
 
     def message(self) -> str:
+        if self.fix and self.what:
+            return f"A fix that passes the exercise's tests ({self.what}):\n{self.diff}"
         return f"A suggested fix (check it before you use it):\n{self.diff}" if self.fix else NO_CONFIDENT
 
 

@@ -171,7 +171,7 @@ def search_repairs(source: str, tests: str = "", *, scorer: Scorer | None = None
         out.tried += tried
         out.compiled += len(found)
         passed = _verify(_pool(source, found)[: limits.max_verified], tests, limits, out)
-    if not passed and samples is not None:
+    if not passed and samples is not None and out.timeouts < limits.max_timeouts:
         sampled = []
         for text in samples():
             fixed = normalise(text)
@@ -254,7 +254,8 @@ def as_model_fix(found: SearchResult, source: str) -> ModelFix:
     source_n = normalise(source)
     how = "; ".join(best.what)
     ranked = f", ranked by {found.ranked_by}" if len(found.fixes) > 1 else ""
+    notes = "".join(f"; {note}" for note in found.notes)
     return ModelFix(best.source, unified_diff(source_n, best.source),
-                    f"{how} — it passes the tests ({len(found.fixes)} verified fix(es){ranked})",
+                    f"{how} — it passes the tests ({len(found.fixes)} verified fix(es){ranked}{notes})",
                     samples=found.tried, parsed=found.compiled, close=found.verified, agreeing=len(found.fixes),
-                    candidates=[r.source for r in found.fixes])
+                    candidates=[r.source for r in found.fixes], what=how)

@@ -10,7 +10,8 @@ The result is each text's log-likelihood after the longest prefix all texts shar
 is the same for every text, so the order is the order of the whole texts' likelihoods.
 
 Shapes are static, in buckets (the cache length T and the suffix length S are powers of two, the batch
-2 or 4 rows, more in several passes), so a handful of programs serve every exercise.
+2 or 4 rows, more in several passes), so a handful of programs serve every exercise. Each is compiled
+once per machine: programs.py saves the traced program, and XLA's cache the compiled one.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from .model import Transformer, init_cache
 __all__ = ["score_ids", "score_texts"]
 
 ROWS = (2, 4)  # batch buckets: the fixes a search ranks are few
-MIN_LEN = 16
+MIN_LEN = 32  # the shortest cache: with MIN_SPAN, a few programs (each compiled once) cover short exercises
+MIN_SPAN = 16
 
 
 def _pow2(n: int, least: int = MIN_LEN) -> int:
@@ -38,15 +40,15 @@ def _pow2(n: int, least: int = MIN_LEN) -> int:
     return size
 
 
-@functools.partial(jax.jit, static_argnames=("model", "rows", "span"))
-def _suffix_logprobs(model: Transformer, params, prefix, suffix, write_index, *, rows: int, span: int):
-    """prefix [1, T] (its first write_index ids shared by all rows), suffix [rows, span + 1] from write_index
-    -> log p(suffix[:, j + 1] | everything before it) for j in [0, span): [rows, span]."""
+@functools.partial(jax.jit, static_argnames=("model", "rows", "span"), donate_argnames=("cache",))
+def suffix_logprobs(model: Transformer, params, prefix, cache, suffix, write_index, *, rows: int, span: int):
+    """prefix [1, T] (its first write_index ids shared by all rows) into a fresh cache [1, T], then suffix
+    [rows, span + 1] from write_index -> (log p(suffix[:, j + 1] | all before it) for j < span: [rows, span],
+    the prefix's cache). The cache is the third argument, as in every step (programs.py donates it)."""
     length = prefix.shape[1]
-    cache = init_cache(model.config, 1, length, jnp.float32)
     _, cache = model.apply({"params": params}, prefix, cache, jnp.int32(0), length)
-    cache = [{k: jnp.repeat(v, rows, axis=0) for k, v in layer.items()} for layer in cache]
-    hidden, _ = model.apply({"params": params}, suffix[:, :span], cache, write_index, length)
+    rows_cache = [{k: jnp.repeat(v, rows, axis=0) for k, v in layer.items()} for layer in cache]
+    hidden, _ = model.apply({"params": params}, suffix[:, :span], rows_cache, write_index, length)
 
     def row(args):
         h, targets = args  # [S, D], [S]
@@ -54,11 +56,12 @@ def _suffix_logprobs(model: Transformer, params, prefix, suffix, write_index, *,
         picked = jnp.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]
         return picked - jax.nn.logsumexp(logits, axis=-1)
 
-    return lax.map(row, (hidden, suffix[:, 1:]))
+    return lax.map(row, (hidden, suffix[:, 1:])), cache
 
 
-def score_ids(model: Transformer, params, texts_ids: Sequence[Sequence[int]], max_len: int) -> list[float]:
-    """The log-likelihood of each id list after the prefix they all share (see the module's docstring)."""
+def score_ids(sampler, texts_ids: Sequence[Sequence[int]], max_len: int) -> list[float]:
+    """The log-likelihood of each id list after the prefix they all share (see the module's docstring), with
+    the prefill weights of `sampler` (a Sampler) and through its saved programs (programs.py)."""
     if not texts_ids:
         return []
     if any(len(ids) < 2 for ids in texts_ids):
@@ -66,12 +69,13 @@ def score_ids(model: Transformer, params, texts_ids: Sequence[Sequence[int]], ma
     longest = max(len(ids) for ids in texts_ids)
     if longest > max_len:
         raise ValueError(f"a text to score has {longest} tokens; the context holds {max_len}")
-    shared = len(texts_ids[0])
+    shared = len(texts_ids[0])  # the longest prefix of ids every text shares with the first (so with all)
     for ids in texts_ids[1:]:
-        shared = next((i for i, (a, b) in enumerate(zip(texts_ids[0], ids)) if a != b), min(shared, len(ids)))
+        same = next((i for i, (a, b) in enumerate(zip(texts_ids[0], ids)) if a != b), min(len(ids), shared))
+        shared = min(shared, same)
     first = max(shared - 1, 0)  # the last shared token predicts the first that differs
     length = min(_pow2(longest + 1), max_len)
-    span = min(_pow2(longest - first, 8), length)
+    span = min(_pow2(longest - first, MIN_SPAN), length)
     start = min(first, length - span)  # earlier still, when the cache is too short for the padded suffix
     prefix = np.zeros((1, length), np.int32)
     prefix[0, :len(texts_ids[0])] = texts_ids[0]
@@ -88,14 +92,15 @@ def score_ids(model: Transformer, params, texts_ids: Sequence[Sequence[int]], ma
             # prefix and is one of this text's
             j = np.arange(span)
             mask[r] = (start + j + 1 >= shared) & (start + j + 1 < len(ids))
-        logprobs = _suffix_logprobs(model, params, jnp.asarray(prefix), jnp.asarray(suffix), jnp.int32(start),
-                                    rows=rows, span=span)
+        cache = sampler._place_cache(init_cache(sampler.config, 1, length, sampler.cache_dtype))
+        logprobs, _ = sampler._run(suffix_logprobs, sampler.prefill_model, sampler.prefill_params, jnp.asarray(prefix),
+                                   cache, jnp.asarray(suffix), jnp.int32(start), rows=rows, span=span)
         values = np.where(mask, np.asarray(logprobs, np.float64), 0.0).sum(axis=1)
         scores += [float(v) for v in values[:len(group)]]
     return scores
 
 
 def score_texts(sampler, texts_ids: Sequence[Sequence[int]], max_len: int) -> list[float]:
-    """`score_ids` with a Sampler's prefill weights, holding its lock (one thread uses the model at a time)."""
+    """`score_ids` holding the sampler's lock (one thread uses the model at a time)."""
     with sampler._lock:
-        return score_ids(sampler.prefill_model, sampler.prefill_params, texts_ids, max_len)
+        return score_ids(sampler, texts_ids, max_len)
