@@ -108,3 +108,11 @@ def test_a_comment_where_the_code_below_needs_a_name_bound_is_refused():
     verdict = check(prefix, "    # add them up", suffix, namespace=())
     assert not verdict.ok and "'s'" in verdict.reason and verdict.offset == 4
     assert check(prefix, "    # add them up", suffix).ok  # namespace unknown: the kernel may hold an `s`
+
+
+def test_an_error_in_a_cell_far_above_does_not_hide_the_suggestions_own():
+    prefix = "print('never closed'\n\nimport os\n\ndef exists(path):\n"
+    suffix = "\n\nexists('.')\n"
+    assert check(prefix, "    return os.path.exists(path)", suffix, namespace=()).ok
+    assert not check(prefix, "    return os.path.exists(path", suffix, namespace=()).ok
+    assert not check(prefix, "    return os.path.exists(folder)", suffix, namespace=()).ok

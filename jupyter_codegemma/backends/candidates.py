@@ -23,18 +23,17 @@ from __future__ import annotations
 import ast
 import builtins
 import dataclasses
+import functools
 import io
 import keyword
 import re
 import tokenize
 from typing import Collection, Iterator, Sequence
 
-# The cell text around the cursor that is parsed: a notebook's cells above can be long, and the
-# check runs on every keystroke's suggestion.
-MAX_LINES_BEFORE, MAX_LINES_AFTER = 300, 100
 # Errors that only say the text stops too early.
 _INCOMPLETE = ("was never closed", "unterminated triple-quoted", "unexpected EOF", "expected an indented block")
-_TOP_LEVEL_START = re.compile(r"(def|class|async|import|from|@|if __name__)\b|@")
+_TOP_LEVEL_START = re.compile(r"[A-Za-z_@]")
+_CONTINUES = re.compile(r"(else|elif|except|finally)\b")  # a clause of the statement above
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 BUILTIN_NAMES = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__", "__builtins__", "__spec__"}
 
@@ -57,6 +56,7 @@ class _Status:
     offset: int = 0
     message: str = ""
     incomplete: bool = False  # the error only says the text ends too early
+    tree: ast.Module | None = None  # the parsed text, when it parses
 
 
 def check(prefix: str, suggestion: str, suffix: str = "", namespace: Collection[str] | None = None) -> Verdict:
@@ -71,8 +71,9 @@ def check(prefix: str, suggestion: str, suffix: str = "", namespace: Collection[
         return verdict
     new = _parse(before + suggestion + after)
     if new.ok:
-        return _names(before + suggestion + after, len(before), suggestion, namespace, prefix)
-    if new.incomplete and not after.strip():
+        cut = prefix[:len(prefix) - len(before)] + suffix[len(after):]  # outside the window
+        return _names(new.tree, before + suggestion + after, len(before), suggestion, namespace, cut)
+    if new.incomplete and not suffix.strip():
         return PASS  # the user is still writing: what closes it comes next
     old = _parse(before + after)
     if old.ok:
@@ -138,19 +139,27 @@ def _inside(offset: int, start: int, end: int, suggestion: str = "") -> int:
 
 
 def _window(prefix: str, suffix: str) -> tuple[str, str]:
-    """The end of `prefix` and the start of `suffix` that are parsed: each cut, when long, at a line that
-    starts a top-level definition (so that the cut does not split a statement)."""
+    """The end of `prefix` and the start of `suffix` that are parsed: the top-level statement the cursor
+    is in, from the last line before the cursor's that starts one to the first line after it that starts
+    the next. Python parses each top-level statement alone, and the notebook's cells above can be long:
+    the check runs on every keystroke's suggestion."""
     lines = prefix.split("\n")
-    if len(lines) > MAX_LINES_BEFORE:
-        tail = lines[-MAX_LINES_BEFORE:]
-        starts = [i for i, line in enumerate(tail[:-1]) if _TOP_LEVEL_START.match(line)]
-        prefix = "\n".join(tail[starts[0]:] if starts else tail)
+    starts = [i for i in range(len(lines) - 2, -1, -1) if _starts_statement(lines, i)]
+    if starts:
+        prefix = "\n".join(lines[starts[0]:])
     lines = suffix.split("\n")
-    if len(lines) > MAX_LINES_AFTER:
-        head = lines[:MAX_LINES_AFTER]
-        starts = [i for i, line in enumerate(head) if i > 0 and _TOP_LEVEL_START.match(line)]
-        suffix = "\n".join(head[:starts[-1]] if starts else head)
+    ends = [i for i in range(1, len(lines)) if _starts_statement(lines, i)]
+    if ends:
+        suffix = "\n".join(lines[:ends[0]]) + "\n"
     return _ipython_as_python(prefix), _ipython_as_python(suffix)
+
+
+def _starts_statement(lines: list[str], i: int) -> bool:
+    """Whether line `i` starts a top-level statement (as far as one line and the one before can tell)."""
+    if not _TOP_LEVEL_START.match(lines[i]) or _CONTINUES.match(lines[i]):
+        return False
+    previous = next((line.rstrip() for line in reversed(lines[:i]) if line.strip()), "")
+    return not previous.endswith(("\\", ",", "(", "[", "{"))
 
 
 def _ipython_as_python(text: str) -> str:
@@ -168,8 +177,7 @@ def _ipython_as_python(text: str) -> str:
 
 def _parse(text: str) -> _Status:
     try:
-        compile(text, "<cell>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
-        return _Status(True)
+        return _Status(True, tree=compile(text, "<cell>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True))
     except SyntaxError as e:
         message = e.msg or "invalid syntax"
         return _Status(False, _offset_of(text, e.lineno, e.offset), message, any(m in message for m in _INCOMPLETE)
@@ -240,15 +248,18 @@ def _legal_levels(code: str):
 # --- names ---------------------------------------------------------------------------------------
 
 
-def _names(code: str, start: int, suggestion: str, namespace: Collection[str] | None, prefix: str) -> Verdict:
+@functools.lru_cache(maxsize=8)
+def _words(text: str) -> frozenset[str]:
+    """The identifiers in `text` (kept for the next keystrokes, whose text outside the window is the same)."""
+    return frozenset(_IDENTIFIER.findall(text))
+
+
+def _names(tree: ast.Module, code: str, start: int, suggestion: str, namespace: Collection[str] | None,
+           outside_text: str) -> Verdict:
     """A name the suggestion reads that nothing binds (the code, the namespace, the builtins) was made up;
     a name it binds that nothing reads, while the code reads one that nothing binds, was misnamed; and a
     comment, where the code reads a name nothing binds, leaves out what the code needs."""
     if namespace is None or not _IDENTIFIER.search(suggestion):
-        return PASS
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return PASS
     bound: set[str] = set()
     read: list[ast.Name] = []
@@ -277,9 +288,8 @@ def _names(code: str, start: int, suggestion: str, namespace: Collection[str] | 
     for line in code.split("\n"):
         line_starts.append(line_starts[-1] + len(line) + 1)
     end = start + len(suggestion)
-    # Words outside the parsed window may bind names too (cells above a long notebook).
-    outside = set(_IDENTIFIER.findall(prefix[:max(len(prefix) - start, 0)])) if len(prefix) > start else set()
-    known = bound | BUILTIN_NAMES | set(namespace) | outside
+    # Words outside the parsed window may bind names too (the cells above and below).
+    known = bound | BUILTIN_NAMES | set(namespace) | _words(outside_text)
 
     def position(node: ast.Name) -> int:
         line = code[line_starts[node.lineno - 1]:line_starts[node.lineno] - 1]
