@@ -61,7 +61,7 @@ class StateResult:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
-def load_cases(name: str, limit: int | None = None) -> list[StateCase]:
+def load_cases(name: str, limit: int | None = None, stride: int = 1) -> list[StateCase]:
     if name not in KERNEL_SETS:
         raise ValueError(f"unknown kernel set {name!r}; choose one of {', '.join(KERNEL_SETS)}")
     path = DATA_DIR / KERNEL_SETS[name]
@@ -71,6 +71,7 @@ def load_cases(name: str, limit: int | None = None) -> list[StateCase]:
     cases = [StateCase(id=c["id"], setup=c["setup"], cells=tuple(c["cells"]), cursor=c["cursor"],
                        suffix=c.get("suffix", ""), accept=tuple(c["accept"]), exact=bool(c.get("exact", False)))
              for c in raw]
+    cases = cases[::stride]  # every stride-th case: a sample spread over the whole set
     return cases[:limit] if limit is not None else cases
 
 
