@@ -1,6 +1,6 @@
 """Level-3 hints with the default model: how often a verified fix is shown, whether it is right, how fast.
 
-    nice python bench/hints.py [--draws 200] [--limit 0] [--baseline 5] [--n 3] [--model PATH]
+    nice python bench/hints.py [--draws 200] [--limit 0] [--baseline 5] [--n 3] [--model PATH] [--search-only]
 
 Two sets: the built-in exercises, and `--draws` seeded generator draws (a built-in solution broken by
 `inject_error` with a random category). For each broken program, the level-3 pipeline of the widget runs
@@ -65,13 +65,15 @@ def draws(exercises, count: int, seed: int = 0):
 
 
 def run_set(name: str, items, engine, n: int) -> dict:
-    scorer = engine_scorer(engine)
-    sample = engine_sampler(engine)
+    """`engine` None: the search alone (no ranking by the model, no samples): what the model adds is the
+    difference to a run with it."""
+    scorer = engine_scorer(engine) if engine is not None else None
+    sample = engine_sampler(engine) if engine is not None else None
     times, cpu, shown, correct, exact, model_pick, by_model, sampled = [], [], 0, 0, 0, 0, 0, 0
     for item_id, broken, solution, tests in items:
         started, cpu_started = time.perf_counter(), cpu_seconds()
         found = search_repairs(broken, tests, scorer=scorer,
-                               samples=lambda: model_samples(sample, broken, n=n))
+                               samples=(lambda: model_samples(sample, broken, n=n)) if sample else None)
         times.append(time.perf_counter() - started)
         cpu.append(cpu_seconds() - cpu_started)
         best = found.best
@@ -116,8 +118,14 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=5, help="built-in exercises for the reference (0: none)")
     parser.add_argument("--n", type=int, default=3, help="model samples when the search finds nothing")
     parser.add_argument("--model", default=None, help="a GGUF file (default: Gemma 3 270M)")
+    parser.add_argument("--search-only", action="store_true", help="the repair search alone, without a model")
     args = parser.parse_args()
     exercises = builtin_exercises()
+    if args.search_only:
+        print(f"CPU: {cpu_name()}; load average {os.getloadavg()[0]:.1f}\nthe search alone: no model")
+        run_set("built-in exercises", [(e.id, e.broken, e.solution, e.tests) for e in exercises], None, 0)
+        run_set(f"{args.draws} generator draws", draws(exercises, args.draws), None, 0)
+        return
     started = time.perf_counter()
     engine = Engine.load(args.model)
     info = engine.info()

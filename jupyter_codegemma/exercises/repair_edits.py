@@ -29,7 +29,7 @@ _TOKEN = re.compile(r"""
 
 # What beginners leave out (inserted between tokens) and where it goes relative to the gap.
 _PUNCTUATION = (":", ",", ")", "]", "}", "(", "[", "{")
-_OPERATORS = ("*", "+", "-", "/")
+_OPERATORS = ("*", "+", "-", "/", "**", "%", "//")
 _BRACKET_SWAPS = {"(": "[{", ")": "]}", "[": "({", "]": ")}", "{": "([", "}": ")]"}
 _QUOTES = "'\"`\u2018\u2019\u201c\u201d\u00b4"
 # Names a beginner misspells: the keywords, and the builtins of a first course.
@@ -132,6 +132,11 @@ def edits_for_line(lines: list[str], row: int, names_once: set[str]) -> Iterator
         if tok.kind == "string" and not tok.closed_string:
             yield from _close_string(line, tok, code[i + 1:], put)
     yield from _line_patterns(line, code, put)
+    if len(code) >= 2 and code[0].text == "print" and code[1].text != "(":
+        # a Python 2 debugging print that cannot simply get its parentheses (it prints a name not yet
+        # defined): the line goes; two edits' worth, so the parentheses win whenever they pass
+        yield Edit("\n".join(lines[:row] + lines[row + 1:]) + "\n", f"{where}: delete the Python 2 print", 2,
+                   True, row)
 
 
 def _close_string(line, tok, after, put) -> Iterator[Edit]:
