@@ -18,6 +18,8 @@ QUICK = SearchLimits(candidate=Limits(cpu_s=1, wall_s=1.0, memory_mb=256))
 CASES = [  # (kind of edit, broken, tests, the fix expected first without a model)
     ("missing ':'", "x = 3\nif x > 2\n    y = 1\n", "assert y == 1", "x = 3\nif x > 2:\n    y = 1\n"),
     ("missing ')'", "total = max(3, 4\n", "assert total == 4", "total = max(3, 4)\n"),
+    ("missing '(' between two names", "def twice(x):\n    return 2 * x\nx = 3\ny = twicex)\n", "assert y == 6",
+     "def twice(x):\n    return 2 * x\nx = 3\ny = twice(x)\n"),
     ("wrong bracket", "ages = {'a': 1, 'b': 2]\n", "assert ages['b'] == 2", "ages = {'a': 1, 'b': 2}\n"),
     ("missing ','", "def f(a b):\n    return a - b\n", "assert f(5, 2) == 3",
      "def f(a, b):\n    return a - b\n"),

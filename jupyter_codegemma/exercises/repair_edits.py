@@ -110,6 +110,12 @@ def edits_for_line(lines: list[str], row: int, names_once: set[str]) -> Iterator
             for op in _OPERATORS:
                 yield put(f"{line[:tok.end]} {op} {line[nxt.start:]}",
                           f"insert {op!r} between {tok.text!r} and {nxt.text!r}")
+    for opener, closer in ("()", "[]"):  # `gradescore):` — the opener deleted between two names glued them
+        if line.count(closer) > line.count(opener):
+            for tok in code:
+                for k in range(1, len(tok.text)) if tok.kind == "name" else ():
+                    at = tok.start + k
+                    yield put(line[:at] + opener + line[at:], f"insert {opener!r} inside {tok.text!r}")
     if code:
         first = code[0]
         for word in ("return ", "def "):
