@@ -28,22 +28,7 @@ from .config import GemmaConfig, count_params
 from .dtypes import resolve_dtype, resolve_prefill_dtype
 from .options import EngineOptions
 from .tokenizer import IncrementalDecoder, Tokenizer
-
-
-def _to_device(params, float_dtype):
-    """numpy tree -> device arrays: int8 matrices stay int8, scales (of norms and of int8 rows)
-    stay float32 (norms compute in float32 anyway), the other weights become float_dtype."""
-    import jax
-    import jax.numpy as jnp
-
-    def put(path, a):
-        a = np.asarray(a)
-        if a.dtype == np.int8:
-            return jnp.asarray(a)
-        name = str(getattr(path[-1], "key", path[-1]))
-        return jnp.asarray(a, dtype=jnp.float32 if name.endswith("scale") else float_dtype)
-
-    return jax.tree_util.tree_map_with_path(put, params)
+from .weights_on_device import weights_to_device
 
 
 class Engine:
@@ -127,14 +112,14 @@ class Engine:
         # Activations stay float32 on CPU: the int8 kernel takes float32 and XLA's CPU
         # elementwise work is no faster in bfloat16.
         act = jnp.float32 if platform == "cpu" else jnp.bfloat16
-        params = _to_device(quantized, act)
+        params = weights_to_device(quantized, act)
         model = Transformer(self.config, dtype=act)
         prefill_model = prefill_params = None
         if self.prefill_dtype != "int8":
             dense = jnp.float32 if self.prefill_dtype == "float32" else jnp.bfloat16
             # The embedding (the largest matrix) is shared: the prefill reads it only for its
             # last position's logits and to look up the prompt's rows.
-            prefill_params = {**_to_device(quantize.dense_layers(checkpoint.params), dense),
+            prefill_params = {**weights_to_device(quantize.dense_layers(checkpoint.params), dense),
                               "embedder": params["embedder"]}
             prefill_model = Transformer(self.config, dtype=dense)
         return Sampler(model, params, self.context_len, cache_dtype=act, speculative=self.options.speculative,
