@@ -15,6 +15,7 @@ import pytest
 
 from jupyter_codegemma.exercises import (CATEGORIES, Exercise, ExerciseError, builtin_exercises, check_code,
                                          exercise_from_cell, load_exercises, save_exercises)
+from jupyter_codegemma.exercises.checker import CATEGORY_NAMES
 from jupyter_codegemma.exercises.generator import GENERATED_CATEGORIES, NoSiteError, categories_for, inject_error
 from jupyter_codegemma.exercises.hints import NO_CONFIDENT, hint, model_fix, where_text
 from jupyter_codegemma.exercises.magics import split_args
@@ -197,19 +198,22 @@ def test_levels_one_and_two_need_no_model():
     assert text.splitlines()[0] == "Line 2, column 10:"
     assert ">2 | if x == 1" in text and text.splitlines()[3].endswith("^")
     assert text.splitlines()[3].index("^") == text.splitlines()[2].index("if x") + 9
-    assert CATEGORIES["missing_colon"] in hint(2, source)
+    assert CATEGORIES["missing_colon"] in hint(1, source)  # level 1: the concept, not the place
+    assert "Line 2" not in hint(1, source) and hint(2, source).startswith(text)  # level 2: the place, then the kind
 
 
-def test_hint_two_names_the_exercises_kind_of_mistake():
+def test_hints_name_the_exercises_kind_of_mistake():
     semicolon = "temperature = 30\nif temperature > 25;\n    weather = 'hot'\n"
     result = check_code(semicolon)
     # Python says only "invalid syntax"; the checker sees the ';' at the end of an if line (issue 18)
     assert result.message == "invalid syntax" and result.category == "missing_colon"
-    text = hint(2, semicolon, result, category="missing_colon")
-    assert text.startswith('Line 2, column 20: Python says "invalid syntax".\nThe mistake: a missing colon')
-    assert CATEGORIES["missing_colon"] in text
+    concept = hint(1, semicolon, result, category="missing_colon")
+    assert concept.startswith("The mistake: a missing colon") and CATEGORIES["missing_colon"] in concept
+    place = hint(2, semicolon, result, category="missing_colon")
+    assert place.startswith("Line 2, column 20:\n")
+    assert place.endswith('Python says "invalid syntax".\nThe mistake: ' + CATEGORY_NAMES["missing_colon"] + ".")
     # A different mistake made while fixing is named as what it is, with the exercise's beside it.
-    comma = hint(2, "x = [1 2]\n", category="missing_colon")
+    comma = hint(1, "x = [1 2]\n", category="missing_colon")
     assert "The mistake: a missing comma" in comma and "(this exercise is about a missing colon" in comma
     assert CATEGORIES["missing_comma"] in comma
 

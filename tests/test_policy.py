@@ -130,7 +130,7 @@ def test_the_kernel_enforces_the_notebooks_policy_and_records_its_removal(kernel
     # the exercise widget stops at level 1, and its results record the policy
     run_cell(ks, "w = %exercise --category missing_colon --difficulty 1 --results results.json")
     first = run_cell(ks, "print(w.next_hint())")
-    assert first.startswith("Line ")
+    assert first.startswith("The mistake: ")  # level 1: the concept
     run_cell(ks, "w.next_hint(); w.next_hint()")
     assert run_cell(ks, "print(w.hint_level, w._model_thread)").split() == ["1", "None"]
     assert "Hints beyond level 1 are switched off by this notebook's policy" in run_cell(ks, "print(w.hint_text)")

@@ -1,10 +1,11 @@
-"""The hint ladder: 1. where (line and caret), 2. what kind and why, 3. a fix by the model, shown as a diff.
+"""The hint ladder: 1. the concept (what kind of mistake, and why it is one), 2. where (line and caret) and
+what kind, 3. a verified fix, shown as a diff.
 
-Levels 1 and 2 come from `check_code` alone. Level 3 samples several candidate fixes and shows one only
-when it can be trusted: it parses, it changes few characters of the student's code, the exercise's
-tests pass on it (when there are tests), and the samples agree (at least `min_agree` identical after
-normalisation, and more than any other). Otherwise the answer is "no confident suggestion" — with a
-small model that is the common, and the correct, outcome.
+Levels 1 and 2 come from `check_code` alone: the concept first, so a student who knows what to look for
+can find the place; the place next. Level 3 is a fix that passes the exercise's tests: the repair
+search's (repair.py), ranked by the model, or else one of the model's own samples (`model_fix` below,
+shown only when they agree). Nothing unverified is shown; "no confident suggestion" is the honest answer
+when nothing passes.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Callable
 
 from .checker import CATEGORIES, CATEGORY_NAMES, CheckResult, check_code
 
-__all__ = ["HINT_LEVELS", "ModelFix", "engine_sampler", "fix_prompt", "hint", "model_fix", "normalise",
-           "unified_diff", "what_text", "where_html", "where_text"]
+__all__ = ["HINT_LEVELS", "ModelFix", "concept_text", "engine_sampler", "fix_prompt", "hint", "model_fix",
+           "normalise", "unified_diff", "what_text", "where_html", "where_text"]
 
 HINT_LEVELS = 3
 NO_CONFIDENT = "No confident suggestion from the model: look again at the marked line and the explanation."
@@ -66,35 +67,48 @@ def where_html(source: str, result: CheckResult | None) -> str:
             'border:1px solid #ddd">' + "".join(rows) + "</pre>")
 
 
-def what_text(source: str, result: CheckResult, category: str | None = None) -> str:
-    """Level 2: where, Python's message, the kind of mistake in plain words, and why it is one.
+def _kind(result: CheckResult, category: str | None) -> tuple[str, str]:
+    """The kind of mistake to name, and a note naming the exercise's kind when that is another one.
 
     `category` is the exercise's: it names the mistake when the checker agrees or cannot tell (Python's
     bare "invalid syntax" for a ';' typed for the ':'); when the checker finds another kind of mistake
     (a new one made while fixing), that one is named, and the exercise's beside it."""
-    if result.ok:
-        return "The code parses: no syntax error to explain."
     found = result.category or "other"
     if category in CATEGORIES and category != "other" and found in (category, "other"):
-        kind, also = category, ""
-    else:
-        kind = found
-        also = (f" (this exercise is about {CATEGORY_NAMES[category]})"
-                if category in CATEGORIES and category not in ("other", found) else "")
-    explanation = result.explanation if kind == found else CATEGORIES[kind]
-    return (f"Line {result.line}, column {result.col}: Python says \"{result.message}\".\n"
-            f"The mistake: {CATEGORY_NAMES[kind]}{also}.\n\n{explanation}")
+        return category, ""
+    also = (f" (this exercise is about {CATEGORY_NAMES[category]})"
+            if category in CATEGORIES and category not in ("other", found) else "")
+    return found, also
+
+
+def concept_text(result: CheckResult, category: str | None = None) -> str:
+    """Level 1: the concept — the kind of mistake and why it is one, without saying where."""
+    if result.ok:
+        return "The code parses: no syntax error to explain."
+    kind, also = _kind(result, category)
+    explanation = result.explanation if kind == (result.category or "other") else CATEGORIES[kind]
+    return f"The mistake: {CATEGORY_NAMES[kind]}{also}.\n\n{explanation}"
+
+
+def what_text(source: str, result: CheckResult, category: str | None = None, *, place: bool = True) -> str:
+    """Python's message and the kind of mistake in a line each; `place`: led by the line and column."""
+    if result.ok:
+        return "The code parses: no syntax error to explain."
+    kind, also = _kind(result, category)
+    where = f"Line {result.line}, column {result.col}: " if place else ""
+    return f"{where}Python says \"{result.message}\".\nThe mistake: {CATEGORY_NAMES[kind]}{also}."
 
 
 def hint(level: int, source: str, result: CheckResult | None = None, *, category: str | None = None) -> str:
-    """Hint `level` (1 or 2) as text; level 3 needs the model (`model_fix`). `category`: the exercise's."""
+    """Hint `level` (1 or 2) as text; level 3 is a verified fix (repair.py, `model_fix`). `category`: the
+    exercise's."""
     result = result or check_code(source)
     if result.ok:
         return "The code parses. Press Check to run the tests."
     if level <= 1:
-        return where_text(source, result)
+        return concept_text(result, category)
     if level == 2:
-        return what_text(source, result, category)
+        return f"{where_text(source, result)}\n\n{what_text(source, result, category, place=False)}"
     raise ValueError("level 3 is the model's fix: use model_fix()")
 
 
