@@ -1,6 +1,6 @@
 """Keystroke to suggestion: our runtime against llama.cpp on the same typing session.
 
-    python bench/latency.py [--requests 40] [--dtype auto] [--speculative auto|on|off]
+    python bench/latency.py [--requests 40] [--dtype auto] [--speculative auto|on|off] [--check on|off]
                             [--engines ours,llama] [--json results.json]
     python bench/latency.py --request-count    # only the requests per typed character (ours, no llama.cpp)
 
@@ -70,6 +70,7 @@ class Ours:
         speculative = {"on": True, "off": False}.get(args.speculative)
         options = EngineOptions(dtype=args.dtype, **({} if speculative is None else {"speculative": speculative}))
         self.engine = Engine.load(None, options)
+        self.check = args.check == "on"  # the suggestion check and its alternatives (backends/candidates.py)
         self.info = self.engine.info()
         params = self.engine._sampler.params
         import jax
@@ -83,7 +84,7 @@ class Ours:
         return self.engine.tokenize(text)
 
     def complete_line(self, prefix: str) -> dict:
-        result = self.engine.complete(prefix, "", mode="line", max_new_tokens=LINE_TOKENS).wait()
+        result = self.engine.complete(prefix, "", mode="line", max_new_tokens=LINE_TOKENS, check=self.check).wait()
         return {"text": result.text, "new_tokens": result.stats.new_tokens,
                 "prompt_tokens": result.stats.prompt_tokens, "reused_tokens": result.stats.reused_tokens}
 
@@ -234,7 +235,7 @@ def _percentile(values, q: float) -> float:
 
 def run_child(args, engine: str, startup: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--child", engine, "--dtype", args.dtype, "--speculative", args.speculative,
-           "--requests", str(args.requests), "--repeats", str(args.repeats), "--spawned-at", repr(time.time())]
+           "--check", args.check, "--requests", str(args.requests), "--repeats", str(args.repeats), "--spawned-at", repr(time.time())]
     if startup:
         cmd.append("--startup")
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -284,6 +285,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", help="our engine's dtype (EngineOptions.dtype)")
     parser.add_argument("--speculative", default="auto", choices=("auto", "on", "off"),
                         help="our engine's prompt-lookup decoding (auto: the engine's default)")
+    parser.add_argument("--check", default="on", choices=("on", "off"),
+                        help="check each suggestion before it is shown, as the kernel does (issue 16)")
     parser.add_argument("--engines", default="ours,llama", help="which engines to run (ours,llama)")
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--request-count", action="store_true",
@@ -320,7 +323,7 @@ def main() -> None:
     if ours:
         print(f"ours: dtype {ours['info']['dtype']} (prefill {ours['info'].get('prefill_dtype', '-')}), "
               f"ISA class {ours['info'].get('isa', '-')}, kernels {ours['info'].get('kernels', '-')}, "
-              f"session: {len(ours['latencies_ms'])} requests over {ours['typed_chars']} typed characters, "
+              f"suggestion check {args.check}, session: {len(ours['latencies_ms'])} requests over {ours['typed_chars']} typed characters, "
               f"{ours['mean_prompt_tokens']:.0f} prompt tokens on average")
     print(f"\n{'figure':<44} {'ours':>10} {'llama.cpp':>10} {'ratio':>7} {'target':>8}")
     for key, label, unit, digits, better, target in ROWS:
