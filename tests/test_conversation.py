@@ -79,7 +79,8 @@ def test_fix_insert_after_name_error_parses_or_says_no_confident_fix_and_runs_no
     if payloads:
         [payload] = payloads
         ast.parse(payload["text"])
-        assert payload["replace"] is False and "```diff" in final and "inserted below" in _text(outputs)
+        assert payload["replace"] is False and "inserted below" in _text(outputs)
+        assert "Proposed fix for" in final and "<pre><code>" in final  # the diff, as safe_markdown.diff_block
     else:
         assert "No confident fix" in final
     prompt = _last_prompt(ks)
