@@ -91,13 +91,26 @@ export class Lab {
     await expect(this.status).toHaveAttribute('data-state', 'ready', { timeout: 180_000 });
   }
 
-  /** Run the selected cell (Shift+Enter) and wait for the kernel to be idle again. */
+  /**
+   * Run the cell (Shift+Enter) and wait for it to finish. JupyterLab marks a cell `[*]` the moment it
+   * sends it; a cell still `[ ]` a few seconds after the keypress was never sent (a run pressed while
+   * the notebook's session was still connecting its kernel is dropped), so the press is repeated then.
+   */
   async runCell(index: number): Promise<void> {
-    await this.cell(index).click();
-    await this.page.keyboard.press('Shift+Enter');
-    await expect(this.cell(index).locator('.jp-InputArea-prompt')).not.toHaveText(/\[\*\]|\[ \]/, {
-      timeout: 180_000
-    });
+    const prompt = this.cell(index).locator('.jp-InputArea-prompt');
+    for (let attempt = 1; ; attempt++) {
+      await this.cell(index).click();
+      await this.page.keyboard.press('Shift+Enter');
+      try {
+        await expect(prompt).not.toHaveText(/\[ \]/, { timeout: 10_000 });
+        break;
+      } catch (error) {
+        if (attempt === 5) {
+          throw error;
+        }
+      }
+    }
+    await expect(prompt).not.toHaveText(/\[\*\]|\[ \]/, { timeout: 180_000 });
     await expect(this.cell(index).locator('.jp-InputArea-prompt')).toHaveText(/\[\d+\]/, { timeout: 180_000 });
   }
 
