@@ -39,29 +39,32 @@ def leading_comments(above: str) -> str:
     return "\n".join(lines[keep:])
 
 
-def in_string_or_comment(text: str) -> bool:
-    """Roughly: is the end of `text` inside a string or a comment? (quotes counted, no escapes)"""
-    quote = None
-    for ch in text:
+def _outside_strings(text: str) -> tuple[list[tuple[int, str]], bool]:
+    """The (index, character) pairs of `text` outside string literals (the quotes themselves left out),
+    and whether it ends inside one. Roughly: quotes are counted, escapes and prefixes are not."""
+    code, quote = [], None
+    for i, ch in enumerate(text):
         if quote:
             if ch == quote:
                 quote = None
         elif ch in "'\"":
             quote = ch
-        elif ch == "#":
-            return True
-    return quote is not None
+        else:
+            code.append((i, ch))
+    return code, quote is not None
+
+
+def in_string_or_comment(text: str) -> bool:
+    """Roughly: is the end of `text` inside a string or a comment?"""
+    code, in_string = _outside_strings(text)
+    return any(ch == "#" for _, ch in code) or in_string
 
 
 def top_level_arguments(arguments: str) -> list[str]:
     """The argument texts of a call so far, split at the commas outside brackets and strings."""
-    parts, depth, quote, start = [], 0, None, 0
-    for i, ch in enumerate(arguments):
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "([{":
+    parts, depth, start = [], 0, 0
+    for i, ch in _outside_strings(arguments)[0]:
+        if ch in "([{":
             depth += 1
         elif ch in ")]}":
             depth -= 1
@@ -74,20 +77,16 @@ def top_level_arguments(arguments: str) -> list[str]:
 def open_call(line: str) -> tuple[str, str] | None:
     """(the callee's dotted name, the argument text so far) of the innermost call open at the end of
     `line`, or None."""
-    stack, quote = [], None
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#":
+    stack = []
+    code, in_string = _outside_strings(line)
+    for i, ch in code:
+        if ch == "#":
             return None
-        elif ch in "([{":
+        if ch in "([{":
             stack.append(i)
         elif ch in ")]}" and stack:
             stack.pop()
-    if quote or not stack or line[stack[-1]] != "(":
+    if in_string or not stack or line[stack[-1]] != "(":
         return None
     start = stack[-1]
     callee = re.search(rf"(?<![\w.])({_DOTTED})\s*$", line[:start])
