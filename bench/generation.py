@@ -114,6 +114,7 @@ class Request:
         from jupyter_codegemma.kernel.conversation.commands import _MARGIN, Conversation
 
         self.kind, self.id, self.engine, self.sampling = kind, item["id"], engine, sampling
+        self.functions = kind == "generate"  # the runaway stop's setting for each command (magics.py)
         instruction = engine.instruction
         if kind == "generate":  # magics.py _generate_job
             self.max_new = settings.max_new_tokens
@@ -170,7 +171,7 @@ def run_raw(request: Request, early: bool) -> dict:
     from jupyter_codegemma.backends.repetition import RunawayScan, cut_runaway, stop_runaway
 
     seen: dict = {}
-    scan = RunawayScan()
+    scan = RunawayScan(request.functions)
 
     def raw_shape(text, final):
         shown, complete = request.shape(text, final)
@@ -194,17 +195,17 @@ def run_raw(request: Request, early: bool) -> dict:
     ids = [i for i in result.ids if i not in stops]
     raw = tokenizer.decode(ids)
     before, shape_done = request.shape(raw, True)[0], request.shape(raw, False)[1]
-    stopped = stop_runaway(request.shape)
+    stopped = stop_runaway(request.shape, request.functions)
     after = stopped(raw, True)[0]
     # Where the stopped stream would have ended: the first prefix its shape calls complete (fed
     # token by token to one stopped shape, as the stream feeds it: its runaway scan is incremental).
-    streamed = stop_runaway(request.shape)
+    streamed = stop_runaway(request.shape, request.functions)
     after_tokens, after_ended = len(result.ids), None
     for k in range(1, len(ids) + 1):
         text = tokenizer.decode(ids[:k])
         if streamed(text, False)[1]:
             after_tokens = k
-            after_ended = "repeat" if cut_runaway(text)[1] else "closed"
+            after_ended = "repeat" if cut_runaway(text, request.functions)[1] else "closed"
             break
     if seen.get("early"):
         ended = "runaway (stopped early)"
@@ -220,7 +221,8 @@ def run_raw(request: Request, early: bool) -> dict:
         "after_ended": after_ended or ended, "seconds": round(seconds, 2),
         "draft_accepted": result.stats.draft_accepted,
         "block_before": repeated_block(before), "block_after": repeated_block(after),
-        "runaway_before": cut_runaway(before)[1], "runaway_after": cut_runaway(after)[1],
+        "runaway_before": cut_runaway(before, request.functions)[1],
+        "runaway_after": cut_runaway(after, request.functions)[1],
         "parses_before": parses(before), "parses_after": parses(after),
     }
 
@@ -231,7 +233,7 @@ def run_stopped(request: Request) -> tuple[str, int]:
     from jupyter_codegemma.backends.repetition import stop_runaway
 
     result = GenerationResult(prompt_ids=[], ids=[], text="")
-    for _ in shaped_stream(request.start, stop_runaway(request.shape), result, None):
+    for _ in shaped_stream(request.start, stop_runaway(request.shape, request.functions), result, None):
         pass
     return result.text, len(result.ids)
 

@@ -103,16 +103,57 @@ LEGITIMATE = [
 ]
 
 
+@pytest.mark.parametrize("functions", [False, True])
 @pytest.mark.parametrize("text", LEGITIMATE)
-def test_code_that_repeats_lines_in_other_places_is_kept(text):
-    assert cut_runaway(text) == (text, False)
+def test_code_that_repeats_lines_in_other_places_is_kept(text, functions):
+    assert cut_runaway(text, functions) == (text, False)
+
+
+# Gemma 3 270M's `%%codegemma` answer to "check which of these URLs return HTTP 200" (bench/generation.py,
+# http-status), raw: a second function with the first one's body, then on to the token limit.
+DOWNLOAD = ("import requests\nimport time\n\ndef download_page(url):\n    print(\"Downloading page: \" + url)\n"
+            "    response = requests.get(url)\n    if response.status_code == 200:\n"
+            "        print(\"Page is successfully downloaded\")\n\n")
+DOWNLOAD_AGAIN = ("# Now the status\ndef download_page_status(url):\n    print(\"Downloading page: \" + url)\n"
+                  "    response = requests.get(url)\n    if response.status_code == 200:\n        print(\"Page")
+
+
+def test_a_function_that_copies_the_one_before_ends_a_generated_answer_before_its_def():
+    text = DOWNLOAD + DOWNLOAD_AGAIN
+    assert cut_runaway(text, functions=True) == (DOWNLOAD.rstrip("\n"), True)
+    assert cut_runaway(text) == (text, False)  # editor suggestions: sibling functions may share lines
+    # Functions in two classes are no row of copies; the same function body nested deeper is no sibling.
+    methods = ("class A:\n    def load(self, url):\n        response = requests.get(url)\n        self.data = response.json()\n"
+               "\nclass B:\n    def load(self, url):\n        response = requests.get(url)\n        self.data = response.json()\n")
+    assert cut_runaway(methods, functions=True) == (methods, False)
+
+
+# Gemma 3 270M's explanation of a NameError (bench/generation.py, explain name-typo), raw: one sentence
+# written in a code block under each heading.
+NAME_TYPO = ("```python\nThe exception was raised because the value of the name 'total' was not defined.\n```\n\n"
+             "The traceback:\n```python\nThe exception was raised because the value of the name 'total' was not "
+             "defined.\n```\n\nThe values of the names involved:\n")
+
+
+def test_a_sentence_written_again_as_a_line_is_cut_even_in_a_code_block():
+    assert cut_runaway(NAME_TYPO) == (NAME_TYPO[:NAME_TYPO.index("\n```python\nThe exception", 10)], True)
+    # A docstring's sentence (indented) may come back in the next function's docstring.
+    docstrings = ('def a(x):\n    """Return the number of items in the list of values."""\n    return len(x)\n\n'
+                  'def b(x):\n    """Return the number of items in the list of values."""\n    return len(x) + 1\n')
+    assert cut_runaway(docstrings) == (docstrings, False)
+
+
+def test_a_comment_and_its_line_written_again_are_a_copy():
+    text = ("files = []\n# Create a list of all the csv files in the folder\nall_files = []\nfor name in names:\n"
+            "    print(name)\n\n# Create a list of all the csv files in the folder\nall_files = []\n")
+    assert cut_runaway(text) == (text[:text.index("\n\n# Create")], True)
 
 
 @pytest.mark.parametrize("line, says", [
     ("import numpy as np", True), ("    def area(self):", True), ("        return self.width * self.height", True),
     ("plt.show()", False), ("plt.tight_layout()", False), ("else:", False), ("    for j in range(len(row)):", False),
     ("return result", False), ("raise", False), ("})", False), ("    raise TypeError(", False),
-    ("'a': [1, 2, 3],", False), ("# Plot the data", False), ("```python", False), ("-" * 40, False),
+    ("'a': [1, 2, 3],", False), ("# Plot the data", False), ("# Plot the price of each house in the data", True), ("```python", False), ("-" * 40, False),
     ("df = df.dropna(subset=['age'])", True),
 ])
 def test_what_counts_as_a_line_that_says_something(line, says):

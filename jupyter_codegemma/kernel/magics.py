@@ -131,10 +131,10 @@ class CodeGemmaMagics(Magics):
             instruction = engine.instruction
             if instruction:  # one user turn; the backend applies the chat template (a server, its own)
                 turns = [Turn("user", prompting.chat_request(request, context))]
-                shape = stop_runaway(prompting.instruction_code_shape)
+                shape = stop_runaway(prompting.instruction_code_shape, functions=True)
             else:
                 prompt = prompting.base_prompt(request, context)
-                shape = stop_runaway(prompting.base_code_shape)
+                shape = stop_runaway(prompting.base_code_shape, functions=True)
             result = GenerationResult(prompt_ids=[], ids=[], text="")
 
             def start(stop):
