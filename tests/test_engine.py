@@ -31,6 +31,9 @@ def test_info_describes_the_default_model(engine):
     assert 260e6 < info["parameters"] < 275e6
     assert info["fim"] is False  # Gemma 3 270M has no FIM pieces: completion is prefix-only
     assert info["device"] in ("cpu", "gpu", "tpu")
+    # Where the native kernels came from: none when XLA multiplies, else the wheel's or g++'s build.
+    assert (info["kernels_from"] == "none") == (info["kernels"] == "xla"), info
+    assert info["kernels_from"] in ("wheel", "built with g++", "none")
 
 
 def test_default_stop_ids_include_eos_and_end_of_turn(engine):

@@ -42,7 +42,8 @@ def test_the_wheel_installs_the_kernelspec_the_extension_and_the_eval_data(tmp_p
         "HumanEval-SingleLineInfilling.jsonl.gz"]
     assert "MIT License" in (data / "LICENSE").read_text()
     assert (package / "kernel" / "spec" / "kernel.json").is_file()  # the copy `codegemma kernel install` writes from
-    # The native kernels are compiled on first use, from the sources the wheel carries.
+    # The native kernels' sources: the check of the prebuilt library beside them (and of the wheel's
+    # platform tag) is tests/test_wheel_kernels.py; g++ builds from the sources where it is missing.
     from jupyter_codegemma.backends.local import native as kernels, programs
 
     shipped = {p.name for p in (package / "backends" / "local" / "native").iterdir()}

@@ -241,6 +241,12 @@ class Engine:
 
         return native.isa_class() if self.dtype == "int8" else "xla"
 
+    def _kernels_from(self) -> str:
+        """Where the native kernels' library came from: "wheel", "built with g++", or "none"."""
+        from . import native
+
+        return native.kernels_from() if self.dtype == "int8" else native.FROM_NOWHERE
+
     def info(self) -> dict:
         return {
             "model": self.config.name,
@@ -252,6 +258,7 @@ class Engine:
             "prefill_dtype": self.prefill_dtype,
             "isa": self._isa(),
             "kernels": self._kernels(),
+            "kernels_from": self._kernels_from(),
             "devices": self.num_devices,
             "parameters": count_params(self.config),
             "layers": self.config.num_layers,

@@ -9,17 +9,24 @@ process runs on (cpuid, `cpu_features.cc`), best first:
   (`amx_matmul.cc`, where Linux grants AMX to the process), decoding on AVX-512 VNNI;
 - "avx512-vnni": everything on AVX-512 VNNI (`int8_matmul.cc`);
 - "avx2": everything on AVX2 + FMA (`avx2_matmul.cc`: most laptops, older servers);
-- "xla": no kernel (no g++, ARM64, a GPU or TPU, or switched off): a plain einsum on the
-  dequantized weights.
+- "xla": no kernel (no prebuilt library and no g++, ARM64, a GPU or TPU, or switched off): a
+  plain einsum on the dequantized weights.
 
 `CODEGEMMA_AMX=0`, `CODEGEMMA_AVX512=0` and `CODEGEMMA_AVX2=0` each remove one kernel (and
 `CODEGEMMA_AVX512=0` AMX with it, whose CPUs decode with the AVX-512 kernel), so the next path
 down can be forced and tested on any machine; `CODEGEMMA_NATIVE_KERNELS=0` removes them all.
 
-The sources are compiled with g++ on first use into the cache directory (a few seconds, once
-per jaxlib version) and loaded from there afterwards. The library is built without `-m`
-flags: each kernel enables its own instruction set for its own functions (target pragmas),
-so one library holds every variant and loads on any x86-64 CPU.
+The library is built without `-m` flags: each kernel enables its own instruction set for its
+own functions (target pragmas), so one library holds every variant and loads on any x86-64 CPU.
+`build.py` holds the one recipe (sources, flags, the g++ command). Where it comes from, first
+found first (`kernels_from()` says which, `codegemma info` shows it):
+
+- "wheel": the library a wheel carries, compiled when the wheel was built (`hatch_build.py`),
+  used when its stamp names the key of the sources beside it, so no compiler is needed;
+- "built with g++": the developer's fallback (a checkout, an editable install, a wheel built
+  where g++ was missing, or edited sources): compiled on first use into the cache directory (a
+  few seconds, once per sources and jaxlib version) and loaded from there afterwards;
+- "none": neither worked; the "xla" class, with the reason in `native_unavailable_reason()`.
 
 Every kernel rounds the activations to int8 the same way, bit for bit (blocks of 64, as
 llama.cpp does; quantize_block.h), so they differ only in float summation order; the fallback
@@ -29,28 +36,24 @@ does not round them.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import math
 import os
 import platform
+import shutil
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
-_HERE = Path(__file__).parent
-_SOURCES = tuple(_HERE / name for name in ("int8_matmul.cc", "amx_matmul.cc", "avx2_matmul.cc", "cpu_features.cc"))
-_HEADERS = (_HERE / "parallel_for.h", _HERE / "quantize_block.h", _HERE / "int8_matmul_signature.h")
+from . import build
+
+_SOURCES, _HEADERS = build.SOURCES, build.HEADERS  # what the library is built from (programs.py keys on them too)
 _TARGET = "codegemma_int8_matmul"  # AVX-512 VNNI
 _AMX_TARGET = "codegemma_amx_int8_matmul"
 _AVX2_TARGET = "codegemma_avx2_int8_matmul"
 FFI_TARGETS = (_TARGET, _AMX_TARGET, _AVX2_TARGET)  # what a traced program may call (programs.py exports them)
-# No instruction-set flags: each source enables its own for its own functions, and AMX
-# instructions run only after the process has asked Linux for them (CodegemmaAmxRequest).
-_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC")
 # Bits of CodegemmaCpuFeatures() (cpu_features.cc).
 _AVX2_FMA, _AVX512_VNNI, _AMX_INT8 = 1, 2, 4
 ISA_CLASSES = ("amx", "avx512-vnni", "avx2", "xla")  # best first
@@ -66,32 +69,57 @@ AMX_MIN_ROWS = 2
 
 _lock = threading.Lock()
 # "ok": bool once decided; "isa": the class chosen (ISA_CLASSES); "why": the reason for "xla",
-# or for the classes skipped above the chosen one.
+# or for the classes skipped above the chosen one; "from": where the library came from.
 _state: dict[str, object] = {}
 
 
+FROM_WHEEL, FROM_GXX, FROM_NOWHERE = "wheel", "built with g++", "none"  # kernels_from()
+
+
+class _NoLibrary(Exception):
+    """Neither a usable prebuilt library nor a g++ build: the message says why."""
+
+
+def _shipped_library() -> tuple[Path | None, str]:
+    """The library the installed wheel carries, if it was built from the sources beside it; else
+    None and why it is not used ("" when there is none, as in a checkout)."""
+    library = Path(__file__).parent / build.PREBUILT_DIR / build.LIBRARY_NAME
+    if not library.is_file():
+        return None, ""
+    if build.read_stamp(library).get("source_key") != build.source_key():
+        return None, "the package's prebuilt kernels were built from other sources"
+    return library, ""
+
+
 def _build(cache_dir: Path) -> Path:
-    """Compile the kernels once per (sources, flags, jaxlib) into cache_dir; returns the .so path."""
+    """The developer's fallback: compile the kernels once per (sources, flags, jaxlib) into
+    cache_dir with g++; returns the .so path."""
     import jaxlib
 
-    key = hashlib.sha256()
-    for path in (*_SOURCES, *_HEADERS):
-        key.update(path.read_bytes())
-    key.update(" ".join(_FLAGS).encode() + jaxlib.__version__.encode())
-    library = cache_dir / f"codegemma_kernels-{key.hexdigest()[:16]}.so"
-    if library.exists():
-        return library
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".so", dir=cache_dir)
-    os.close(fd)
-    try:
-        subprocess.run(["g++", *_FLAGS, "-I", jax.ffi.include_dir(), *map(str, _SOURCES), "-o", tmp],
-                       check=True, capture_output=True, text=True, timeout=300)
-        os.replace(tmp, library)  # atomic: a second process never loads half a file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    library = cache_dir / f"codegemma_kernels-{build.source_key()}-jaxlib{jaxlib.__version__}.so"
+    if not library.exists():
+        build.compile_library(library, jax.ffi.include_dir())
     return library
+
+
+def _open_library(cache_dir: Path) -> tuple[ctypes.CDLL, str, str]:
+    """The kernels' library loaded: the wheel's when it fits, else one g++ builds. Returns it,
+    where it came from (FROM_WHEEL or FROM_GXX) and why the wheel's was passed over ("" when it
+    was used or there is none); raises _NoLibrary when neither works."""
+    shipped, passed_over = _shipped_library()
+    if shipped is not None:
+        try:
+            return ctypes.cdll.LoadLibrary(str(shipped)), FROM_WHEEL, ""
+        except OSError as e:  # e.g. a libstdc++ older than the one it was built with
+            passed_over = f"the package's prebuilt kernels did not load ({e})"
+    before = f"{passed_over}, and " if passed_over else "no prebuilt kernels in the package, and "
+    if shutil.which(build.COMPILER) is None:
+        raise _NoLibrary(f"{before}{build.COMPILER} is not on PATH to build them")
+    try:
+        return ctypes.cdll.LoadLibrary(str(_build(cache_dir))), FROM_GXX, passed_over
+    except (OSError, subprocess.SubprocessError) as e:
+        detail = (getattr(e, "stderr", "") or str(e)).strip()[-500:]
+        raise _NoLibrary(f"{before}building the int8 kernels with {build.COMPILER} failed: {detail}") from e
 
 
 def _switched_off(isa: str) -> bool:
@@ -121,9 +149,10 @@ def _choose(loaded: ctypes.CDLL) -> tuple[str, list[str]]:
 
 
 def enable_native(cache_dir: Path | None = None) -> bool:
-    """Build (once) and register the CPU kernels of the best ISA class this CPU has (see the
-    module's docstring); False, with `native_unavailable_reason()`, if none can run here. Safe
-    to call from several threads and several times."""
+    """Load (the wheel's library, else one g++ builds once) and register the CPU kernels of the
+    best ISA class this CPU has (see the module's docstring); False, with
+    `native_unavailable_reason()`, if none can run here. Safe to call from several threads and
+    several times."""
     with _lock:
         if "ok" in _state:
             return bool(_state["ok"])
@@ -138,10 +167,11 @@ def enable_native(cache_dir: Path | None = None) -> bool:
             from ..checkpoints import default_cache_dir
 
             try:
-                library = _build(Path(cache_dir) if cache_dir else default_cache_dir() / "kernels")
-                loaded = ctypes.cdll.LoadLibrary(str(library))
+                loaded, origin, passed_over = _open_library(Path(cache_dir) if cache_dir
+                                                            else default_cache_dir() / "kernels")
                 isa, skipped = _choose(loaded)
-                _state["why"] = "; ".join(skipped)
+                _state["why"] = "; ".join(filter(None, (passed_over, *skipped)))
+                _state["from"] = origin if isa != "xla" else FROM_NOWHERE  # loaded, but no kernel of it runs
                 # The chosen kernels, and those of the lower classes this CPU has (for tests:
                 # int8_matmul(..., isa=...)); AMX decodes with the AVX-512 VNNI kernel.
                 lower = ISA_CLASSES[ISA_CLASSES.index(isa) + 1:-1]
@@ -150,9 +180,8 @@ def enable_native(cache_dir: Path | None = None) -> bool:
                     _register(loaded, *_KERNEL_SYMBOLS[c])
                 _state["runnable"] = (*runnable, "xla")
                 _state["ok"], _state["isa"] = isa != "xla", isa
-            except (OSError, subprocess.SubprocessError) as e:
-                detail = getattr(e, "stderr", "") or str(e)
-                _state["why"] = f"building the int8 kernels failed: {detail.strip()[-500:]}"
+            except _NoLibrary as e:
+                _state["why"] = str(e)
         return bool(_state["ok"])
 
 
@@ -195,6 +224,12 @@ def amx_enabled() -> bool:
 def describe() -> str:
     """Which native kernels multiply int8 weights in this process ("xla": none, the fallback)."""
     return {"amx": "avx512-vnni + amx-int8", "avx512-vnni": "avx512-vnni", "avx2": "avx2-fma"}.get(isa_class(), "xla")
+
+
+def kernels_from() -> str:
+    """Where the loaded kernels' library came from: "wheel" (prebuilt, shipped in the package),
+    "built with g++" (the developer's fallback) or "none" (not loaded: see native_unavailable_reason)."""
+    return str(_state.get("from", FROM_NOWHERE))
 
 
 def native_unavailable_reason() -> str:
