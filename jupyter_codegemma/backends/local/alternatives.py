@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import candidates
 from ..base import CancelToken, CompletionResult, SamplingParams, Shape
+from .healing import Healing, decoder_of
 
 BRANCHES = 4  # alternatives tried at one position
 MAX_ALTERNATIVES = 8  # at most, per request
@@ -26,9 +27,10 @@ MAX_ALTERNATIVES = 8  # at most, per request
 def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: Sequence[int], prefix: str,
             suffix: str, new_shape: Callable[[], Shape], max_new_tokens: int, stops: Sequence[int],
             cancel: CancelToken | None, namespace: Collection[str] | None,
-            allowed_names: Sequence[str]) -> Iterator[str]:
+            allowed_names: Sequence[str], healed: Healing | None = None) -> Iterator[str]:
     """Stream the first suggestion (`first`, which fills `result`); once it has ended, check it and, if
-    it fails, replace it with the first alternative that passes, or with nothing."""
+    it fails, replace it with the first alternative that passes, or with nothing. `healed`: the prompt
+    lost its last blanks (healing.py), so a suggestion's first token must write them again."""
     yield from first
     if cancel is not None and cancel.is_set():
         return
@@ -41,22 +43,22 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
     if first_verdict.ok:
         result.checked = "passed"
         return
-    started, tokenizer = time.perf_counter(), engine.tokenizer
+    started, decode = time.perf_counter(), decoder_of(engine.tokenizer, healed)
     ids = [i for i in result.ids if i not in stops]
     # Where it went wrong, then its first word (after the indentation), then its first token.
     code = len(result.text) - len(result.text.lstrip())
-    positions = list(dict.fromkeys([_token_at(tokenizer, ids, first_verdict.offset), _token_at(tokenizer, ids, code),
-                                    0]))
+    positions = list(dict.fromkeys([_token_at(decode, ids, first_verdict.offset), _token_at(decode, ids, code), 0]))
     tried, fallback = 0, ""
     for position in positions:
         if position > len(ids):
             continue
-        for token in _branches(engine, list(prompt_ids) + ids[:position], exclude=ids[position:position + 1]):
+        first_mask = healed.mask if healed is not None and position == 0 else None
+        for token in _branches(engine, list(prompt_ids) + ids[:position], ids[position:position + 1], first_mask):
             if tried == MAX_ALTERNATIVES or (cancel is not None and cancel.is_set()):
                 break
             tried += 1
-            text, new_tokens = _continue(engine, prompt_ids, ids[:position] + [token], new_shape(), max_new_tokens,
-                                         stops, cancel)
+            text, new_tokens = _continue(engine, decode, prompt_ids, ids[:position] + [token], new_shape(),
+                                         max_new_tokens, stops, cancel)
             result.stats.new_tokens += new_tokens
             if text.strip() and verdict(text).ok:
                 if _only_comments(text) and not _only_comments(result.text):
@@ -75,30 +77,32 @@ def _only_comments(text: str) -> bool:
     return all(not line.strip() or line.lstrip().startswith("#") for line in text.split("\n"))
 
 
-def _token_at(tokenizer, ids: Sequence[int], offset: int) -> int:
+def _token_at(decode: Callable[[Sequence[int]], str], ids: Sequence[int], offset: int) -> int:
     """The index of the token whose text holds character `offset` of the decoded `ids`."""
     for j in range(len(ids)):
-        if len(tokenizer.decode(ids[:j + 1])) > offset:
+        if len(decode(ids[:j + 1])) > offset:
             return j
     return max(len(ids) - 1, 0)
 
 
-def _branches(engine, context: list[int], exclude: Sequence[int]) -> list[int]:
-    """The BRANCHES likeliest next tokens after `context` (the model's logits), without `exclude`."""
+def _branches(engine, context: list[int], exclude: Sequence[int], mask: np.ndarray | None = None) -> list[int]:
+    """The BRANCHES likeliest next tokens after `context` (the model's logits), without `exclude`, among
+    those `mask` allows (all when None)."""
     sampler = engine._sampler
     with sampler._lock:  # the sampler's own lock: one request at a time uses its cache
         _, logits = sampler.prefill(context)
         logits = np.asarray(logits[0], np.float32)
+    if mask is not None:
+        logits = np.where(mask, logits, -np.inf)
     top = np.argpartition(-logits, BRANCHES + len(exclude))[:BRANCHES + len(exclude)]
     ranked = [int(i) for i in top[np.argsort(-logits[top])] if int(i) not in exclude and int(i) not in engine.stop_ids]
     return ranked[:BRANCHES]
 
 
-def _continue(engine, prompt_ids: Sequence[int], forced: list[int], shape: Shape, max_new_tokens: int,
-              stops: Sequence[int], cancel: CancelToken | None) -> tuple[str, int]:
+def _continue(engine, decode: Callable[[Sequence[int]], str], prompt_ids: Sequence[int], forced: list[int],
+              shape: Shape, max_new_tokens: int, stops: Sequence[int], cancel: CancelToken | None) -> tuple[str, int]:
     """The suggestion that begins with the ids `forced` and goes on greedily; and how many ids that took."""
-    tokenizer = engine.tokenizer
-    text, complete = shape(tokenizer.decode(forced), False)
+    text, complete = shape(decode(forced), False)
     ids = list(forced)
     left = max_new_tokens - len(forced)
     if not complete and left > 0 and forced[-1] not in stops:
@@ -109,10 +113,10 @@ def _continue(engine, prompt_ids: Sequence[int], forced: list[int], shape: Shape
                 if token in stops:
                     break
                 ids.append(token)
-                text, complete = shape(tokenizer.decode(ids), False)
+                text, complete = shape(decode(ids), False)
                 if complete:
                     break
         finally:
             tokens.close()  # the sampler keeps the cache it has filled for the next request
-    text, _ = shape(tokenizer.decode(ids), True)
+    text, _ = shape(decode(ids), True)
     return text, len(ids) - len(forced) + 1

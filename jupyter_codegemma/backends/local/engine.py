@@ -22,7 +22,7 @@ from ..base import (COMPLETION_STOPS, GENERATION_STOPS, CancelToken, Completion,
                     suggestion_shape)
 from ..chat import chat_prompt, has_chat_template
 from ..errors import PromptError, SettingsError
-from . import alternatives, constraint, process
+from . import alternatives, constraint, healing, process
 from .checkpoints import Checkpoint, WeightsCache, load_checkpoint
 from .config import GemmaConfig, count_params
 from .dtypes import resolve_dtype, resolve_prefill_dtype
@@ -183,6 +183,8 @@ class Engine:
                     for _ in self._sampler.generate(prompt, max_new_tokens=6):
                         pass
                 self._sampler.precompile(stop)
+                if not self.has_fim:
+                    healing.heal(self.tokenizer, self.tokenizer.encode("x "))  # its table of pieces, once
             except Exception:  # noqa: BLE001 — an optimisation only: requests compile what they need
                 pass
             finally:
@@ -308,10 +310,15 @@ class Engine:
         result = GenerationResult(prompt_ids=prompt_ids, ids=[], text="")
         return Generation(self._stream(prompt_ids, max_new_tokens, sampling, stops, cancel, result), result)
 
-    def _stream(self, prompt_ids, max_new_tokens, sampling, stops, cancel, result, names=None) -> Iterator[str]:
+    def _stream(self, prompt_ids, max_new_tokens, sampling, stops, cancel, result, names=None,
+                healed: healing.Healing | None = None) -> Iterator[str]:
+        """`healed`: the prompt lost its last blanks; the first token writes them again (`names` is then
+        unused) and the text yielded starts after them."""
         started = time.perf_counter()
         self.last_prompt_ids = list(prompt_ids)
         decoder = IncrementalDecoder(self.tokenizer)
+        if healed is not None:
+            names, decoder = healed, healing.DecoderAfter(decoder, healed.text)
         stop_set = set(stops)
         while not self._short_programs_ready.wait(0.05) and not (cancel is not None and cancel.is_set()):
             pass
@@ -368,20 +375,23 @@ class Engine:
                                           max_tokens=self.context_len - max_new_tokens)
         except ValueError as e:
             raise PromptError(str(e)) from None
+        names = constraint.NameTrie(self.tokenizer, allowed_names) if any(allowed_names) else None
+        healed = None
+        if names is None and not self.has_fim:
+            prompt_ids, healed = healing.heal(self.tokenizer, prompt_ids)
         result = CompletionResult(prompt_ids=prompt_ids, ids=[], text="", mode=resolved,
                                   layout=layout if self.has_fim else "prefix-only")
         stops = stop_ids(self.tokenizer, COMPLETION_STOPS)
-        names = constraint.NameTrie(self.tokenizer, allowed_names) if any(allowed_names) else None
 
         def start(stop: CancelToken) -> Generation:
             raw = GenerationResult(prompt_ids=prompt_ids, ids=[], text="")
-            return Generation(self._stream(prompt_ids, max_new_tokens, sampling, stops, stop, raw, names), raw)
+            return Generation(self._stream(prompt_ids, max_new_tokens, sampling, stops, stop, raw, names, healed), raw)
 
         new_shape = functools.partial(suggestion_shape, prefix, suffix, resolved)
         stream = shaped_stream(start, new_shape(), result, cancel)
         if check:
             stream = alternatives.checked(self, stream, result, prompt_ids, prefix, suffix, new_shape, max_new_tokens,
-                                          stops, cancel, namespace, tuple(n for n in allowed_names if n))
+                                          stops, cancel, namespace, tuple(n for n in allowed_names if n), healed)
         return Completion(stream, result)
 
     def complete_text(self, prompt: str | Sequence[int], **kwargs) -> GenerationResult:
