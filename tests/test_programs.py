@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax._src.dispatch import JAXPR_TO_MLIR_MODULE_EVENT
+
 from jupyter_codegemma.backends.local import config as configs
 from jupyter_codegemma.backends.local import quantize
 from jupyter_codegemma.backends.local.model import Transformer, init_params
@@ -83,3 +85,22 @@ def test_a_read_only_directory_costs_only_the_saving(tmp_path):
     programs = Programs(blocked / "programs")
     assert list(_sampler(programs).generate(PROMPT, max_new_tokens=6)) == \
         list(_sampler(None).generate(PROMPT, max_new_tokens=6))
+
+
+def test_the_warm_up_compiles_each_program_once_for_the_calls(tmp_path):
+    sampler = _sampler(Programs(tmp_path))
+    sampler.precompile(programs=sampler.short_prompt_programs(), workers=1)
+    expected = list(_sampler(None).generate(PROMPT[:12], max_new_tokens=5))
+    lowered = []
+
+    def listen(event, seconds, **kwargs):
+        if event == JAXPR_TO_MLIR_MODULE_EVENT:
+            lowered.append(kwargs.get("fun_name"))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        # A short prompt runs only the precompiled steps: none is lowered again (small helpers may be).
+        assert list(sampler.generate(PROMPT[:12], max_new_tokens=5)) == expected
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert [name for name in lowered if "call" in str(name)] == []  # a saved step is jit(call)
