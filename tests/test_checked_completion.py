@@ -62,3 +62,16 @@ def test_a_first_suggestion_that_fails_is_replaced_by_one_that_passes(engine):
     result = engine.complete(task.prompt, suffix, mode="line", namespace=()).wait()
     assert result.checked == "replaced" and result.candidates > 1 and result.text != first
     assert check(task.prompt, result.text, suffix, namespace=()).ok
+
+
+def test_no_text_that_fails_the_check_is_streamed_before_the_replacement(engine):
+    # The same first suggestion as above fails (it reads `char`); while it streamed, its texts that
+    # already read the made-up name were not shown, so the editor never held them.
+    task = load_tasks("single-line", task_ids=("SingleLineInfilling/HumanEval/1/L4",))[0]
+    suffix = "\n" + task.suffix
+    unchecked = list(engine.complete(task.prompt, suffix, mode="line", namespace=(), check=False))
+    assert any(not check(task.prompt, text, suffix, namespace=()).ok for text in unchecked)
+    completion = engine.complete(task.prompt, suffix, mode="line", namespace=())
+    shown = list(completion)
+    assert shown and all(check(task.prompt, text, suffix, namespace=()).ok for text in shown), shown
+    assert shown[-1] == completion.wait().text

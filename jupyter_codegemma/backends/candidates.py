@@ -28,7 +28,7 @@ import io
 import keyword
 import re
 import tokenize
-from typing import Collection, Iterator, Sequence
+from typing import Callable, Collection, Iterator, Sequence
 
 # Errors that only say the text stops too early.
 _INCOMPLETE = ("was never closed", "unterminated triple-quoted", "unexpected EOF", "expected an indented block")
@@ -326,14 +326,26 @@ def verdict_for(prefix: str, suggestion: str, suffix: str, namespace: Collection
     return check(prefix, suggestion, suffix, namespace) if parse else PASS
 
 
+def passing(stream: Iterator[str], verdict: Callable[[str], Verdict]) -> Iterator[str]:
+    """The texts of a streaming suggestion (each the whole suggestion so far) that pass `verdict`: one that
+    fails is not shown, and the last one shown stays until a later one passes (a name half written, a
+    line that only parses once it ends). So no text that fails the check reaches the editor, even for
+    the moment before the finished suggestion is judged and replaced."""
+    for text in stream:
+        if verdict(text).ok:
+            yield text
+
+
 def shown_or_withheld(stream: Iterator[str], result, prefix: str, suffix: str, namespace: Collection[str] | None,
                       allowed_names: Sequence[str] = (), parse: bool = True) -> Iterator[str]:
     """Stream a suggestion, then check it; one that fails is withheld (an empty suggestion). For a server:
     it cannot be asked to mask its logits (the OpenAI completions API has no such field, and a
     `logit_bias` would need the server's ids of every name's tokens) nor for alternatives from the same
     prefill, so the finished suggestion is judged. `result` is the CompletionResult the stream fills."""
-    yield from stream
     allowed_names = tuple(name for name in allowed_names if name)
+    if parse or allowed_names:
+        stream = passing(stream, lambda text: verdict_for(prefix, text, suffix, namespace, allowed_names, parse))
+    yield from stream
     if result.stats.finish_reason == "cancelled" or not (parse or allowed_names):
         return
     result.candidates = 1

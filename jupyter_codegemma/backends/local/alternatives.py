@@ -30,13 +30,15 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
             allowed_names: Sequence[str], healed: Healing | None = None) -> Iterator[str]:
     """Stream the first suggestion (`first`, which fills `result`); once it has ended, check it and, if
     it fails, replace it with the first alternative that passes, or with nothing. `healed`: the prompt
-    lost its last blanks (healing.py), so a suggestion's first token must write them again."""
-    yield from first
-    if cancel is not None and cancel.is_set():
-        return
+    lost its last blanks (healing.py), so a suggestion's first token must write them again. While it
+    streams, only the texts that pass are shown (candidates.passing)."""
 
     def verdict(text: str) -> candidates.Verdict:
         return candidates.verdict_for(prefix, text, suffix, namespace, allowed_names)
+
+    yield from candidates.passing(first, verdict)
+    if cancel is not None and cancel.is_set():
+        return
 
     first_verdict = verdict(result.text)
     result.candidates = 1
