@@ -54,15 +54,20 @@ class NameTrie:
         return mask
 
 
+def piece_text(tokenizer, i: int) -> str:
+    """The text a token adds inside a line (SentencePiece's "▁" as a space, a byte piece as its byte)."""
+    piece = tokenizer.id_to_piece(i)
+    byte = _BYTE_PIECE.fullmatch(piece)
+    return chr(int(byte.group(1), 16)) if byte else piece.replace("▁", " ")
+
+
 @functools.lru_cache(maxsize=4)
 def identifier_continuing(tokenizer) -> np.ndarray:
     """[V] bool: tokens whose text starts with a letter, digit or '_' (they would lengthen a name).
     Computed once per tokenizer (a quarter of a million pieces: about a second)."""
     out = np.zeros(tokenizer.vocab_size, bool)
     for i in range(tokenizer.vocab_size):
-        piece = tokenizer.id_to_piece(i)
-        byte = _BYTE_PIECE.fullmatch(piece)
-        first = chr(int(byte.group(1), 16)) if byte else piece[:1]
+        first = piece_text(tokenizer, i)[:1]
         out[i] = first.isalnum() or first == "_"
     for i in (tokenizer.bos_id, tokenizer.eos_id):
         out[i] = False

@@ -22,7 +22,7 @@ from ..base import (COMPLETION_STOPS, GENERATION_STOPS, CancelToken, Completion,
                     suggestion_shape)
 from ..chat import chat_prompt, has_chat_template
 from ..errors import PromptError, SettingsError
-from . import alternatives, constraint, healing, process
+from . import alternatives, constraint, healing, native, process
 from .checkpoints import Checkpoint, WeightsCache, load_checkpoint
 from .config import GemmaConfig, count_params
 from .dtypes import resolve_dtype, resolve_prefill_dtype
@@ -184,7 +184,7 @@ class Engine:
                         pass
                 self._sampler.precompile(stop)
                 if not self.has_fim:
-                    healing.heal(self.tokenizer, self.tokenizer.encode("x "))  # its table of pieces, once
+                    healing.prepare(self.tokenizer)  # its table of pieces, once
             except Exception:  # noqa: BLE001 — an optimisation only: requests compile what they need
                 pass
             finally:
@@ -231,24 +231,6 @@ class Engine:
         return all(self.tokenizer.piece_to_id(p) is not None
                    for p in ("<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>"))
 
-    def _kernels(self) -> str:
-        """Which native CPU kernels multiply the weights ("xla" when none do)."""
-        from . import native
-
-        return native.describe() if self.dtype == "int8" else "xla"
-
-    def _isa(self) -> str:
-        """The CPU's instruction-set class the int8 kernels run on: amx, avx512-vnni, avx2 or xla."""
-        from . import native
-
-        return native.isa_class() if self.dtype == "int8" else "xla"
-
-    def _kernels_from(self) -> str:
-        """Where the native kernels' library came from: "wheel", "built with g++", or "none"."""
-        from . import native
-
-        return native.kernels_from() if self.dtype == "int8" else native.FROM_NOWHERE
-
     def info(self) -> dict:
         return {
             "model": self.config.name,
@@ -258,9 +240,7 @@ class Engine:
             "device": self.device,
             "dtype": self.dtype,
             "prefill_dtype": self.prefill_dtype,
-            "isa": self._isa(),
-            "kernels": self._kernels(),
-            "kernels_from": self._kernels_from(),
+            **native.report(self.dtype == "int8"),  # isa, kernels, kernels_from
             "devices": self.num_devices,
             "parameters": count_params(self.config),
             "layers": self.config.num_layers,

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 from typing import Sequence
 
 import numpy as np
 
+from .constraint import piece_text
+
 _BLANKS = frozenset(" \t")
-_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,15 +51,6 @@ class _Start:
 _START = _Start()
 
 
-def piece_text(tokenizer, i: int) -> str:
-    """The text a token adds inside a line (SentencePiece's "▁" as a space, byte pieces as their byte)."""
-    piece = tokenizer.id_to_piece(i)
-    byte = _BYTE_PIECE.fullmatch(piece)
-    if byte:
-        return chr(int(byte.group(1), 16))
-    return piece.replace("▁", " ")
-
-
 def heal(tokenizer, prompt_ids: Sequence[int]) -> tuple[list[int], Healing | None]:
     """`prompt_ids` without a last blank token that follows code on its line, and the healing that
     writes it again; or the prompt as it is and None."""
@@ -74,6 +65,11 @@ def heal(tokenizer, prompt_ids: Sequence[int]) -> tuple[list[int], Healing | Non
     if not mask.any():
         return ids, None
     return ids[:-1], Healing(text, mask)
+
+
+def prepare(tokenizer) -> None:
+    """Read the vocabulary's blank-led pieces now (the engine's warm-up), not at the first request."""
+    _blank_led(tokenizer)
 
 
 @functools.lru_cache(maxsize=16)

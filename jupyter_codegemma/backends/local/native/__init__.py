@@ -232,6 +232,14 @@ def kernels_from() -> str:
     return str(_state.get("from", FROM_NOWHERE))
 
 
+def report(in_use: bool) -> dict[str, str]:
+    """What `codegemma info` says of the kernels: the ISA class they run on, which they are, and where
+    their library came from; `in_use` False (weights no kernel multiplies: not int8) reports none."""
+    if not in_use:
+        return {"isa": "xla", "kernels": "xla", "kernels_from": FROM_NOWHERE}
+    return {"isa": isa_class(), "kernels": describe(), "kernels_from": kernels_from()}
+
+
 def native_unavailable_reason() -> str:
     """Why no kernel (or no better kernel) runs here."""
     return str(_state.get("why", "not tried"))
