@@ -18,6 +18,13 @@
 // A unit of work is a chunk of weight rows; within it, activation rows go in blocks that stay
 // in the L2 cache while the chunk's weight rows pass over them, and each inner step multiplies
 // kWeightRows weight rows by up to kActRows activation rows, loading each once.
+//
+// Decoding (one activation row) reads the weights once, so it is bound by memory: it goes one
+// weight row at a time, which reads memory in one sequential stream, and asks for each cache line
+// kPrefetchBytes ahead. Four rows at a time (four streams 640 bytes apart for Gemma 3 270M) read
+// the 168 MB output head at 6.2 GB/s on a 2-core AMD EPYC (AVX2); one stream with the prefetch
+// at 13-14 GB/s, near the 17.5 GB/s a plain read of the same memory reaches. The sums are
+// formed in the same order either way, so every tile shape gives the same bits.
 
 #include <immintrin.h>
 
@@ -42,7 +49,8 @@ constexpr int64_t kBlock = codegemma::kQuantBlock;
 constexpr int64_t kChunkRows = 64;   // weight rows per unit of work shared between threads
 constexpr int64_t kRowBlock = 32;    // activation rows per pass over a chunk (≤ 128 KiB at K = 2048)
 constexpr int kWeightRows = 2;       // register tile: weight rows …
-constexpr int kActRows = 4;          // … times activation rows (decoding: 4 × 1)
+constexpr int kActRows = 4;          // … times activation rows (decoding: 1 × 1)
+constexpr int64_t kPrefetchBytes = 1024;  // how far ahead of a row's reads the next cache line is asked for
 
 struct Quantized {
   std::vector<int8_t> q;          // [M, K]
@@ -100,6 +108,7 @@ inline void Tile(const Problem& p, int64_t r, int64_t m) {
     __m256i dot[R][T];
     for (int j = 0; j < R; ++j)
       for (int t = 0; t < T; ++t) dot[j][t] = _mm256_setzero_si256();
+    for (int j = 0; j < R; ++j) _mm_prefetch(reinterpret_cast<const char*>(w + j * k + b * kBlock + kPrefetchBytes), _MM_HINT_T0);
     for (int64_t half = b * kBlock; half < (b + 1) * kBlock; half += 32) {
       __m256i wv[R];
       for (int j = 0; j < R; ++j) wv[j] = Load(w + j * k + half);
@@ -135,10 +144,8 @@ void RowsTimesActivations(const Problem& p, int64_t r, int64_t m_begin, int64_t 
 }
 
 void MultiplyChunk(const Problem& p, int64_t m_rows, int64_t row_begin, int64_t row_end) {
-  if (m_rows == 1) {  // decoding: bound by reading the weights, so four rows at a time
-    int64_t r = row_begin;
-    for (; r + 4 <= row_end; r += 4) Tile<4, 1>(p, r, 0);
-    for (; r < row_end; ++r) Tile<1, 1>(p, r, 0);
+  if (m_rows == 1) {  // decoding: bound by reading the weights, so one sequential stream
+    for (int64_t r = row_begin; r < row_end; ++r) Tile<1, 1>(p, r, 0);
     return;
   }
   for (int64_t m0 = 0; m0 < m_rows; m0 += kRowBlock) {
