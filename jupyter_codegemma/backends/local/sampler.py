@@ -44,6 +44,12 @@ def recent_window(ids: Sequence[int], size: int) -> np.ndarray:
     return window
 
 
+def _read_id(token: jax.Array) -> int:
+    """The id in a [1] device array, copied to the host as it is (`token[0]` would first dispatch an
+    indexing computation, ~0.7 ms of the host's cores per token)."""
+    return int(np.asarray(token)[0])
+
+
 class Sampler:
     """Owns the compiled steps and the KV cache of one model (batch size 1, one thread at a time)."""
 
@@ -178,7 +184,7 @@ class Sampler:
         position = len(prompt_ids)  # where the pending token's keys and values will be written
         stats.finish_reason = "length"
         if self.speculative and shape.greedy and on_logits is None:
-            yield from self._greedy_with_drafts(prompt_ids, int(token[0]), max_new_tokens, stop_ids, cancel, stats,
+            yield from self._greedy_with_drafts(prompt_ids, _read_id(token), max_new_tokens, stop_ids, cancel, stats,
                                                 shape, sampling.repetition_penalty)
             return
         # With the penalty, the window of recent ids lives on the device: each decode step adds the
@@ -192,7 +198,8 @@ class Sampler:
                 pending = None
                 if step + 1 < max_new_tokens and position < self.cache_len:
                     cache = self._take_cache()
-                    key = jax.random.fold_in(base_key, position + 1)
+                    # Greedy picks ignore the key: no per-step fold_in (a dispatched computation on the host's cores).
+                    key = base_key if shape.greedy else jax.random.fold_in(base_key, position + 1)
                     extra = (recent, penalty) if shape.penalty_window else ()
                     pending = self._run(decode_step, self.model, self.params, token, cache, jnp.int32(position), key,
                                         temperature, top_p, *extra, kv_len=kv_bucket(position + 1, self.cache_len),
@@ -202,7 +209,7 @@ class Sampler:
                         recent = pending[3]
                 if on_logits is not None:
                     on_logits(logits)
-                token_id = int(token[0])
+                token_id = _read_id(token)
                 if pending is not None:
                     self._cached_ids.append(token_id)
                 stats.new_tokens += 1
@@ -237,6 +244,7 @@ class Sampler:
         as plain penalised decoding picks it."""
         window = shape.penalty_window
         penalty = jnp.float32(repetition_penalty) if window else None
+        unused_key, one = jax.random.PRNGKey(0), jnp.float32(1)  # greedy decode steps ignore both
         context = list(prompt_ids) + [first]
         position = len(prompt_ids)  # where the last token's keys and values go
         emitted = 0
@@ -266,10 +274,10 @@ class Sampler:
                     token, _, cache, *_ = self._run(
                         decode_step, self.model, self.params, jnp.asarray([context[-1]], jnp.int32), cache,
                         jnp.int32(position),
-                        jax.random.PRNGKey(0), jnp.float32(1), jnp.float32(1), *extra,
+                        unused_key, one, one, *extra,
                         kv_len=kv_bucket(position + 1, self.cache_len), shape=shape)
                     self._cache = cache
-                    pending = [int(token[0])]
+                    pending = [_read_id(token)]
                 else:
                     fed = np.zeros((1, VERIFY_LEN), np.int32)
                     fed[0, :1 + len(draft)] = [context[-1]] + draft
