@@ -51,6 +51,7 @@ constexpr int64_t kRowBlock = 32;    // activation rows per pass over a chunk (�
 constexpr int kWeightRows = 2;       // register tile: weight rows …
 constexpr int kActRows = 4;          // … times activation rows (decoding: 1 × 1)
 constexpr int64_t kPrefetchBytes = 1024;  // how far ahead of a row's reads the next cache line is asked for
+constexpr int64_t kPrefetchedRows = 16;   // up to this many activation rows, the weights are prefetched
 
 struct Quantized {
   std::vector<int8_t> q;          // [M, K]
@@ -92,8 +93,9 @@ struct Problem {
   float* y;
 };
 
-// y[m .. m+T, r .. r+R] for weight rows r … r+R-1 and activation rows m … m+T-1.
-template <int R, int T>
+// y[m .. m+T, r .. r+R] for weight rows r … r+R-1 and activation rows m … m+T-1; with Prefetch, asking
+// for each weight row's cache line kPrefetchBytes ahead (a few activation rows: bound by memory).
+template <int R, int T, bool Prefetch>
 inline void Tile(const Problem& p, int64_t r, int64_t m) {
   const int64_t k = p.k, blocks = k / kBlock;
   const __m256i ones = _mm256_set1_epi16(1);
@@ -108,7 +110,8 @@ inline void Tile(const Problem& p, int64_t r, int64_t m) {
     __m256i dot[R][T];
     for (int j = 0; j < R; ++j)
       for (int t = 0; t < T; ++t) dot[j][t] = _mm256_setzero_si256();
-    for (int j = 0; j < R; ++j) _mm_prefetch(reinterpret_cast<const char*>(w + j * k + b * kBlock + kPrefetchBytes), _MM_HINT_T0);
+    if (Prefetch)
+      for (int j = 0; j < R; ++j) _mm_prefetch(reinterpret_cast<const char*>(w + j * k + b * kBlock + kPrefetchBytes), _MM_HINT_T0);
     for (int64_t half = b * kBlock; half < (b + 1) * kBlock; half += 32) {
       __m256i wv[R];
       for (int j = 0; j < R; ++j) wv[j] = Load(w + j * k + half);
@@ -131,28 +134,39 @@ inline void Tile(const Problem& p, int64_t r, int64_t m) {
 }
 
 // Weight rows r … r+R-1 times activation rows [m_begin, m_end).
-template <int R>
+template <int R, bool Prefetch>
 void RowsTimesActivations(const Problem& p, int64_t r, int64_t m_begin, int64_t m_end) {
   int64_t m = m_begin;
-  for (; m + kActRows <= m_end; m += kActRows) Tile<R, kActRows>(p, r, m);
+  for (; m + kActRows <= m_end; m += kActRows) Tile<R, kActRows, Prefetch>(p, r, m);
   switch (m_end - m) {
-    case 3: Tile<R, 3>(p, r, m); break;
-    case 2: Tile<R, 2>(p, r, m); break;
-    case 1: Tile<R, 1>(p, r, m); break;
+    case 3: Tile<R, 3, Prefetch>(p, r, m); break;
+    case 2: Tile<R, 2, Prefetch>(p, r, m); break;
+    case 1: Tile<R, 1, Prefetch>(p, r, m); break;
     default: break;
+  }
+}
+
+template <bool Prefetch>
+void RowBlocks(const Problem& p, int64_t m_rows, int64_t row_begin, int64_t row_end) {
+  for (int64_t m0 = 0; m0 < m_rows; m0 += kRowBlock) {
+    const int64_t m1 = std::min(m_rows, m0 + kRowBlock);
+    int64_t r = row_begin;
+    for (; r + kWeightRows <= row_end; r += kWeightRows) RowsTimesActivations<kWeightRows, Prefetch>(p, r, m0, m1);
+    for (; r < row_end; ++r) RowsTimesActivations<1, Prefetch>(p, r, m0, m1);
   }
 }
 
 void MultiplyChunk(const Problem& p, int64_t m_rows, int64_t row_begin, int64_t row_end) {
   if (m_rows == 1) {  // decoding: bound by reading the weights, so one sequential stream
-    for (int64_t r = row_begin; r < row_end; ++r) Tile<1, 1>(p, r, 0);
+    for (int64_t r = row_begin; r < row_end; ++r) Tile<1, 1, true>(p, r, 0);
     return;
   }
-  for (int64_t m0 = 0; m0 < m_rows; m0 += kRowBlock) {
-    const int64_t m1 = std::min(m_rows, m0 + kRowBlock);
-    int64_t r = row_begin;
-    for (; r + kWeightRows <= row_end; r += kWeightRows) RowsTimesActivations<kWeightRows>(p, r, m0, m1);
-    for (; r < row_end; ++r) RowsTimesActivations<1>(p, r, m0, m1);
+  // Draft checks (8 rows) are still bound by memory, and the prefetch halves their time on the output
+  // head (45 -> 20 ms at 4 rows); prompt chunks are bound by arithmetic, and it only costs them.
+  if (m_rows <= kPrefetchedRows) {
+    RowBlocks<true>(p, m_rows, row_begin, row_end);
+  } else {
+    RowBlocks<false>(p, m_rows, row_begin, row_end);
   }
 }
 
