@@ -117,8 +117,9 @@ class CompletionResult(GenerationResult):
     raw_text: str = ""  # what the model wrote, before shaping to the mode
     mode: str = "line"  # the mode used ("auto" resolved)
     layout: str = "psm"  # the prompt layout: "psm", "spm" or "prefix-only"
-    # The check of backends/candidates.py: "passed", "replaced" (by an alternative), "withheld" (none
-    # passed: the text is empty), "" when it did not run; and how many candidates were written.
+    # The check of backends/candidates.py: "passed", "replaced" (by an alternative), "ranked" (another
+    # passing suggestion followed by the code after the cursor was likelier: local/alternatives.py),
+    # "withheld" (none passed: the text is empty), "" when it did not run; and how many candidates were written.
     checked: str = ""
     candidates: int = 0
 

@@ -30,6 +30,9 @@ def add_parser(commands) -> None:
                     help="prompt: auto (PSM with FIM tokens, else prefix-only), psm or spm (FIM models)")
     ev.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
                     help="default: 48 for single-line, 160 for multi-line and random spans")
+    ev.add_argument("--rank-by-suffix", choices=("on", "off"), default="off",
+                    help="a model without FIM: score several passing suggestions followed by the code after the "
+                    "gap and take the likeliest (default off)")
     ev.add_argument("--timeout", type=float, default=15.0, metavar="S", help="wall-clock seconds for a task's tests")
     ev.add_argument("--save", metavar="FILE", help="append one JSON line per task as it finishes (kept if interrupted)")
     ev.add_argument("--json", action="store_true", help="print the summaries and every task's result as JSON")
@@ -60,7 +63,8 @@ def cmd_eval(args, out: IO[str]) -> int:
     except ValueError as e:
         raise CliError(str(e)) from None
     limits = dataclasses.replace(DEFAULT_LIMITS, wall_s=args.timeout)
-    options = evaluation.EvalOptions(mode=args.mode, max_new_tokens=args.max_new_tokens, limits=limits)
+    options = evaluation.EvalOptions(mode=args.mode, max_new_tokens=args.max_new_tokens, limits=limits,
+                                     rank_by_suffix=args.rank_by_suffix == "on")
     engine = load_engine(args)
     engine.warm_up()
     save = open(args.save, "a", encoding="utf-8") if args.save else None

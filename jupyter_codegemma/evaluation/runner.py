@@ -37,6 +37,7 @@ class EvalOptions:
     mode: str = "auto"  # prompt mode: auto (psm with FIM, else prefix-only), psm, spm
     max_new_tokens: int | None = None  # None: the engine's default for the cut (48 a line, 160 a block)
     limits: Limits = DEFAULT_LIMITS
+    rank_by_suffix: bool = False  # Engine.complete's: a model without FIM ranks suggestions by the code after the gap
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ def complete_task(engine, task: Task, options: EvalOptions = EvalOptions()):
     # As the kernel completes (checked, alternatives when the first fails: backends/candidates.py); the
     # program runs alone, so the names it can read are those its text binds and the builtins.
     result = engine.complete(task.prompt, suffix, mode=CUT[task.benchmark], layout=layout,
-                             max_new_tokens=options.max_new_tokens, namespace=()).wait()
+                             max_new_tokens=options.max_new_tokens, namespace=(),
+                             rank_by_suffix=options.rank_by_suffix).wait()
     middle = result.text
     if task.whole_lines and middle and not middle.endswith("\n"):
         middle += "\n"

@@ -7,6 +7,14 @@ model's own logits, each continued greedily. The prompt's keys and values are ca
 costs one new prompt token and its continuation. Then, if none passed, the same at its first word and
 at its first token. The first alternative that passes is shown (one that is only a comment only when
 no other does, unless the model's own was a comment too); when none does, nothing is (withheld).
+
+A model without FIM sees only the code before the cursor. With `rank_by_suffix`, when the code after
+the cursor goes on (its next line of code), a first suggestion that passes is not shown at once: the
+model's other likeliest suggestions are made the same way (branching at its first word) and every
+one that passes is scored by the model on the text it would make, the suggestion and the next line
+after it together (scoring.py); the likeliest is shown. The next line is what the model could not
+see: `for idx2, elem2 in enumerate(numbers):` before a line using `idx2` follows better than
+`if elem > threshold:`.
 """
 
 from __future__ import annotations
@@ -22,31 +30,45 @@ from .healing import Healing, decoder_of
 
 BRANCHES = 4  # alternatives tried at one position
 MAX_ALTERNATIVES = 8  # at most, per request
+# What the suffix ranking scores: this much of the code before the cursor (from a line's start; the
+# next line depends on what is near), so its cost does not grow with the notebook.
+SCORED_PREFIX_CHARS = 2000
 
 
 def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: Sequence[int], prefix: str,
             suffix: str, new_shape: Callable[[], Shape], max_new_tokens: int, stops: Sequence[int],
             cancel: CancelToken | None, namespace: Collection[str] | None,
-            allowed_names: Sequence[str], healed: Healing | None = None) -> Iterator[str]:
+            allowed_names: Sequence[str], healed: Healing | None = None,
+            rank_by_suffix: bool = False) -> Iterator[str]:
     """Stream the first suggestion (`first`, which fills `result`); once it has ended, check it and, if
     it fails, replace it with the first alternative that passes, or with nothing. `healed`: the prompt
     lost its last blanks (healing.py), so a suggestion's first token must write them again. While it
-    streams, only the texts that pass are shown (candidates.passing)."""
+    streams, only the texts that pass are shown (candidates.passing). `rank_by_suffix`: see the module."""
 
     def verdict(text: str) -> candidates.Verdict:
         return candidates.verdict_for(prefix, text, suffix, namespace, allowed_names)
 
-    yield from candidates.passing(first, verdict)
+    next_line = _next_code_line(suffix) if rank_by_suffix else ""
+    if next_line:
+        for _ in first:  # nothing is shown before the ranking has chosen
+            pass
+    else:
+        yield from candidates.passing(first, verdict)
     if cancel is not None and cancel.is_set():
         return
 
     first_verdict = verdict(result.text)
     result.candidates = 1
+    started, decode = time.perf_counter(), decoder_of(engine.tokenizer, healed)
+    ids = [i for i in result.ids if i not in stops]
+    if first_verdict.ok and next_line:
+        yield _ranked_by_suffix(engine, decode, result, ids, prompt_ids, prefix, suffix, next_line, verdict,
+                                new_shape, max_new_tokens, stops, cancel, healed)
+        result.total_ms += (time.perf_counter() - started) * 1e3
+        return
     if first_verdict.ok:
         result.checked = "passed"
         return
-    started, decode = time.perf_counter(), decoder_of(engine.tokenizer, healed)
-    ids = [i for i in result.ids if i not in stops]
     # Where it went wrong, then its first word (after the indentation), then its first token.
     code = len(result.text) - len(result.text.lstrip())
     positions = list(dict.fromkeys([_token_at(decode, ids, first_verdict.offset), _token_at(decode, ids, code), 0]))
@@ -73,6 +95,48 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
     result.candidates, result.checked, result.text = 1 + tried, "replaced" if fallback else "withheld", fallback
     result.total_ms += (time.perf_counter() - started) * 1e3
     yield fallback
+
+
+def _next_code_line(suffix: str) -> str:
+    """The code after the cursor up to the first later line that holds code, that line included (""
+    when there is none): what the suffix ranking scores after each suggestion."""
+    lines = suffix.split("\n")
+    for i in range(1, len(lines)):
+        if lines[i].strip() and not lines[i].lstrip().startswith("#"):
+            return "\n".join(lines[:i + 1])
+    return ""
+
+
+def _ranked_by_suffix(engine, decode, result: CompletionResult, ids: list[int], prompt_ids: Sequence[int],
+                      prefix: str, suffix: str, next_line: str, verdict, new_shape, max_new_tokens: int,
+                      stops: Sequence[int], cancel: CancelToken | None, healed: Healing | None) -> str:
+    """The likeliest of the first suggestion (which passed) and its passing alternatives from its first
+    word, each scored with the code up to the next line of code after it. Sets `result`'s text,
+    `candidates` and `checked` ("passed": the model's own won; "ranked": another did)."""
+    code = len(result.text) - len(result.text.lstrip())
+    position = _token_at(decode, ids, code)
+    options = [result.text]
+    first_mask = healed.mask if healed is not None and position == 0 else None
+    tried = 0
+    for token in _branches(engine, list(prompt_ids) + ids[:position], ids[position:position + 1], first_mask):
+        if cancel is not None and cancel.is_set():
+            break
+        tried += 1
+        text, new_tokens = _continue(engine, decode, prompt_ids, ids[:position] + [token], new_shape(),
+                                     max_new_tokens, stops, cancel)
+        result.stats.new_tokens += new_tokens
+        if text.strip() and text not in options and not _only_comments(text) and verdict(text).ok:
+            options.append(text)
+    result.candidates = 1 + tried
+    best = 0
+    if len(options) > 1 and not (cancel is not None and cancel.is_set()):
+        start = prefix.rfind("\n", 0, max(len(prefix) - SCORED_PREFIX_CHARS, 0)) + 1
+        # Up to the next line of code; the line that follows the suggestion starts after its own end.
+        scores = engine.score([prefix[start:] + option + next_line for option in options])
+        best = max(range(len(options)), key=lambda i: scores[i])
+    result.checked = "passed" if best == 0 else "ranked"
+    result.text = options[best]
+    return result.text
 
 
 def _only_comments(text: str) -> bool:

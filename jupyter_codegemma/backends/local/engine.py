@@ -333,7 +333,8 @@ class Engine:
                  path: str | None = None, context_files: Sequence[fim.ContextFile] = (),
                  max_new_tokens: int | None = None, sampling: SamplingParams = SamplingParams(),
                  cancel: CancelToken | None = None, allowed_names: Sequence[str] = (),
-                 namespace: Collection[str] | None = None, check: bool = True) -> "Completion":
+                 namespace: Collection[str] | None = None, check: bool = True,
+                 rank_by_suffix: bool = False) -> "Completion":
         """Complete the code between `prefix` and `suffix` (the cursor sits between them).
 
         Iterating the result gives the whole suggestion so far, each time it changes. Models
@@ -342,7 +343,8 @@ class Engine:
         cursor (see fim.build_prompt). Generation stops as soon as the suggestion is complete
         for its mode (the end of the line, or of the block). `allowed_names`: the suggestion begins
         with one of them (constraint.py). `check`: it passes backends/candidates.py, or the next best
-        that does is shown, or nothing (alternatives.py).
+        that does is shown, or nothing (alternatives.py). `rank_by_suffix` (a model without FIM, with
+        `check`): the likeliest of several passing suggestions followed by the code after the cursor.
         """
         resolved = fim.resolve_mode(mode, prefix, suffix)
         if max_new_tokens is None:
@@ -371,7 +373,8 @@ class Engine:
         stream = shaped_stream(start, new_shape(), result, cancel)
         if check:
             stream = alternatives.checked(self, stream, result, prompt_ids, prefix, suffix, new_shape, max_new_tokens,
-                                          stops, cancel, namespace, tuple(n for n in allowed_names if n), healed)
+                                          stops, cancel, namespace, tuple(n for n in allowed_names if n), healed,
+                                          rank_by_suffix=rank_by_suffix and not self.has_fim)
         return Completion(stream, result)
 
     def complete_text(self, prompt: str | Sequence[int], **kwargs) -> GenerationResult:
