@@ -59,15 +59,15 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
 
     first_verdict = verdict(result.text)
     result.candidates = 1
+    if first_verdict.ok and not next_line:
+        result.checked = "passed"
+        return
     started, decode = time.perf_counter(), decoder_of(engine.tokenizer, healed)
     ids = [i for i in result.ids if i not in stops]
-    if first_verdict.ok and next_line:
-        yield _ranked_by_suffix(engine, decode, result, ids, prompt_ids, prefix, suffix, next_line, verdict,
+    if first_verdict.ok:
+        yield _ranked_by_suffix(engine, decode, result, ids, prompt_ids, prefix, next_line, verdict,
                                 new_shape, max_new_tokens, stops, cancel, healed)
         result.total_ms += (time.perf_counter() - started) * 1e3
-        return
-    if first_verdict.ok:
-        result.checked = "passed"
         return
     # Where it went wrong, then its first word (after the indentation), then its first token.
     code = len(result.text) - len(result.text.lstrip())
@@ -108,7 +108,7 @@ def _next_code_line(suffix: str) -> str:
 
 
 def _ranked_by_suffix(engine, decode, result: CompletionResult, ids: list[int], prompt_ids: Sequence[int],
-                      prefix: str, suffix: str, next_line: str, verdict, new_shape, max_new_tokens: int,
+                      prefix: str, next_line: str, verdict, new_shape, max_new_tokens: int,
                       stops: Sequence[int], cancel: CancelToken | None, healed: Healing | None) -> str:
     """The likeliest of the first suggestion (which passed) and its passing alternatives from its first
     word, each scored with the code up to the next line of code after it. Sets `result`'s text,
