@@ -3,8 +3,10 @@ model decoding with int8 weights the same way it runs a full pass."""
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +17,7 @@ from jupyter_codegemma.backends.local import config as configs
 from jupyter_codegemma.backends.local import native as kernels, quantize
 from jupyter_codegemma.backends.local.model import Transformer, init_params
 from jupyter_codegemma.backends.local.sampler import Sampler
+from jupyter_codegemma.backends.local.weights_on_device import HUGE_PAGE, weights_to_device
 
 
 def test_rows_are_quantized_symmetrically_with_one_scale_each():
@@ -115,13 +118,16 @@ def test_a_chunk_of_rows_equals_its_rows_one_at_a_time():
         assert kernels.amx_enabled() or os.environ.get("CODEGEMMA_AMX") == "0", kernels.native_unavailable_reason()
     rng = np.random.RandomState(4)
     q, scale = kernels.quantize_rows(rng.randn(1536, 640).astype(np.float32))
-    x = rng.randn(kernels.AMX_MIN_ROWS + 21, 640).astype(np.float32)  # a ragged last tile
     matmul = jax.jit(kernels.int8_matmul, static_argnames="isa")
-    for isa in _native_classes():
-        chunk = np.asarray(matmul(x, q, scale, isa=isa))
-        one_by_one = np.concatenate([np.asarray(matmul(row[None], q, scale, isa=isa)) for row in x])
-        atol = 1e-5 * np.abs(one_by_one).max() if isa == "amx" else 0
-        np.testing.assert_allclose(chunk, one_by_one, rtol=0, atol=atol, err_msg=isa)
+    # A draft check's 8 rows (split like decoding: one range of weight rows per core) and a
+    # prompt chunk's rows with a ragged last tile (shared out in small chunks).
+    for rows in (8, kernels.AMX_MIN_ROWS + 21):
+        x = rng.randn(rows, 640).astype(np.float32)
+        for isa in _native_classes():
+            chunk = np.asarray(matmul(x, q, scale, isa=isa))
+            one_by_one = np.concatenate([np.asarray(matmul(row[None], q, scale, isa=isa)) for row in x])
+            atol = 1e-5 * np.abs(one_by_one).max() if isa == "amx" else 0
+            np.testing.assert_allclose(chunk, one_by_one, rtol=0, atol=atol, err_msg=f"{isa}, {rows} rows")
 
 
 def test_quantized_tree_keeps_norms_in_float32():
@@ -133,6 +139,29 @@ def test_quantized_tree_keeps_norms_in_float32():
     assert layer["attn"]["qkv"]["w"].dtype == np.int8 and layer["attn"]["qkv"]["scale"].dtype == np.float32
     assert layer["pre_attention_norm"]["scale"].dtype == np.float32
     assert q["embedder"]["input_embedding_scale"].shape == (config.vocab_size,)
+
+
+@pytest.mark.skipif(jax.devices()[0].platform != "cpu" or not sys.platform.startswith("linux"),
+                    reason="the host arena is for the CPU device on Linux")
+def test_int8_weights_go_into_one_huge_page_arena_that_the_cpu_device_uses_in_place():
+    """The int8 matrices are copied once, into one arena that starts on a huge page, and the
+    device arrays use it in place; they keep their values after the numpy tree is gone."""
+    params = quantize.quantize_int8(jax.tree.map(np.asarray, init_params(configs.tiny_gemma3())))
+    int8 = [np.array(a) for a in jax.tree_util.tree_leaves(params) if a.dtype == np.int8]
+    on_device = weights_to_device(params, jnp.float32, huge_pages=True)
+    del params
+    gc.collect()
+    _ = [np.ones(1 << 16) for _ in range(64)]  # reuse freed memory, if anything was freed
+    arrays = [a for a in jax.tree_util.tree_leaves(on_device) if a.dtype == jnp.int8]
+    assert len(arrays) == len(int8)
+    pointers = [a.unsafe_buffer_pointer() for a in arrays]
+    span = sum(-(-a.nbytes // 4096) * 4096 for a in int8)
+    assert pointers[0] % HUGE_PAGE == 0
+    assert all(pointers[0] <= p < pointers[0] + span for p in pointers), "a matrix was copied out of the arena"
+    for expected, actual in zip(int8, arrays):
+        np.testing.assert_array_equal(np.asarray(actual), expected)
+    floats = [a for a in jax.tree_util.tree_leaves(on_device) if a.dtype != jnp.int8]
+    assert floats and all(a.dtype == jnp.float32 for a in floats)
 
 
 def test_int8_decoding_matches_a_full_int8_pass_and_stays_close_to_float():

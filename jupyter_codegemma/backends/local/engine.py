@@ -112,7 +112,7 @@ class Engine:
         # Activations stay float32 on CPU: the int8 kernel takes float32 and XLA's CPU
         # elementwise work is no faster in bfloat16.
         act = jnp.float32 if platform == "cpu" else jnp.bfloat16
-        params = weights_to_device(quantized, act)
+        params = weights_to_device(quantized, act, huge_pages=platform == "cpu")
         model = Transformer(self.config, dtype=act)
         prefill_model = prefill_params = None
         if self.prefill_dtype != "int8":

@@ -2,20 +2,74 @@
 
 from __future__ import annotations
 
+import mmap
+import sys
+
 import numpy as np
 
+HUGE_PAGE = 2 << 20  # bytes in one x86-64 / ARM64 transparent huge page
+_ALIGN = 4096  # each matrix starts on a page: the CPU device uses page-aligned host memory in place
 
-def weights_to_device(params, float_dtype):
+
+def weights_to_device(params, float_dtype, *, huge_pages: bool = False):
     """numpy tree -> device arrays: int8 matrices stay int8, scales (of norms and of int8 rows)
-    stay float32 (norms compute in float32 anyway), the other weights become float_dtype."""
+    stay float32 (norms compute in float32 anyway), the other weights become float_dtype.
+
+    With `huge_pages` (the CPU device, on Linux) the int8 matrices go into one host arena advised
+    for transparent huge pages (`HostArena`), which the device arrays use in place."""
     import jax
     import jax.numpy as jnp
+
+    arena = None
+    if huge_pages and sys.platform.startswith("linux"):
+        sizes = [np.asarray(a).nbytes for a in jax.tree_util.tree_leaves(params) if np.asarray(a).dtype == np.int8]
+        arena = HostArena(sum(_aligned(n) for n in sizes)) if sizes else None
 
     def put(path, a):
         a = np.asarray(a)
         if a.dtype == np.int8:
-            return jnp.asarray(a)
+            return arena.put(a) if arena is not None else jnp.asarray(a)
         name = str(getattr(path[-1], "key", path[-1]))
         return jnp.asarray(a, dtype=jnp.float32 if name.endswith("scale") else float_dtype)
 
     return jax.tree_util.tree_map_with_path(put, params)
+
+
+class HostArena:
+    """One anonymous mapping that holds the int8 matrices, advised for transparent huge pages.
+
+    Decoding reads every int8 weight once per token (~260 MB for Gemma 3 270M), as one stream per
+    core. In 4 KB pages the stream needs a new address translation every 4 KB; in 2 MB pages, one
+    every 2 MB. Measured on a 2-core AMD EPYC (AVX2 kernels), the 72 int8 products of Gemma 3
+    270M's 18 layers in one decode step: 9.6 -> 8.2 ms. `jax.device_put` of page-aligned host
+    memory makes a CPU device array that uses it in place, without a copy, and keeps the numpy view
+    (and through it the mapping) alive as long as the array lives. Where the kernel ignores the
+    advice (transparent huge pages set to "never"), these are ordinary pages."""
+
+    def __init__(self, nbytes: int):
+        # One huge page more than needed, so the first matrix can start on a huge-page boundary.
+        self._map = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if hasattr(mmap, "MADV_HUGEPAGE"):
+            try:
+                self._map.madvise(mmap.MADV_HUGEPAGE)
+            except OSError:
+                pass  # a kernel without transparent huge pages: ordinary pages
+        self._bytes = np.frombuffer(self._map, np.uint8)
+        self._offset = -self._bytes.ctypes.data % HUGE_PAGE
+        self.start = self._bytes.ctypes.data + self._offset  # where the first matrix goes
+        self.end = self._bytes.ctypes.data + len(self._bytes)
+
+    def put(self, a: np.ndarray):
+        """A copy of `a` in the arena, as a device array that uses it in place."""
+        import jax
+
+        if self._offset + a.nbytes > len(self._bytes):
+            raise ValueError(f"HostArena: {a.nbytes} more bytes do not fit")
+        view = self._bytes[self._offset:self._offset + a.nbytes].view(a.dtype).reshape(a.shape)
+        view[...] = a
+        self._offset += _aligned(a.nbytes)
+        return jax.device_put(view)
+
+
+def _aligned(nbytes: int) -> int:
+    return -(-nbytes // _ALIGN) * _ALIGN

@@ -15,9 +15,12 @@
 // 32 258 (both sides are quantized to ±127), so nothing saturates. VPMADDWD by ones widens
 // the pairs to int32. That is four instructions per 32 products, for any number of rows.
 //
-// A unit of work is a chunk of weight rows; within it, activation rows go in blocks that stay
-// in the L2 cache while the chunk's weight rows pass over them, and each inner step multiplies
-// kWeightRows weight rows by up to kActRows activation rows, loading each once.
+// Prompt chunks are bound by arithmetic: the cores share small chunks of weight rows; within one,
+// activation rows go in blocks that stay in the L2 cache while the chunk's weight rows pass over
+// them, and each inner step multiplies kWeightRows weight rows by up to kActRows activation rows,
+// loading each once. Decoding and draft checks are bound by memory: each core takes one contiguous
+// range of weight rows (ParallelRanges), one sequential stream. On the 2-core EPYC, Gemma 3 270M's
+// 72 layer products of a decode step: 12.1-14.4 ms in chunks of 64 rows handed out in turn, 9.6-11.2 ms.
 //
 // Decoding (one activation row) reads the weights once, so it is bound by memory: it goes one
 // weight row at a time, which reads memory in one sequential stream, and asks for each cache line
@@ -181,10 +184,16 @@ ffi::Error Avx2Int8Matmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Bu
   const int64_t m_rows = xd[0];
   const Quantized xq = QuantizeRows(x.typed_data(), m_rows, xd[1]);
   const Problem p{&xq, xd[1], wd[0], w.typed_data(), scale.typed_data(), y->typed_data()};
-  codegemma::ParallelFor(pool, (p.n + kChunkRows - 1) / kChunkRows, [&](int64_t chunk) {
-    const int64_t begin = chunk * kChunkRows;
-    MultiplyChunk(p, m_rows, begin, std::min(p.n, begin + kChunkRows));
-  });
+  if (m_rows <= kPrefetchedRows) {  // bound by memory: one stream of weight rows per core
+    codegemma::ParallelRanges(pool, p.n, kChunkRows, [&](int64_t begin, int64_t end) {
+      MultiplyChunk(p, m_rows, begin, end);
+    });
+  } else {  // bound by arithmetic: small chunks balance the cores
+    codegemma::ParallelFor(pool, (p.n + kChunkRows - 1) / kChunkRows, [&](int64_t chunk) {
+      const int64_t begin = chunk * kChunkRows;
+      MultiplyChunk(p, m_rows, begin, std::min(p.n, begin + kChunkRows));
+    });
+  }
   return ffi::Error::Success();
 }
 

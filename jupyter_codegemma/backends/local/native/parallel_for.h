@@ -42,6 +42,19 @@ inline void ParallelFor(xla::ffi::ThreadPool& pool, int64_t units, std::function
   while (state->done.load(std::memory_order_acquire) < units) std::this_thread::yield();
 }
 
+// Runs fn(begin, end) over [0, n) split into one contiguous range per pool thread (the calling
+// thread takes the first), each at least min_size long. For products bound by memory: each core
+// then reads its weight rows as one sequential stream, which the hardware prefetcher follows to
+// the end; small chunks handed out in turn interleave the cores' streams and start a new one at
+// every chunk. (A late thread's range is still taken by the caller, as in ParallelFor.)
+inline void ParallelRanges(xla::ffi::ThreadPool& pool, int64_t n, int64_t min_size,
+                           const std::function<void(int64_t, int64_t)>& fn) {
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  const int64_t units = std::clamp<int64_t>(n / std::max<int64_t>(1, min_size), 1, threads);
+  const int64_t size = (n + units - 1) / units;
+  ParallelFor(pool, units, [&](int64_t u) { fn(u * size, std::min(n, (u + 1) * size)); });
+}
+
 }  // namespace codegemma
 
 #endif  // CODEGEMMA_PARALLEL_FOR_H_
