@@ -41,7 +41,7 @@ class HostArena:
     Decoding reads every int8 weight once per token (~260 MB for Gemma 3 270M), as one stream per
     core. In 4 KB pages the stream needs a new address translation every 4 KB; in 2 MB pages, one
     every 2 MB. Measured on a 2-core AMD EPYC (AVX2 kernels), the 72 int8 products of Gemma 3
-    270M's 18 layers in one decode step: 9.6 -> 8.2 ms. `jax.device_put` of page-aligned host
+    270M's 18 layers in one decode step: 9.2-10.5 -> 8.2-8.6 ms. `jax.device_put` of page-aligned host
     memory makes a CPU device array that uses it in place, without a copy, and keeps the numpy view
     (and through it the mapping) alive as long as the array lives. Where the kernel ignores the
     advice (transparent huge pages set to "never"), these are ordinary pages."""
