@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from jupyter_codegemma.backends.candidates import check, starts_with_name
@@ -116,3 +120,19 @@ def test_an_error_in_a_cell_far_above_does_not_hide_the_suggestions_own():
     assert check(prefix, "    return os.path.exists(path)", suffix, namespace=()).ok
     assert not check(prefix, "    return os.path.exists(path", suffix, namespace=()).ok
     assert not check(prefix, "    return os.path.exists(folder)", suffix, namespace=()).ok
+
+
+def test_checking_text_that_python_warns_about_writes_no_warning():
+    """Model text like `1if` or `"\\d"` makes the compiler warn; the check compiles text nobody runs, so
+    nothing reaches stderr (where a kernel would show it), and other code's warnings still do."""
+    code = textwrap.dedent(r'''
+        import warnings
+        from jupyter_codegemma.backends.candidates import check
+        for suggestion in ('1if x else 2', r'"\d+"', 'x is 1'):
+            check("y = ", suggestion, "\nprint(y)\n")
+        compile("z = 1if 1 else 2", "<user>", "exec")
+    ''')
+    done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "Warning:" in line]
+    assert warned == ["<user>:1: SyntaxWarning: invalid decimal literal"], done.stderr

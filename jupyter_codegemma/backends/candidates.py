@@ -28,6 +28,7 @@ import io
 import keyword
 import re
 import tokenize
+import warnings
 from typing import Callable, Collection, Iterator, Sequence
 
 # Errors that only say the text stops too early.
@@ -175,9 +176,17 @@ def _ipython_as_python(text: str) -> str:
     return "\n".join(lines)
 
 
+# The file name the check compiles under. Compiling model text and the user's cell can warn
+# (`1if`: "invalid decimal literal", `"\d"`: "invalid escape sequence"); those warnings are about text
+# nobody ran, so they are ignored for this name only, once, without touching any other filter
+# (`warnings.catch_warnings` would change the filters of every thread while the user's code runs).
+_CHECKED = "<codegemma-check>"
+warnings.filterwarnings("ignore", module=re.escape(_CHECKED) + r"\Z")
+
+
 def _parse(text: str) -> _Status:
     try:
-        return _Status(True, tree=compile(text, "<cell>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True))
+        return _Status(True, tree=compile(text, _CHECKED, "exec", ast.PyCF_ONLY_AST, dont_inherit=True))
     except SyntaxError as e:
         message = e.msg or "invalid syntax"
         return _Status(False, _offset_of(text, e.lineno, e.offset), message, any(m in message for m in _INCOMPLETE)
