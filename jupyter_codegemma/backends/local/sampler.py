@@ -97,14 +97,16 @@ class Sampler:
         self._cache = None
         self._cached_ids = []
 
-    def _new_cache(self) -> Cache:
-        return self._place_cache(init_cache(self.config, 1, self.cache_len + SPARE_POSITIONS, self.cache_dtype))
+    def _ensure_cache(self) -> Cache:
+        """The sampler's KV cache, a new empty one if it has none."""
+        if self._cache is None:
+            self._cache = self._place_cache(init_cache(self.config, 1, self.cache_len + SPARE_POSITIONS,
+                                                       self.cache_dtype))
+            self._cached_ids = []
+        return self._cache
 
     def _take_cache(self) -> Cache:
-        if self._cache is None:
-            self._cache = self._new_cache()
-            self._cached_ids = []
-        cache, self._cache = self._cache, None  # donated to the next step: never reuse the old handle
+        cache, self._cache = self._ensure_cache(), None  # donated to the next step: never reuse the old handle
         return cache
 
     @staticmethod
@@ -383,10 +385,7 @@ class Sampler:
                 # KV cache — a second one would cost 150 MB — under the lock, as a request would.
                 # Lowering neither runs nor donates; compiling, the slow part, needs no arrays.
                 with self._lock:
-                    if self._cache is None:
-                        self._cache = self._new_cache()
-                        self._cached_ids = []
-                    cache = self._cache
+                    cache = self._ensure_cache()
                     if step == "decode":
                         lowered = self._lower(decode_step, self.model, self.params, tokens[0], cache, scalar, key, f32,
                                               f32, kv_len=kv_len, shape=greedy)

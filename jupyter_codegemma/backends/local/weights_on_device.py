@@ -22,7 +22,7 @@ def weights_to_device(params, float_dtype, *, huge_pages: bool = False):
 
     arena = None
     if huge_pages and sys.platform.startswith("linux"):
-        sizes = [np.asarray(a).nbytes for a in jax.tree_util.tree_leaves(params) if np.asarray(a).dtype == np.int8]
+        sizes = [a.nbytes for a in map(np.asarray, jax.tree_util.tree_leaves(params)) if a.dtype == np.int8]
         arena = HostArena(sum(_aligned(n) for n in sizes)) if sizes else None
 
     def put(path, a):
@@ -55,9 +55,7 @@ class HostArena:
             except OSError:
                 pass  # a kernel without transparent huge pages: ordinary pages
         self._bytes = np.frombuffer(self._map, np.uint8)
-        self._offset = -self._bytes.ctypes.data % HUGE_PAGE
-        self.start = self._bytes.ctypes.data + self._offset  # where the first matrix goes
-        self.end = self._bytes.ctypes.data + len(self._bytes)
+        self._offset = -self._bytes.ctypes.data % HUGE_PAGE  # the first matrix starts on a huge page
 
     def put(self, a: np.ndarray):
         """A copy of `a` in the arena, as a device array that uses it in place."""
