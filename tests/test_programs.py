@@ -3,6 +3,9 @@ tokens; files that cannot be read are written again."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,3 +107,38 @@ def test_the_warm_up_compiles_each_program_once_for_the_calls(tmp_path):
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     assert [name for name in lowered if "call" in str(name)] == []  # a saved step is jit(call)
+
+
+def test_the_warm_up_compiles_what_a_running_request_needs_next_and_waits_with_the_rest(tmp_path):
+    sampler = Sampler(Transformer(CONFIG), PARAMS, 2048, prefill_buckets=(16, 32), programs=Programs(tmp_path))
+    expected = list(_sampler(None).generate(PROMPT[:20], max_new_tokens=5))
+    # A 20-token prompt runs one 32-position chunk, then decode steps, over the 1 024-position view;
+    # the warm-up's list also holds a chunk over the 2 048-position view, which it does not need.
+    chunk, decode, unneeded = ("prefill", 32, 1024), ("decode", 1, 1024), ("prefill", 32, 2048)
+    assert {chunk, decode, unneeded} <= set(sampler.warm_up_programs())
+    with sampler._lock:  # a request runs (Sampler.generate holds the lock throughout)
+        warm_up = threading.Thread(target=sampler.precompile, kwargs={"yield_to_requests": True})
+        warm_up.start()
+        sampler.prefill(PROMPT[:20])  # announces the decode step; compiles its own chunk
+        for _ in range(300):
+            if sampler._compiles.claimed(decode):
+                break
+            time.sleep(0.02)
+        assert sampler._compiles.claimed(decode) and sampler._compiles.claimed(chunk)
+        assert not sampler._compiles.claimed(unneeded) and warm_up.is_alive()
+    warm_up.join(120)
+    assert not warm_up.is_alive() and sampler._compiles.claimed(unneeded)
+    sampler.reset()
+    lowered = []
+
+    def listen(event, seconds, **kwargs):
+        if event == JAXPR_TO_MLIR_MODULE_EVENT:
+            lowered.append(kwargs.get("fun_name"))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        # Programs lowered from the cache's shapes serve the real calls: none is lowered again.
+        assert list(sampler.generate(PROMPT[:20], max_new_tokens=5)) == expected
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert [name for name in lowered if "call" in str(name)] == []

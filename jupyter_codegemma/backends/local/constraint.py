@@ -56,19 +56,26 @@ class NameTrie:
 
 def piece_text(tokenizer, i: int) -> str:
     """The text a token adds inside a line (SentencePiece's "▁" as a space, a byte piece as its byte)."""
-    piece = tokenizer.id_to_piece(i)
-    byte = _BYTE_PIECE.fullmatch(piece)
+    return _text_of_piece(tokenizer.id_to_piece(i))
+
+
+def _text_of_piece(piece: str) -> str:
+    byte = _BYTE_PIECE.fullmatch(piece) if piece.startswith("<0x") else None
     return chr(int(byte.group(1), 16)) if byte else piece.replace("▁", " ")
 
 
 @functools.lru_cache(maxsize=4)
+def piece_texts(tokenizer) -> tuple[str, ...]:
+    """`piece_text` of every id, in id order, computed once per tokenizer (the vocabulary tables below
+    and healing's read it whole)."""
+    return tuple(map(_text_of_piece, tokenizer.pieces()))
+
+
+@functools.lru_cache(maxsize=4)
 def identifier_continuing(tokenizer) -> np.ndarray:
-    """[V] bool: tokens whose text starts with a letter, digit or '_' (they would lengthen a name).
-    Computed once per tokenizer (a quarter of a million pieces: about a second)."""
-    out = np.zeros(tokenizer.vocab_size, bool)
-    for i in range(tokenizer.vocab_size):
-        first = piece_text(tokenizer, i)[:1]
-        out[i] = first.isalnum() or first == "_"
+    """[V] bool: tokens whose text starts with a letter, digit or '_' (they would lengthen a name)."""
+    out = np.fromiter(((t[:1].isalnum() or t[:1] == "_") for t in piece_texts(tokenizer)), bool,
+                      count=tokenizer.vocab_size)
     for i in (tokenizer.bos_id, tokenizer.eos_id):
         out[i] = False
     return out

@@ -85,10 +85,6 @@ class Engine:
         self.last_prompt_ids: list[int] = []
         self.last_prompt = ""  # prompts are ids here; a server backend keeps the text it sent
         self._warm_up: threading.Thread | None = None
-        # Set while no warm-up is compiling what a short request runs. A request waits for it:
-        # the warm-up compiles those programs two at a time, a request one after another.
-        self._short_programs_ready = threading.Event()
-        self._short_programs_ready.set()
 
     def _int8_sampler(self, checkpoint: Checkpoint, platform: str):
         """Decode with int8 weights; prefill with float weights of `prefill_dtype` (or the same
@@ -163,12 +159,13 @@ class Engine:
         return engine
 
     def warm_up_in_background(self) -> threading.Thread:
-        """Start compiling the usual buckets' programs in a daemon thread (Sampler.precompile);
-        requests meanwhile run alongside it. Stopped, and waited for, when the process exits."""
+        """Start compiling the usual buckets' programs in a daemon thread (Sampler.precompile).
+        While a request runs, the warm-up compiles only the programs it announced (its later prompt
+        chunks, decoding, draft checks: compile_queue.py), and the rest once it is over. Stopped,
+        and waited for, when the process exits."""
         if self._warm_up is not None:
             return self._warm_up
         stop = threading.Event()
-        self._short_programs_ready.clear()
 
         def run():
             try:
@@ -176,19 +173,16 @@ class Engine:
                 # weight once (the first request then does not fault in the memory-mapped arrays)
                 # and compiles the small programs around the steps. The prompt repeats itself so
                 # that drafts get verified too. Then the programs of long prompts.
-                self._sampler.precompile(stop, self._sampler.short_prompt_programs())
-                self._short_programs_ready.set()
+                self._sampler.precompile(stop, self._sampler.short_prompt_programs(), yield_to_requests=True)
+                if not self.has_fim:
+                    healing.prepare(self.tokenizer)  # its table of pieces, once, before a request needs it
                 if not self.last_prompt_ids and not stop.is_set():
                     prompt = [self.tokenizer.bos_id] + [1000, 1001, 1002] * 7
                     for _ in self._sampler.generate(prompt, max_new_tokens=6):
                         pass
-                self._sampler.precompile(stop)
-                if not self.has_fim:
-                    healing.prepare(self.tokenizer)  # its table of pieces, once
+                self._sampler.precompile(stop, yield_to_requests=True)
             except Exception:  # noqa: BLE001 — an optimisation only: requests compile what they need
                 pass
-            finally:
-                self._short_programs_ready.set()
 
         self._warm_up = threading.Thread(target=run, name="codegemma-warm-up", daemon=True)
         self._warm_up.start()
@@ -300,8 +294,6 @@ class Engine:
         if healed is not None:
             names, decoder = healed, healing.DecoderAfter(decoder, healed.text)
         stop_set = set(stops)
-        while not self._short_programs_ready.wait(0.05) and not (cancel is not None and cancel.is_set()):
-            pass
         generate = self._sampler.generate if names is None else functools.partial(constraint.generate, self._sampler,
                                                                                     trie=names)
         for token in generate(prompt_ids, max_new_tokens=max_new_tokens, sampling=sampling,

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .constraint import piece_text
+from .constraint import piece_text, piece_texts
 
 _BLANKS = frozenset(" \t")
 
@@ -86,10 +86,9 @@ def _starting_with(tokenizer, blanks: str) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def _blank_led(tokenizer) -> tuple[list[int], list[str]]:
     """The tokens whose text begins with a space or a tab, and those leading blanks (one pass over the
-    vocabulary, about a second for Gemma 3's 262 144 pieces)."""
+    vocabulary's texts, ~0.1 s for Gemma 3's 262 144 pieces)."""
     ids, leads = [], []
-    for i in range(tokenizer.vocab_size):
-        text = piece_text(tokenizer, i)
+    for i, text in enumerate(piece_texts(tokenizer)):
         if text[:1] in _BLANKS:
             ids.append(i)
             leads.append(text[:len(text) - len(text.lstrip(" \t"))])

@@ -119,11 +119,14 @@ class Program:
     A jitted function does not keep what `jit(f).lower(...).compile()` returns: its first call lowers
     the step again (~0.4 s for Gemma 3 270M) and looks the machine code up in XLA's cache again (~0.5
     s). So the compiled executable is kept here and called directly; a call whose arguments differ
-    from those it was compiled for (a type, a shape) goes through the jitted function as before."""
+    from those it was compiled for (a type, a shape) goes through the jitted function as before.
+    A call that comes while the warm-up compiles the step waits for that compilation: a second one
+    would take as long and share the same cores."""
 
     def __init__(self, jitted: Callable[..., Any]):
         self._jitted = jitted
         self._compiled: Callable[..., Any] | None = None
+        self._compiling: threading.Event | None = None  # set when a compilation in progress ends
         self._lock = threading.Lock()
 
     def lower(self, params, *args) -> "_Lowered":
@@ -136,6 +139,10 @@ class Program:
 
     def __call__(self, params, *args):
         compiled = self._compiled
+        compiling = self._compiling
+        if compiled is None and compiling is not None:
+            compiling.wait()
+            compiled = self._compiled  # None if that compilation failed: this call compiles and raises
         if compiled is None:
             lowered = self.lower(params, *args)
             compiled = lowered.compile()
@@ -151,12 +158,31 @@ _MISMATCH = object()  # a Program whose calls go through the jitted function
 
 
 class _Lowered:
-    """A Program's lowered step; compiling it keeps the executable in the Program."""
+    """A Program's lowered step; compiling it keeps the executable in the Program. From its lowering
+    to the end of its compilation, calls of the Program wait for it (the warm-up queues compilations
+    on a pool: a call may come before this one starts)."""
 
     def __init__(self, program: Program, lowered):
         self._program, self._lowered = program, lowered
+        self._done = threading.Event()
+        with program._lock:
+            if program._compiling is None:
+                program._compiling = self._done
 
     def compile(self):
-        compiled = self._lowered.compile()
-        self._program._keep(compiled)
-        return compiled
+        program = self._program
+        try:
+            with program._lock:
+                other = program._compiling if program._compiling is not self._done else None
+            if other is not None:  # lowered twice (a request and the warm-up): compile once
+                other.wait()
+            if program._compiled is not None and program._compiled is not _MISMATCH:
+                return program._compiled
+            compiled = self._lowered.compile()
+            program._keep(compiled)
+            return compiled
+        finally:
+            self._done.set()
+            with program._lock:
+                if program._compiling is self._done:
+                    program._compiling = None

@@ -25,6 +25,7 @@ import numpy as np
 from ..base import CancelToken, SamplingParams, StepStats
 from .config import GemmaConfig
 from .model import Cache, Transformer, init_cache
+from .compile_queue import CompileQueue
 from .programs import Programs
 from .steps import (NO_ID, PREFILL_BUCKETS, SamplerShape, bucket, decode_step, full_forward, kv_bucket,
                     prefill_step, verify_step)
@@ -37,6 +38,7 @@ VERIFY_LEN = DRAFT_LEN + 1  # the last token and its guesses: one static shape
 # (donated) cache four times per global layer and decode step to keep it apart from what attention
 # reads: 24 copies of 4 MB per step at 4 096 positions, ~16 ms; with the spare position it is one slice.
 SPARE_POSITIONS = 1
+_GREEDY = SamplerShape(True, None, False)  # the shape the warm-up compiles (completions use it)
 
 
 def recent_window(ids: Sequence[int], size: int) -> np.ndarray:
@@ -88,7 +90,10 @@ class Sampler:
         self._cache: Cache | None = None
         self._cached_ids: list[int] = []  # ids whose keys and values are in the cache, in order
         self._lock = threading.Lock()
-        self._precompiled: set[tuple[str, int, int]] = set()  # (step, positions, kv_len) done by precompile
+        self._compiles = CompileQueue(busy=self._lock.locked)  # what precompile prepares next
+        # What precompile lowers with: the cache's shapes, dtypes and placement (no request holds it yet).
+        self._cache_shapes: Cache = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), self._ensure_cache())
 
     # --- cache bookkeeping -----------------------------------------------------------------------
 
@@ -136,13 +141,10 @@ class Sampler:
         cache = self._take_cache()  # a fresh cache (after a failure) holds no ids
         reused = min(self._common_prefix(self._cached_ids, prompt_ids), n - 1)
         self._cached_ids = []  # until the prefill completes, nothing in the cache is trusted
-        start = reused
+        if shape == _GREEDY:
+            self._announce(reused, n)
         token = logits = None
-        while start < n:
-            chunk = min(n - start, self.prefill_buckets[-1])
-            padded = bucket(chunk, self.prefill_buckets)
-            # Near the end of the cache the padding must fit too: use an exact-length chunk there.
-            padded = min(padded, self.cache_len - start)
+        for start, chunk, padded, kv_len in self._chunks(reused, n):
             tokens = np.zeros((1, padded), np.int32)
             tokens[0, :chunk] = prompt_ids[start:start + chunk]
             key = jax.random.fold_in(base_key, start + chunk)
@@ -155,14 +157,35 @@ class Sampler:
             # same prompt could get a different suggestion cold and warm.
             token, logits, cache = self._run(
                 prefill_step, self.prefill_model, self.prefill_params, jnp.asarray(tokens), cache, jnp.int32(start),
-                jnp.int32(chunk - 1), key, temperature, top_p, *penalty,
-                kv_len=kv_bucket(start + padded, self.cache_len), shape=shape)
-            start += chunk
+                jnp.int32(chunk - 1), key, temperature, top_p, *penalty, kv_len=kv_len, shape=shape)
         self._cache = cache
         self._cached_ids = list(prompt_ids)
         if stats is not None:
             stats.prompt_tokens, stats.reused_tokens = n, reused
         return token, logits
+
+    def _chunks(self, start: int, n: int) -> Iterator[tuple[int, int, int, int]]:
+        """(start, length, padded length, kv_len) of each chunk that prefills positions start..n-1."""
+        while start < n:
+            chunk = min(n - start, self.prefill_buckets[-1])
+            # Near the end of the cache the padding must fit too: use an exact-length chunk there.
+            padded = min(bucket(chunk, self.prefill_buckets), self.cache_len - start)
+            yield start, chunk, padded, kv_bucket(start + padded, self.cache_len)
+            start += chunk
+
+    def _announce(self, reused: int, n: int) -> None:
+        """Tell the warm-up which programs this request runs after its first: its other prompt chunks,
+        then decoding and draft checks over the view the prompt ends in, and the smallest chunk there
+        (a masked first step, the next keystroke's request) — compiled beside the first chunk's run
+        instead of after it. The first it compiles itself, if no one has."""
+        plan = [("prefill", padded, kv_len) for _, _, padded, kv_len in self._chunks(reused, n)]
+        plan.append(("decode", 1, kv_bucket(n + 1, self.cache_len)))
+        if self.speculative:
+            plan.append(("verify", VERIFY_LEN, kv_bucket(n + VERIFY_LEN, self.cache_len)))
+        if n < self.cache_len:
+            plan.append(("prefill", self.prefill_buckets[0], kv_bucket(n + self.prefill_buckets[0], self.cache_len)))
+        self._compiles.claim(plan[0])
+        self._compiles.want(plan[1:])
 
     def generate(self, prompt_ids: Sequence[int], *, max_new_tokens: int,
                  sampling: SamplingParams = SamplingParams(), stop_ids: Sequence[int] = (),
@@ -334,13 +357,13 @@ class Sampler:
         return self._programs.get(step, model, params, args, statics).lower(params, *args)
 
     def short_prompt_programs(self) -> list[tuple[str, int, int]]:
-        """(step, positions, kv_len) of what a first, short request runs: a prompt of up to
-        two small chunks, decoding, and (greedy) draft checks, all over the shortest view."""
+        """(step, positions, kv_len) of what a first, short request runs, in the order it runs them: a
+        prompt of up to two small chunks, decoding, and (greedy) draft checks, over the shortest view."""
         shortest = kv_bucket(1, self.cache_len)
-        programs = [("decode", 1, shortest)]
+        programs = [("prefill", b, shortest) for b in self.prefill_buckets if b <= 2 * self.prefill_buckets[0]]
+        programs.append(("decode", 1, shortest))
         if self.speculative:
             programs.append(("verify", VERIFY_LEN, shortest))
-        programs += [("prefill", b, shortest) for b in self.prefill_buckets if b <= 2 * self.prefill_buckets[0]]
         return programs
 
     def warm_up_programs(self) -> list[tuple[str, int, int]]:
@@ -364,38 +387,34 @@ class Sampler:
         return list(dict.fromkeys(programs))
 
     def precompile(self, stop: CancelToken | None = None, programs: Sequence[tuple[str, int, int]] | None = None,
-                   workers: int = 2) -> int:
+                   workers: int = 2, yield_to_requests: bool = False) -> int:
         """Compile (or read from the persistent compilation cache) `programs` (default
-        `warm_up_programs()`), skipping those compiled before. Only tracing holds the lock: a
-        request meanwhile waits at most for one program's tracing, never for a compilation.
-        Compilations run on `workers` threads (XLA releases the GIL): loading a cached program
-        is mostly waiting, so two load in about the time of one. Returns how many were
-        compiled; stops early when `stop` is set."""
-        greedy = SamplerShape(True, None, False)
+        `warm_up_programs()`), skipping those compiled before, and first those a running request
+        announced (compile_queue.py). With `yield_to_requests` (the background warm-up) the rest
+        waits while a request runs. Lowering reads only the cache's shapes, so it never waits for a
+        request; a request waits for a program it needs that is being compiled here
+        (programs.Program) rather than compiling it a second time. Compilations run on `workers`
+        threads (XLA releases the GIL): loading a cached program is mostly waiting, so two load in
+        about the time of one. Returns how many were compiled; stops early when `stop` is set."""
         scalar, key, f32 = jnp.int32(0), jax.random.PRNGKey(0), jnp.float32(1)
+        pending = list(programs if programs is not None else self.warm_up_programs())
         compiling = []
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="codegemma-compile") as pool:
-            for program in programs if programs is not None else self.warm_up_programs():
+            while (program := self._compiles.next(pending, stop, yield_to_requests)) is not None:
                 step, positions, kv_len = program
-                if (stop is not None and stop.is_set()) or program in self._precompiled:
-                    continue
                 tokens = jnp.zeros((1, positions), jnp.int32)
-                # Lowering needs real arrays (a program lowered from ShapeDtypeStructs is cached under
-                # another key and would not serve the real calls), so it borrows the sampler's own
-                # KV cache — a second one would cost 150 MB — under the lock, as a request would.
-                # Lowering neither runs nor donates; compiling, the slow part, needs no arrays.
-                with self._lock:
-                    cache = self._ensure_cache()
-                    if step == "decode":
-                        lowered = self._lower(decode_step, self.model, self.params, tokens[0], cache, scalar, key, f32,
-                                              f32, kv_len=kv_len, shape=greedy)
-                    elif step == "verify":
-                        lowered = self._lower(verify_step, self.model, self.params, tokens, cache, scalar, kv_len=kv_len)
-                    else:
-                        lowered = self._lower(prefill_step, self.prefill_model, self.prefill_params, tokens, cache,
-                                              scalar, scalar, key, f32, f32, kv_len=kv_len, shape=greedy)
-                    del cache
-                self._precompiled.add(program)
+                # Lowering needs only the cache's shapes, dtypes and placement (the compiled step is kept
+                # in its Program and serves the real calls), so it does not wait for a request that holds
+                # the cache.
+                cache = self._cache_shapes
+                if step == "decode":
+                    lowered = self._lower(decode_step, self.model, self.params, tokens[0], cache, scalar, key, f32,
+                                          f32, kv_len=kv_len, shape=_GREEDY)
+                elif step == "verify":
+                    lowered = self._lower(verify_step, self.model, self.params, tokens, cache, scalar, kv_len=kv_len)
+                else:
+                    lowered = self._lower(prefill_step, self.prefill_model, self.prefill_params, tokens, cache,
+                                          scalar, scalar, key, f32, f32, kv_len=kv_len, shape=_GREEDY)
                 compiling.append(pool.submit(lowered.compile))
         for future in compiling:
             future.result()  # raises what a compilation raised

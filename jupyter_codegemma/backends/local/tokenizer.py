@@ -63,6 +63,7 @@ class Tokenizer:
         norm = proto.normalizer_spec
         self._strips_leading_space = norm.add_dummy_prefix or norm.remove_extra_whitespaces
         self._is_byte: list[bool] | None = None  # built lazily: only streaming needs it
+        self._pieces: tuple[str, ...] | None = None  # built lazily: only the vocabulary tables need it
 
     # ----------------------------------------------------------------- construction
 
@@ -156,6 +157,13 @@ class Tokenizer:
         if not 0 <= i < self._vocab_size:
             raise TokenizerError(self.source, f"no piece for id {i}: vocabulary has {self._vocab_size} ids")
         return self._sp.id_to_piece(i)
+
+    def pieces(self) -> tuple[str, ...]:
+        """Every id's piece, in id order: one call into SentencePiece (~0.1 s for 262 144 pieces, where
+        asking for each id in turn takes ~0.3 s more of Python)."""
+        if self._pieces is None:
+            self._pieces = tuple(self._sp.id_to_piece(list(range(self._vocab_size))))
+        return self._pieces
 
     def piece_to_id(self, piece: str) -> int | None:
         """Id of `piece`, or None if the vocabulary lacks it.
