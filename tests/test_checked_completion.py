@@ -20,7 +20,10 @@ def test_a_constrained_completion_begins_with_a_name_the_model_chooses(engine):
     assert chosen.isidentifier()
     # The model chooses among the names: its own choice among others stays its choice ...
     constrained = engine.complete(PREFIX, "", mode="line", allowed_names=["getcwd", chosen, "sep"]).wait()
-    assert constrained.text == free
+    # (The name, not the whole line: the masked steps read their logits from a prompt chunk, the free
+    # completion from decode steps and draft checks. Here the next token is a near-tie — `("` against
+    # `('`, 0.14 apart, with float32 itself preferring `('` — which the two int8 paths break apart.)
+    assert constrained.text.split("(")[0] == chosen and constrained.text.startswith(chosen + "(")
     # ... and a name it would never write is written when it is the only one.
     assert engine.complete(PREFIX, "", mode="line", allowed_names=["zz_made_up"]).wait().text.startswith("zz_made_up")
     # A whole name, then a token that does not lengthen it: "get" is not "getcwd". (Unchecked: what the

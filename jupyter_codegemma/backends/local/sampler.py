@@ -358,9 +358,10 @@ class Sampler:
 
     def short_prompt_programs(self) -> list[tuple[str, int, int]]:
         """(step, positions, kv_len) of what a first, short request runs, in the order it runs them: a
-        prompt of up to two small chunks, decoding, and (greedy) draft checks, over the shortest view."""
+        prompt of up to 32 positions (one chunk), decoding, and (greedy) draft checks, over the shortest
+        view."""
         shortest = kv_bucket(1, self.cache_len)
-        programs = [("prefill", b, shortest) for b in self.prefill_buckets if b <= 2 * self.prefill_buckets[0]]
+        programs = [("prefill", b, shortest) for b in self.prefill_buckets if b <= max(32, self.prefill_buckets[0])]
         programs.append(("decode", 1, shortest))
         if self.speculative:
             programs.append(("verify", VERIFY_LEN, shortest))
@@ -372,8 +373,9 @@ class Sampler:
         a longer view of the cache) and the keystrokes that extend it. Each compiled program
         holds tens of MB, so the others are compiled when a request first needs them."""
         largest = self.prefill_buckets[-1]
-        small = self.prefill_buckets[0]  # the chunk a keystroke adds to a cached prompt
-        medium = bucket(4 * small, self.prefill_buckets)
+        # The chunks a keystroke adds to a cached prompt: a word or two, or a few more once typed through.
+        small = self.prefill_buckets[:2]
+        medium = bucket(64, self.prefill_buckets)
         programs = self.short_prompt_programs() + [("prefill", medium, kv_bucket(1, self.cache_len))]
         kv = kv_bucket(largest, self.cache_len)
         while True:
@@ -381,7 +383,7 @@ class Sampler:
             if kv >= self.cache_len:
                 break
             kv = kv_bucket(2 * kv, self.cache_len)
-        programs += [("prefill", small, self.cache_len), ("decode", 1, self.cache_len)]
+        programs += [("prefill", b, self.cache_len) for b in small] + [("decode", 1, self.cache_len)]
         if self.speculative:
             programs += [("verify", VERIFY_LEN, self.cache_len)]
         return list(dict.fromkeys(programs))
