@@ -94,6 +94,13 @@ def test_the_warm_up_compiles_each_program_once_for_the_calls(tmp_path):
     sampler = _sampler(Programs(tmp_path))
     sampler.precompile(programs=sampler.short_prompt_programs(), workers=1)
     expected = list(_sampler(None).generate(PROMPT[:12], max_new_tokens=5))
+    # A short prompt runs only the precompiled steps: none is lowered again (small helpers may be).
+    assert _steps_lowered_while(lambda: list(sampler.generate(PROMPT[:12], max_new_tokens=5)), expected) == []
+
+
+def _steps_lowered_while(run, expected) -> list[str]:
+    """Run `run` (asserting it returns `expected`); the saved steps lowered meanwhile (a saved step is
+    jit(call))."""
     lowered = []
 
     def listen(event, seconds, **kwargs):
@@ -102,11 +109,10 @@ def test_the_warm_up_compiles_each_program_once_for_the_calls(tmp_path):
 
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:
-        # A short prompt runs only the precompiled steps: none is lowered again (small helpers may be).
-        assert list(sampler.generate(PROMPT[:12], max_new_tokens=5)) == expected
+        assert run() == expected
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
-    assert [name for name in lowered if "call" in str(name)] == []  # a saved step is jit(call)
+    return [name for name in lowered if "call" in str(name)]
 
 
 def test_the_warm_up_compiles_what_a_running_request_needs_next_and_waits_with_the_rest(tmp_path):
@@ -129,16 +135,5 @@ def test_the_warm_up_compiles_what_a_running_request_needs_next_and_waits_with_t
     warm_up.join(120)
     assert not warm_up.is_alive() and sampler._compiles.claimed(unneeded)
     sampler.reset()
-    lowered = []
-
-    def listen(event, seconds, **kwargs):
-        if event == JAXPR_TO_MLIR_MODULE_EVENT:
-            lowered.append(kwargs.get("fun_name"))
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
-        # Programs lowered from the cache's shapes serve the real calls: none is lowered again.
-        assert list(sampler.generate(PROMPT[:20], max_new_tokens=5)) == expected
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
-    assert [name for name in lowered if "call" in str(name)] == []
+    # Programs lowered from the cache's shapes serve the real calls: none is lowered again.
+    assert _steps_lowered_while(lambda: list(sampler.generate(PROMPT[:20], max_new_tokens=5)), expected) == []
