@@ -51,8 +51,14 @@ namespace {
 constexpr int64_t kBlock = codegemma::kQuantBlock;
 constexpr int64_t kChunkRows = 64;   // weight rows per unit of work shared between threads
 constexpr int64_t kRowBlock = 32;    // activation rows per pass over a chunk (≤ 128 KiB at K = 2048)
-constexpr int kWeightRows = 2;       // register tile: weight rows …
-constexpr int kActRows = 4;          // … times activation rows (decoding: 1 × 1)
+// Register tiles, weight rows × activation rows (decoding: 1 × 1). Draft checks (bound by memory) read
+// two weight rows at a time for four activation rows. Prompt chunks (bound by arithmetic) take four
+// weight rows for two activation rows: measured in one process, alternating, on Gemma 3 270M's four
+// layer products at 512 rows (2-core AMD EPYC, AVX2): 2 × 4 49-61 ms, 4 × 2 43-56 ms (-5 to -13 %
+// in three runs); 3 × 3, 6 × 2, 8 × 1 and other chunk sizes no better. Every shape sums in the
+// same order, so the bits do not change.
+template <bool Prefetch> constexpr int kWeightRows = Prefetch ? 2 : 4;
+template <bool Prefetch> constexpr int kActRows = Prefetch ? 4 : 2;
 constexpr int64_t kPrefetchBytes = 1024;  // how far ahead of a row's reads the next cache line is asked for
 constexpr int64_t kPrefetchedRows = 16;   // up to this many activation rows, the weights are prefetched
 
@@ -139,8 +145,9 @@ inline void Tile(const Problem& p, int64_t r, int64_t m) {
 // Weight rows r … r+R-1 times activation rows [m_begin, m_end).
 template <int R, bool Prefetch>
 void RowsTimesActivations(const Problem& p, int64_t r, int64_t m_begin, int64_t m_end) {
+  constexpr int T = kActRows<Prefetch>;
   int64_t m = m_begin;
-  for (; m + kActRows <= m_end; m += kActRows) Tile<R, kActRows, Prefetch>(p, r, m);
+  for (; m + T <= m_end; m += T) Tile<R, T, Prefetch>(p, r, m);
   switch (m_end - m) {
     case 3: Tile<R, 3, Prefetch>(p, r, m); break;
     case 2: Tile<R, 2, Prefetch>(p, r, m); break;
@@ -154,7 +161,8 @@ void RowBlocks(const Problem& p, int64_t m_rows, int64_t row_begin, int64_t row_
   for (int64_t m0 = 0; m0 < m_rows; m0 += kRowBlock) {
     const int64_t m1 = std::min(m_rows, m0 + kRowBlock);
     int64_t r = row_begin;
-    for (; r + kWeightRows <= row_end; r += kWeightRows) RowsTimesActivations<kWeightRows, Prefetch>(p, r, m0, m1);
+    constexpr int R = kWeightRows<Prefetch>;
+    for (; r + R <= row_end; r += R) RowsTimesActivations<R, Prefetch>(p, r, m0, m1);
     for (; r < row_end; ++r) RowsTimesActivations<1, Prefetch>(p, r, m0, m1);
   }
 }
