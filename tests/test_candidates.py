@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from jupyter_codegemma.backends.candidates import check, starts_with_name
+from jupyter_codegemma.backends.candidates import binds, check, names_to_bind, starts_with_name
 
 FUNCTION = "def total(values):\n    result = 0\n    for v in values:\n"
 
@@ -112,6 +112,32 @@ def test_a_comment_where_the_code_below_needs_a_name_bound_is_refused():
     verdict = check(prefix, "    # add them up", suffix, namespace=())
     assert not verdict.ok and "'s'" in verdict.reason and verdict.offset == 4
     assert check(prefix, "    # add them up", suffix).ok  # namespace unknown: the kernel may hold an `s`
+
+
+@pytest.mark.parametrize("suffix, needed", [
+    # Read before anything binds it: an assignment binds once its value is computed.
+    ("\n    for c in s:\n        depth = max(depth, 1)\n    return depth\n", ("depth",)),
+    ("\n    total += 1\n    return total, missing\n", ("total", "missing")),
+    # Bound before it is read: by a loop, a comprehension, a parameter, an import, a def; or a builtin.
+    ("\n    for c in s:\n        print(c)\n    return [v for v in s], len(s)\n", ()),
+    ("\n    import os\n    f = lambda q: os.sep + q\n    def g():\n        return g\n    return f(s)\n", ()),
+    ("\n    return sorted(s)\n", ()),
+])
+def test_the_names_the_code_after_the_cursor_reads_before_anything_binds_them(suffix, needed):
+    prefix = "def f(s):\n"
+    assert names_to_bind(prefix, suffix, ()) == needed
+    assert names_to_bind(prefix, suffix, None) == ()  # namespace unknown: the kernel may hold them
+    for name in needed:
+        assert binds(prefix, f"    {name} = 0", suffix, needed, ())
+    if needed:
+        assert not binds(prefix, "    unrelated = 0", suffix, needed, ())
+
+
+def test_a_name_the_namespace_or_the_cells_around_hold_is_not_needed():
+    prefix, suffix = "def f(s):\n", "\n    return s + offset\n"
+    assert names_to_bind(prefix, suffix, ()) == ("offset",)
+    assert names_to_bind(prefix, suffix, ("offset",)) == ()
+    assert names_to_bind("offset = 3\n\n" + prefix, suffix, ()) == ()
 
 
 def test_an_error_in_a_cell_far_above_does_not_hide_the_suggestions_own():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from jupyter_codegemma.backends.base import SamplingParams
-from jupyter_codegemma.backends.candidates import check
+from jupyter_codegemma.backends.candidates import binds, check, names_to_bind
 from jupyter_codegemma.backends.local.constraint import NameTrie, identifier_continuing
 from jupyter_codegemma.evaluation.data import load_tasks
 
@@ -66,6 +66,35 @@ def test_a_first_suggestion_that_fails_is_replaced_by_one_that_passes(engine):
     result = engine.complete(task.prompt, suffix, mode="line", namespace=()).wait()
     assert result.checked == "replaced" and result.candidates > 1 and result.text != first
     assert check(task.prompt, result.text, suffix, namespace=()).ok
+
+
+def test_a_suggestion_that_binds_what_the_code_after_it_reads_is_shown_before_one_that_does_not(engine):
+    # HumanEval/20, line 10: the lines below read `new_distance` before anything binds it. The model's
+    # own line passes the check but binds something else; one that binds `new_distance` is shown.
+    task = load_tasks("single-line", task_ids=("SingleLineInfilling/HumanEval/20/L10",))[0]
+    suffix = "\n" + task.suffix
+    needed = names_to_bind(task.prompt, suffix, ())
+    assert needed == ("new_distance",)
+    own = engine.complete(task.prompt, suffix, mode="line", namespace=(), check=False).wait().text
+    assert check(task.prompt, own, suffix, namespace=()).ok and not binds(task.prompt, own, suffix, needed, ())
+    result = engine.complete(task.prompt, suffix, mode="line", namespace=()).wait()
+    assert result.checked == "binds" and result.candidates > 1 and result.text != own
+    assert check(task.prompt, result.text, suffix, namespace=()).ok and binds(task.prompt, result.text, suffix, needed, ())
+    # Where the namespace is unknown (the kernel may hold the name), the model's own line stays.
+    unknown = engine.complete(task.prompt, suffix, mode="line").wait()
+    assert unknown.checked == "passed" and unknown.text == own
+
+
+def test_a_replacement_binds_what_the_code_after_it_reads_when_one_can(engine):
+    # HumanEval/6, line 2: the model's own line fails the check (a `for` with no body); of the
+    # alternatives that pass, one that binds `max_depth`, which the lines below read first, is shown.
+    task = load_tasks("single-line", task_ids=("SingleLineInfilling/HumanEval/6/L2",))[0]
+    suffix = "\n" + task.suffix
+    needed = names_to_bind(task.prompt, suffix, ())
+    assert needed == ("max_depth",)
+    result = engine.complete(task.prompt, suffix, mode="line", namespace=()).wait()
+    assert result.checked == "replaced" and result.candidates > 1
+    assert check(task.prompt, result.text, suffix, namespace=()).ok and binds(task.prompt, result.text, suffix, needed, ())
 
 
 def test_no_text_that_fails_the_check_is_streamed_before_the_replacement(engine):

@@ -119,7 +119,9 @@ class CompletionResult(GenerationResult):
     layout: str = "psm"  # the prompt layout: "psm", "spm" or "prefix-only"
     # The check of backends/candidates.py: "passed", "replaced" (by an alternative), "ranked" (another
     # passing suggestion followed by the code after the cursor was likelier: local/alternatives.py),
-    # "withheld" (none passed: the text is empty), "" when it did not run; and how many candidates were written.
+    # "binds" (another passing suggestion binds a name the code after the cursor reads before anything
+    # binds it), "withheld" (none passed: the text is empty), "" when it did not run; and how many
+    # candidates were written.
     checked: str = ""
     candidates: int = 0
 

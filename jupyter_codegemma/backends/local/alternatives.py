@@ -8,6 +8,13 @@ costs one new prompt token and its continuation. Then, if none passed, the same 
 at its first token. The first alternative that passes is shown (one that is only a comment only when
 no other does, unless the model's own was a comment too); when none does, nothing is (withheld).
 
+The code after the cursor may read a name before anything binds it (`return max_depth` with no
+`max_depth = ...` anywhere): a NameError waiting to happen, which the line at the cursor most likely
+should prevent (candidates.names_to_bind). A suggestion that binds none of those names is then passed
+over for one that does: the model's other likeliest first words, each continued, and then a line begun
+with the name itself (`max_depth` -> `max_depth = 0`), continued by the model. When none binds, the
+suggestion it would have shown otherwise is shown. A model without FIM cannot see those names.
+
 A model without FIM sees only the code before the cursor. With `rank_by_suffix`, when the code after
 the cursor goes on (its next line of code), a first suggestion that passes is not shown at once: the
 model's other likeliest suggestions are made the same way (branching at its first word) and every
@@ -59,20 +66,35 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
 
     first_verdict = verdict(result.text)
     result.candidates = 1
-    if first_verdict.ok and not next_line:
+    # Names the code after the cursor reads before anything binds them: what the line at the cursor
+    # most likely binds (candidates.names_to_bind). A model without FIM cannot see them.
+    needed = candidates.names_to_bind(prefix, suffix, namespace) if suffix.strip() else ()
+
+    def binds(text: str) -> bool:
+        return not needed or candidates.binds(prefix, text, suffix, needed, namespace)
+
+    if first_verdict.ok and not next_line and binds(result.text):
         result.checked = "passed"
         return
     started, decode = time.perf_counter(), decoder_of(engine.tokenizer, healed)
     ids = [i for i in result.ids if i not in stops]
-    if first_verdict.ok:
+    code = len(result.text) - len(result.text.lstrip())
+    if first_verdict.ok and next_line:
         yield _ranked_by_suffix(engine, decode, result, ids, prompt_ids, prefix, next_line, verdict,
                                 new_shape, max_new_tokens, stops, cancel, healed)
         result.total_ms += (time.perf_counter() - started) * 1e3
         return
-    # Where it went wrong, then its first word (after the indentation), then its first token.
-    code = len(result.text) - len(result.text.lstrip())
-    positions = list(dict.fromkeys([_token_at(decode, ids, first_verdict.offset), _token_at(decode, ids, code), 0]))
-    tried, fallback = 0, ""
+    if first_verdict.ok:  # it passed but binds none of the names needed: another may, else it stays
+        positions = [_token_at(decode, ids, code)]
+    else:  # where it went wrong, then its first word (after the indentation), then its first token
+        positions = list(dict.fromkeys([_token_at(decode, ids, first_verdict.offset), _token_at(decode, ids, code), 0]))
+    tried, fallback, unbinding = 0, "", ""
+
+    def shown(text: str, checked: str) -> str:
+        result.candidates, result.checked, result.text = 1 + tried, checked, text
+        result.total_ms += (time.perf_counter() - started) * 1e3
+        return text
+
     for position in positions:
         if position > len(ids):
             continue
@@ -88,13 +110,28 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
                 if _only_comments(text) and not _only_comments(result.text):
                     fallback = fallback or text  # says nothing the code needs: shown only if no code passes
                     continue
-                result.candidates, result.checked, result.text = 1 + tried, "replaced", text
-                result.total_ms += (time.perf_counter() - started) * 1e3
-                yield text
+                if not binds(text):
+                    unbinding = unbinding or text  # shown only if nothing binds what the code after it needs
+                    continue
+                yield shown(text, "binds" if first_verdict.ok else "replaced")
                 return
-    result.candidates, result.checked, result.text = 1 + tried, "replaced" if fallback else "withheld", fallback
-    result.total_ms += (time.perf_counter() - started) * 1e3
-    yield fallback
+    # The line the code after the cursor needs, begun with the name itself: `total` -> `total = 0`.
+    indent = result.text[:code]
+    for name in needed[:2] if healed is None and not (cancel is not None and cancel.is_set()) else ():
+        tried += 1
+        forced = engine.tokenize(indent + name, add_bos=False)
+        text, new_tokens = _continue(engine, decode, prompt_ids, forced, new_shape(), max_new_tokens, stops, cancel)
+        result.stats.new_tokens += new_tokens
+        if verdict(text).ok and binds(text):
+            yield shown(text, "binds" if first_verdict.ok else "replaced")
+            return
+    if first_verdict.ok:
+        shown(result.text, "passed")  # already on show
+        return
+    if unbinding:
+        yield shown(unbinding, "replaced")
+        return
+    yield shown(fallback, "replaced" if fallback else "withheld")
 
 
 def _next_code_line(suffix: str) -> str:
