@@ -77,7 +77,10 @@ def test_a_suggestion_that_binds_what_the_code_after_it_reads_is_shown_before_on
     assert needed == ("new_distance",)
     own = engine.complete(task.prompt, suffix, mode="line", namespace=(), check=False).wait().text
     assert check(task.prompt, own, suffix, namespace=()).ok and not binds(task.prompt, own, suffix, needed, ())
-    result = engine.complete(task.prompt, suffix, mode="line", namespace=()).wait()
+    completion = engine.complete(task.prompt, suffix, mode="line", namespace=())
+    shown = list(completion)
+    result = completion.wait()
+    assert shown == [result.text]  # the first suggestion, passed over, was never shown
     assert result.checked == "binds" and result.candidates > 1 and result.text != own
     assert check(task.prompt, result.text, suffix, namespace=()).ok and binds(task.prompt, result.text, suffix, needed, ())
     # Where the namespace is unknown (the kernel may hold the name), the model's own line stays.

@@ -13,7 +13,8 @@ The code after the cursor may read a name before anything binds it (`return max_
 should prevent (candidates.names_to_bind). A suggestion that binds none of those names is then passed
 over for one that does: the model's other likeliest first words, each continued, and then a line begun
 with the name itself (`max_depth` -> `max_depth = 0`), continued by the model. When none binds, the
-suggestion it would have shown otherwise is shown. A model without FIM cannot see those names.
+suggestion it would have shown otherwise is shown. A model without FIM cannot see those names. As with
+the ranking below, nothing streams before the choice there.
 
 A model without FIM sees only the code before the cursor. With `rank_by_suffix`, when the code after
 the cursor goes on (its next line of code), a first suggestion that passes is not shown at once: the
@@ -50,14 +51,26 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
     """Stream the first suggestion (`first`, which fills `result`); once it has ended, check it and, if
     it fails, replace it with the first alternative that passes, or with nothing. `healed`: the prompt
     lost its last blanks (healing.py), so a suggestion's first token must write them again. While it
-    streams, only the texts that pass are shown (candidates.passing). `rank_by_suffix`: see the module."""
+    streams, only the texts that pass are shown (candidates.passing); where another suggestion may be
+    chosen over one that passes (ranking, names to bind: see the module), nothing before the choice."""
 
     def verdict(text: str) -> candidates.Verdict:
         return candidates.verdict_for(prefix, text, suffix, namespace, allowed_names)
 
     next_line = _next_code_line(suffix) if rank_by_suffix else ""
-    if next_line:
-        for _ in first:  # nothing is shown before the ranking has chosen
+    # Names the code after the cursor reads before anything binds them: what the line at the cursor
+    # most likely binds (candidates.names_to_bind). A model without FIM cannot see them.
+    needed = candidates.names_to_bind(prefix, suffix, namespace) if suffix.strip() else ()
+
+    def binds(text: str) -> bool:
+        return not needed or candidates.binds(prefix, text, suffix, needed, namespace)
+
+    # When another suggestion may be chosen over a first one that passes (ranked, or one that binds
+    # what the code below needs), nothing is shown before the choice: the ghost text never changes
+    # into a different one under the user's eyes.
+    hold = bool(next_line or needed)
+    if hold:
+        for _ in first:
             pass
     else:
         yield from candidates.passing(first, verdict)
@@ -66,15 +79,10 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
 
     first_verdict = verdict(result.text)
     result.candidates = 1
-    # Names the code after the cursor reads before anything binds them: what the line at the cursor
-    # most likely binds (candidates.names_to_bind). A model without FIM cannot see them.
-    needed = candidates.names_to_bind(prefix, suffix, namespace) if suffix.strip() else ()
-
-    def binds(text: str) -> bool:
-        return not needed or candidates.binds(prefix, text, suffix, needed, namespace)
-
     if first_verdict.ok and not next_line and binds(result.text):
         result.checked = "passed"
+        if hold:
+            yield result.text
         return
     started, decode = time.perf_counter(), decoder_of(engine.tokenizer, healed)
     ids = [i for i in result.ids if i not in stops]
@@ -126,7 +134,7 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
             yield shown(text, "binds" if first_verdict.ok else "replaced")
             return
     if first_verdict.ok:
-        shown(result.text, "passed")  # already on show
+        yield shown(result.text, "passed")  # held back above: shown now
         return
     if unbinding:
         yield shown(unbinding, "replaced")
