@@ -100,6 +100,26 @@ def test_a_replacement_binds_what_the_code_after_it_reads_when_one_can(engine):
     assert check(task.prompt, result.text, suffix, namespace=()).ok and binds(task.prompt, result.text, suffix, needed, ())
 
 
+def test_a_module_the_code_after_the_cursor_reads_is_imported_there(engine):
+    # HumanEval/91, line 0: the function below calls `re.split` and nothing imports `re`.
+    task = load_tasks("single-line", task_ids=("SingleLineInfilling/HumanEval/91/L0",))[0]
+    suffix = "\n" + task.suffix
+    assert names_to_bind(task.prompt, suffix, ()) == ("re",)
+    result = engine.complete(task.prompt, suffix, mode="line", namespace=()).wait()
+    assert result.text == "    import re" and result.checked in ("binds", "replaced")
+
+
+def test_names_to_bind_are_sought_only_for_a_line_still_to_write(engine):
+    # Inside a line (`n = len(` before the cursor) what the code below reads is bound elsewhere: the
+    # model's own text, which binds nothing, is shown as it is.
+    prefix, suffix = "def f(words):\n    n = len(", ")\n    return n * total\n"
+    assert names_to_bind(prefix, suffix, ()) == ("total",)
+    plain = engine.complete(prefix, suffix, mode="line", namespace=(), check=False).wait()
+    assert plain.text and check(prefix, plain.text, suffix, namespace=()).ok
+    result = engine.complete(prefix, suffix, mode="line", namespace=()).wait()
+    assert result.checked == "passed" and result.candidates == 1 and result.text == plain.text
+
+
 def test_no_text_that_fails_the_check_is_streamed_before_the_replacement(engine):
     # The same first suggestion as above fails (it reads `char`); while it streamed, its texts that
     # already read the made-up name were not shown, so the editor never held them.

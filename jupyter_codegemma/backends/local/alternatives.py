@@ -12,7 +12,8 @@ The code after the cursor may read a name before anything binds it (`return max_
 `max_depth = ...` anywhere): a NameError waiting to happen, which the line at the cursor most likely
 should prevent (candidates.names_to_bind). A suggestion that binds none of those names is then passed
 over for one that does: the model's other likeliest first words, each continued, and then a line begun
-with the name itself (`max_depth` -> `max_depth = 0`), continued by the model. When none binds, the
+with the assignment itself (`max_depth =` -> `max_depth = 0`; `import math` for a module of the
+standard library), continued by the model. Only at a line's start: a line still to write. When none binds, the
 suggestion it would have shown otherwise is shown. A model without FIM cannot see those names. As with
 the ranking below, nothing streams before the choice there.
 
@@ -27,6 +28,7 @@ see: `for idx2, elem2 in enumerate(numbers):` before a line using `idx2` follows
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Callable, Collection, Iterator, Sequence
 
@@ -60,7 +62,10 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
     next_line = _next_code_line(suffix) if rank_by_suffix else ""
     # Names the code after the cursor reads before anything binds them: what the line at the cursor
     # most likely binds (candidates.names_to_bind). A model without FIM cannot see them.
-    needed = candidates.names_to_bind(prefix, suffix, namespace) if suffix.strip() else ()
+    # Only for a cursor at a line's start (a line still to write): inside a line the names a
+    # statement binds are mostly elsewhere, and random spans showed no gain for the cost.
+    at_line_start = not prefix[prefix.rfind("\n") + 1:].strip()
+    needed = candidates.names_to_bind(prefix, suffix, namespace) if at_line_start and suffix.strip() else ()
 
     def binds(text: str) -> bool:
         return not needed or candidates.binds(prefix, text, suffix, needed, namespace)
@@ -123,11 +128,14 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
                     continue
                 yield shown(text, "binds" if first_verdict.ok else "replaced")
                 return
-    # The line the code after the cursor needs, begun with the name itself: `total` -> `total = 0`.
+    # The line the code after the cursor needs, begun with the assignment itself: `total =` -> `total =
+    # 0` (with the name alone the model went on to lengthen it: `vowels` -> `vowels_count = 0`), or
+    # `import math` for a module of the standard library.
     indent = result.text[:code]
     for name in needed[:2] if healed is None and not (cancel is not None and cancel.is_set()) else ():
         tried += 1
-        forced = engine.tokenize(indent + name, add_bos=False)
+        line = f"import {name}" if name in sys.stdlib_module_names else f"{name} ="
+        forced = engine.tokenize(indent + line, add_bos=False)
         text, new_tokens = _continue(engine, decode, prompt_ids, forced, new_shape(), max_new_tokens, stops, cancel)
         result.stats.new_tokens += new_tokens
         if verdict(text).ok and binds(text):
