@@ -31,6 +31,8 @@ import tokenize
 import warnings
 from typing import Callable, Collection, Iterator, Sequence
 
+from .bindings import bindings, bound_at, positions
+
 # Errors that only say the text stops too early.
 _INCOMPLETE = ("was never closed", "unterminated triple-quoted", "unexpected EOF", "expected an indented block")
 _TOP_LEVEL_START = re.compile(r"[A-Za-z_@]")
@@ -270,12 +272,12 @@ def _names(tree: ast.Module, code: str, start: int, suggestion: str, namespace: 
     comment, where the code reads a name nothing binds, leaves out what the code needs."""
     if namespace is None or not _IDENTIFIER.search(suggestion):
         return PASS
-    names = _bindings(tree)
+    names = bindings(tree)
     if names is None:
         return PASS  # a star import binds names the text does not show
     bound, read = names
     end = start + len(suggestion)
-    position = _positions(code)
+    position = positions(code)
     unbound = _unbound(read, bound, namespace, outside_text, position)  # (position, name) of reads nothing binds
     inside = sorted((at, name) for at, name in unbound if start <= at < end)
     if inside:
@@ -294,48 +296,6 @@ def _names(tree: ast.Module, code: str, start: int, suggestion: str, namespace: 
             return Verdict(False, f"it binds {unused[0][1]!r}, which nothing reads, while {unbound[0][1]!r} is "
                                   "read and never bound", unused[0][0] - start)
     return PASS
-
-
-def _bindings(tree: ast.Module) -> tuple[set[str], list[ast.Name]] | None:
-    """The names `tree` binds anywhere, and its reads (None: a star import binds names it does not show)."""
-    bound: set[str] = set()
-    read: list[ast.Name] = []
-    # `s += x` reads `s` before it binds it: an UnboundLocalError where nothing else binds `s`.
-    updated = {id(node.target) for node in ast.walk(tree) if isinstance(node, ast.AugAssign)}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            (read.append(node) if isinstance(node.ctx, ast.Load) or id(node) in updated else bound.add(node.id))
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound.add(node.name)
-        elif isinstance(node, ast.arg):
-            bound.add(node.arg)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            if any(alias.name == "*" for alias in node.names):
-                return None
-            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            bound.update(node.names)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            bound.add(node.name)
-        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
-            bound.add(node.name)
-        elif isinstance(node, ast.MatchMapping) and node.rest:
-            bound.add(node.rest)
-    return bound, read
-
-
-def _positions(code: str, end: bool = False) -> Callable[[ast.AST], int]:
-    """The character offset in `code` where a node starts (or ends) (ast gives lines and UTF-8 byte columns)."""
-    line_starts = [0]
-    for line in code.split("\n"):
-        line_starts.append(line_starts[-1] + len(line) + 1)
-
-    def position(node: ast.AST) -> int:
-        lineno, column = (node.end_lineno, node.end_col_offset) if end else (node.lineno, node.col_offset)
-        line = code[line_starts[lineno - 1]:line_starts[lineno] - 1]
-        return line_starts[lineno - 1] + len(line.encode()[:column].decode(errors="ignore"))
-
-    return position
 
 
 def _unbound(read: list[ast.Name], bound: set[str], namespace: Collection[str], outside_text: str,
@@ -359,61 +319,16 @@ def names_to_bind(prefix: str, suffix: str, namespace: Collection[str] | None) -
         return ()
     code = before + after
     status = _parse(code)
-    names = _bindings(status.tree) if status.ok else None
+    names = bindings(status.tree) if status.ok else None
     if names is None:
         return ()
     _, read = names
-    start, bound_at = _positions(code), _bound_at(status.tree, code)
+    start, held = positions(code), bound_at(status.tree, code)
     cut = prefix[:len(prefix) - len(before)] + suffix[len(after):]
     known = BUILTIN_NAMES | set(namespace) | _words(cut)
     early = sorted((start(node), node.id) for node in read if node.id not in known
-                   and not keyword.iskeyword(node.id) and start(node) < bound_at.get(node.id, len(code) + 1))
+                   and not keyword.iskeyword(node.id) and start(node) < held.get(node.id, len(code) + 1))
     return tuple(dict.fromkeys(name for at, name in early if at >= len(before)))
-
-
-def _bound_at(tree: ast.Module, code: str) -> dict[str, int]:
-    """Each name's first binding, as the offset in `code` from which it holds: an assignment's targets
-    once its value is computed (the statement's end: `m = max(m, x)` reads `m` first), a comprehension's
-    variables from its start, parameters from the first character, any other binding where it is written."""
-    start, end = _positions(code), _positions(code, end=True)
-    held: dict[str, int] = {}
-    placed: set[int] = set()  # the Name nodes bound by the first walk
-
-    def bind(name: str, at: int) -> None:
-        held[name] = min(held.get(name, at), at)
-
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.NamedExpr)):
-            targets, at = (node.targets if isinstance(node, ast.Assign) else [node.target]), end(node)
-        elif isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
-            targets, at = [generator.target for generator in node.generators], start(node)
-        else:
-            continue
-        for target in targets:
-            for name in ast.walk(target):
-                if isinstance(name, ast.Name):
-                    bind(name.id, at)
-                    placed.add(id(name))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load) and id(node) not in placed:
-            bind(node.id, start(node))  # a for loop's or with's target, a del
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bind(node.name, start(node))
-        elif isinstance(node, ast.arguments):
-            for arg in ast.walk(node):  # a function's or lambda's parameters: known throughout (their body)
-                if isinstance(arg, ast.arg):
-                    bind(arg.arg, 0)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            for alias in node.names:
-                bind((alias.asname or alias.name).split(".")[0], start(node))
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            for name in node.names:
-                bind(name, 0)
-        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
-            bind(node.name, start(node))
-        elif isinstance(node, ast.MatchMapping) and node.rest:
-            bind(node.rest, start(node))
-    return held
 
 
 def binds(prefix: str, suggestion: str, suffix: str, names: Collection[str], namespace: Collection[str]) -> bool:

@@ -1,0 +1,95 @@
+"""What a piece of Python binds and reads, and where: pure `ast`, nothing runs. The suggestion check
+(candidates.py) asks which names a suggestion reads that nothing binds, and which names the code after
+the cursor reads before anything binds them."""
+
+from __future__ import annotations
+
+import ast
+from typing import Callable
+
+
+def bindings(tree: ast.Module) -> tuple[set[str], list[ast.Name]] | None:
+    """The names `tree` binds anywhere, and its reads (None: a star import binds names it does not show)."""
+    bound: set[str] = set()
+    read: list[ast.Name] = []
+    # `s += x` reads `s` before it binds it: an UnboundLocalError where nothing else binds `s`.
+    updated = {id(node.target) for node in ast.walk(tree) if isinstance(node, ast.AugAssign)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (read.append(node) if isinstance(node.ctx, ast.Load) or id(node) in updated else bound.add(node.id))
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any(alias.name == "*" for alias in node.names):
+                return None
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            bound.update(node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            bound.add(node.rest)
+    return bound, read
+
+
+def positions(code: str, end: bool = False) -> Callable[[ast.AST], int]:
+    """The character offset in `code` where a node starts (or ends) (ast gives lines and UTF-8 byte columns)."""
+    line_starts = [0]
+    for line in code.split("\n"):
+        line_starts.append(line_starts[-1] + len(line) + 1)
+
+    def position(node: ast.AST) -> int:
+        lineno, column = (node.end_lineno, node.end_col_offset) if end else (node.lineno, node.col_offset)
+        line = code[line_starts[lineno - 1]:line_starts[lineno] - 1]
+        return line_starts[lineno - 1] + len(line.encode()[:column].decode(errors="ignore"))
+
+    return position
+
+
+def bound_at(tree: ast.Module, code: str) -> dict[str, int]:
+    """Each name's first binding, as the offset in `code` from which it holds: an assignment's targets
+    once its value is computed (the statement's end: `m = max(m, x)` reads `m` first), a comprehension's
+    variables from its start, parameters from the first character, any other binding where it is written."""
+    start, end = positions(code), positions(code, end=True)
+    held: dict[str, int] = {}
+    placed: set[int] = set()  # the Name nodes bound by the first walk
+
+    def bind(name: str, at: int) -> None:
+        held[name] = min(held.get(name, at), at)
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.NamedExpr)):
+            targets, at = (node.targets if isinstance(node, ast.Assign) else [node.target]), end(node)
+        elif isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            targets, at = [generator.target for generator in node.generators], start(node)
+        else:
+            continue
+        for target in targets:
+            for name in ast.walk(target):
+                if isinstance(name, ast.Name):
+                    bind(name.id, at)
+                    placed.add(id(name))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load) and id(node) not in placed:
+            bind(node.id, start(node))  # a for loop's or with's target, a del
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bind(node.name, start(node))
+        elif isinstance(node, ast.arguments):
+            for arg in ast.walk(node):  # a function's or lambda's parameters: known throughout (their body)
+                if isinstance(arg, ast.arg):
+                    bind(arg.arg, 0)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                bind((alias.asname or alias.name).split(".")[0], start(node))
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            for name in node.names:
+                bind(name, 0)
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            bind(node.name, start(node))
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            bind(node.rest, start(node))
+    return held
