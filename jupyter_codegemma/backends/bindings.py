@@ -5,7 +5,29 @@ the cursor reads before anything binds them."""
 from __future__ import annotations
 
 import ast
-from typing import Callable
+from typing import Callable, Iterator
+
+
+def _declared(node: ast.AST) -> Iterator[tuple[str, ast.AST | None]]:
+    """The names `node` binds other than as a plain name's store (`x = …`, `for x in …`), each with the
+    node from whose start it holds, or None where it holds throughout: a parameter (its function's body)
+    and a `global` or `nonlocal` name (its scope). A star import yields the name "*". The kinds of
+    binding are listed here once: `bindings` and `bound_at` differ only in what they keep of each (and
+    ask each node in the walk they make anyway, rather than walk the tree once more)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        yield node.name, node
+    elif isinstance(node, ast.arg):  # a function's or lambda's parameter
+        yield node.arg, None
+    elif isinstance(node, (ast.Import, ast.ImportFrom)):
+        for alias in node.names:
+            yield (alias.asname or alias.name).split(".")[0], node
+    elif isinstance(node, (ast.Global, ast.Nonlocal)):
+        for name in node.names:
+            yield name, None
+    elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+        yield node.name, node
+    elif isinstance(node, ast.MatchMapping) and node.rest:
+        yield node.rest, node
 
 
 def bindings(tree: ast.Module) -> tuple[set[str], list[ast.Name]] | None:
@@ -17,22 +39,11 @@ def bindings(tree: ast.Module) -> tuple[set[str], list[ast.Name]] | None:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             (read.append(node) if isinstance(node.ctx, ast.Load) or id(node) in updated else bound.add(node.id))
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound.add(node.name)
-        elif isinstance(node, ast.arg):
-            bound.add(node.arg)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            if any(alias.name == "*" for alias in node.names):
-                return None
-            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            bound.update(node.names)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            bound.add(node.name)
-        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
-            bound.add(node.name)
-        elif isinstance(node, ast.MatchMapping) and node.rest:
-            bound.add(node.rest)
+        else:
+            for name, _ in _declared(node):
+                if name == "*":
+                    return None
+                bound.add(name)
     return bound, read
 
 
@@ -74,22 +85,10 @@ def bound_at(tree: ast.Module, code: str) -> dict[str, int]:
                     bind(name.id, at)
                     placed.add(id(name))
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load) and id(node) not in placed:
-            bind(node.id, start(node))  # a for loop's or with's target, a del
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bind(node.name, start(node))
-        elif isinstance(node, ast.arguments):
-            for arg in ast.walk(node):  # a function's or lambda's parameters: known throughout (their body)
-                if isinstance(arg, ast.arg):
-                    bind(arg.arg, 0)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            for alias in node.names:
-                bind((alias.asname or alias.name).split(".")[0], start(node))
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            for name in node.names:
-                bind(name, 0)
-        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
-            bind(node.name, start(node))
-        elif isinstance(node, ast.MatchMapping) and node.rest:
-            bind(node.rest, start(node))
+        if isinstance(node, ast.Name):
+            if not isinstance(node.ctx, ast.Load) and id(node) not in placed:
+                bind(node.id, start(node))  # a for loop's or with's target, a del
+        else:
+            for name, where in _declared(node):
+                bind(name, 0 if where is None else start(where))
     return held
