@@ -298,12 +298,22 @@ def _names(tree: ast.Module, code: str, start: int, suggestion: str, namespace: 
     return PASS
 
 
+def _known_names(namespace: Collection[str], outside_text: str) -> frozenset[str]:
+    """The names a read may use without the parsed code binding them: the builtins, the namespace, and
+    any word outside the parsed window (the cells above and below may bind it)."""
+    return BUILTIN_NAMES | set(namespace) | _words(outside_text)
+
+
+def _unknown(name: str, known: Collection[str]) -> bool:
+    """Whether a read of `name` is of a name that is not `known` and not a keyword."""
+    return name not in known and not keyword.iskeyword(name)
+
+
 def _unbound(read: list[ast.Name], bound: set[str], namespace: Collection[str], outside_text: str,
              position: Callable[[ast.AST], int]) -> list[tuple[int, str]]:
-    """(position, name) of the reads that nothing binds: not the code, the builtins, the namespace, nor
-    a word outside the parsed window (the cells above and below may bind it)."""
-    known = bound | BUILTIN_NAMES | set(namespace) | _words(outside_text)
-    return [(position(node), node.id) for node in read if node.id not in known and not keyword.iskeyword(node.id)]
+    """(position, name) of the reads that nothing binds: not the code, nor a known name (_known_names)."""
+    known = bound | _known_names(namespace, outside_text)
+    return [(position(node), node.id) for node in read if _unknown(node.id, known)]
 
 
 def names_to_bind(prefix: str, suffix: str, namespace: Collection[str] | None) -> tuple[str, ...]:
@@ -325,9 +335,9 @@ def names_to_bind(prefix: str, suffix: str, namespace: Collection[str] | None) -
     _, read = names
     start, held = positions(code), bound_at(status.tree, code)
     cut = prefix[:len(prefix) - len(before)] + suffix[len(after):]
-    known = BUILTIN_NAMES | set(namespace) | _words(cut)
-    early = sorted((start(node), node.id) for node in read if node.id not in known
-                   and not keyword.iskeyword(node.id) and start(node) < held.get(node.id, len(code) + 1))
+    known = _known_names(namespace, cut)
+    early = sorted((start(node), node.id) for node in read
+                   if _unknown(node.id, known) and start(node) < held.get(node.id, len(code) + 1))
     return tuple(dict.fromkeys(name for at, name in early if at >= len(before)))
 
 
