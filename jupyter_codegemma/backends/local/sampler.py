@@ -27,34 +27,16 @@ from .config import GemmaConfig
 from .model import Cache, Transformer, init_cache
 from .compile_queue import CompileQueue
 from .programs import Programs
-from .steps import (NO_ID, PREFILL_BUCKETS, SamplerShape, bucket, decode_step, full_forward, kv_bucket,
-                    prefill_step, verify_step)
-from .speculative import draft_from_context
+from .steps import (PREFILL_BUCKETS, SamplerShape, bucket, decode_step, full_forward, kv_bucket, prefill_step,
+                    read_id, recent_window, verify_step)
+from .speculative import VERIFY_LEN, greedy_with_drafts
 
-DRAFT_LEN = 7  # guesses checked per pass
-VERIFY_LEN = DRAFT_LEN + 1  # the last token and its guesses: one static shape
 # The KV cache holds one position more than a prompt and its completion may use, so that attention's
 # longest view (cache_len) is a slice of it, never all of it. Over all of it, XLA copied the updated
 # (donated) cache four times per global layer and decode step to keep it apart from what attention
 # reads: 24 copies of 4 MB per step at 4 096 positions, ~16 ms; with the spare position it is one slice.
 SPARE_POSITIONS = 1
 _GREEDY = SamplerShape(True, None, False)  # the shape the warm-up compiles (completions use it)
-
-
-def recent_window(ids: Sequence[int], size: int) -> np.ndarray:
-    """The last `size` of `ids`, right-aligned in a [size] int32 array (NO_ID in the empty slots):
-    what the repetition penalty looks at."""
-    window = np.full(size, NO_ID, np.int32)
-    tail = list(ids[-size:]) if size else []
-    if tail:
-        window[size - len(tail):] = tail
-    return window
-
-
-def _read_id(token: jax.Array) -> int:
-    """The id in a [1] device array, copied to the host as it is (`token[0]` would first dispatch an
-    indexing computation, ~0.7 ms of the host's cores per token)."""
-    return int(np.asarray(token)[0])
 
 
 class Sampler:
@@ -217,8 +199,8 @@ class Sampler:
         position = len(prompt_ids)  # where the pending token's keys and values will be written
         stats.finish_reason = "length"
         if self.speculative and shape.greedy and on_logits is None:
-            yield from self._greedy_with_drafts(prompt_ids, _read_id(token), max_new_tokens, stop_ids, cancel, stats,
-                                                shape, sampling.repetition_penalty)
+            yield from greedy_with_drafts(self, prompt_ids, read_id(token), max_new_tokens, stop_ids, cancel, stats,
+                                          shape, sampling.repetition_penalty)
             return
         # With the penalty, the window of recent ids lives on the device: each decode step adds the
         # token it is fed and returns the window, so steps are still dispatched before reading back.
@@ -242,7 +224,7 @@ class Sampler:
                         recent = pending[3]
                 if on_logits is not None:
                     on_logits(logits)
-                token_id = _read_id(token)
+                token_id = read_id(token)
                 if pending is not None:
                     self._cached_ids.append(token_id)
                 stats.new_tokens += 1
@@ -265,81 +247,6 @@ class Sampler:
             raise
         except BaseException:
             # A step that failed (or a KeyboardInterrupt) may have consumed the donated cache.
-            self.reset()
-            raise
-
-    def _greedy_with_drafts(self, prompt_ids, first: int, max_new_tokens, stop_ids, cancel, stats,
-                            shape: SamplerShape = SamplerShape(True, None, False), repetition_penalty: float = 1.0):
-        """Greedy decoding that verifies prompt-lookup drafts: each pass feeds the last token and
-        up to DRAFT_LEN guesses, and keeps the model's own argmax for every position up to the
-        first wrong guess — the same ids as one token per pass. With a repetition penalty each
-        position's argmax is penalised over its own window (the context up to the token fed there),
-        as plain penalised decoding picks it."""
-        window = shape.penalty_window
-        penalty = jnp.float32(repetition_penalty) if window else None
-        unused_key, one = jax.random.PRNGKey(0), jnp.float32(1)  # greedy decode steps ignore both
-        context = list(prompt_ids) + [first]
-        position = len(prompt_ids)  # where the last token's keys and values go
-        emitted = 0
-        try:
-            pending = [first]
-            while True:
-                for token_id in pending:
-                    emitted += 1
-                    stats.new_tokens += 1
-                    yield token_id
-                    if token_id in stop_ids:
-                        stats.finish_reason = "stop"
-                        return
-                    if emitted == max_new_tokens:
-                        return
-                if cancel is not None and cancel.is_set():
-                    stats.finish_reason = "cancelled"
-                    return
-                room = min(max_new_tokens - emitted - 1, self.cache_len - position - VERIFY_LEN, DRAFT_LEN)
-                draft = draft_from_context(context, max_draft=room) if room > 0 else []
-                if position + 1 > self.cache_len:
-                    stats.finish_reason = "context"
-                    return
-                if not draft:
-                    cache = self._take_cache()
-                    extra = (jnp.asarray(recent_window(context[-window - 1:-1], window)[None]), penalty) if window else ()
-                    token, _, cache, *_ = self._run(
-                        decode_step, self.model, self.params, jnp.asarray([context[-1]], jnp.int32), cache,
-                        jnp.int32(position),
-                        unused_key, one, one, *extra,
-                        kv_len=kv_bucket(position + 1, self.cache_len), shape=shape)
-                    self._cache = cache
-                    pending = [_read_id(token)]
-                else:
-                    fed = np.zeros((1, VERIFY_LEN), np.int32)
-                    fed[0, :1 + len(draft)] = [context[-1]] + draft
-                    extra, statics = (), {}
-                    if window:  # position j's window: the context and the guesses fed up to j
-                        windows = np.full((1, VERIFY_LEN, window), NO_ID, np.int32)
-                        for j in range(1 + len(draft)):
-                            windows[0, j] = recent_window(context[-window:] + draft[:j], window)
-                        extra, statics = (jnp.asarray(windows), penalty), {"shape": shape}
-                    cache = self._take_cache()
-                    choices, cache = self._run(verify_step, self.model, self.params, jnp.asarray(fed), cache,
-                                               jnp.int32(position), *extra,
-                                               kv_len=kv_bucket(position + VERIFY_LEN, self.cache_len), **statics)
-                    self._cache = cache
-                    choices = np.asarray(choices[0]).tolist()
-                    pending = [choices[0]]
-                    for guess, choice in zip(draft, choices[1:]):
-                        if pending[-1] != guess:
-                            break
-                        pending.append(choice)
-                    stats.draft_accepted += len(pending) - 1
-                # Keys and values are now valid for the fed tokens that were right: the last
-                # token and the accepted guesses (pending[:-1]).
-                self._cached_ids = context[:] + pending[:-1]
-                context += pending
-                position += len(pending)
-        except GeneratorExit:
-            raise  # closed between passes: the cache holds exactly `_cached_ids` (see above)
-        except BaseException:
             self.reset()
             raise
 

@@ -6,13 +6,27 @@ what comes next. The sampler checks a whole guess in one forward pass — which 
 much as decoding one token, since decoding is bound by reading the weights — and keeps the
 longest prefix on which the model's own greedy choices agree. Output is unchanged; only the
 number of passes drops.
+
+`draft_from_context` makes the guesses; `greedy_with_drafts` is the sampler's greedy loop that checks
+them (verify_step, steps.py).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Collection, Iterator, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from ..base import CancelToken, StepStats
+from .steps import NO_ID, SamplerShape, decode_step, kv_bucket, read_id, recent_window, verify_step
+
+if TYPE_CHECKING:
+    from .sampler import Sampler
+
+DRAFT_LEN = 7  # guesses checked per pass
+VERIFY_LEN = DRAFT_LEN + 1  # the last token and its guesses: one static shape
 
 
 def draft_from_context(ids: Sequence[int], *, max_ngram: int = 3, min_ngram: int = 2, max_draft: int = 7,
@@ -36,3 +50,85 @@ def draft_from_context(ids: Sequence[int], *, max_ngram: int = 3, min_ngram: int
                 if len(follow):
                     return [int(i) for i in follow]
     return []
+
+
+def greedy_with_drafts(sampler: Sampler, prompt_ids: Sequence[int], first: int, max_new_tokens: int,
+                       stop_ids: Collection[int], cancel: CancelToken | None, stats: StepStats,
+                       shape: SamplerShape = SamplerShape(True, None, False),
+                       repetition_penalty: float = 1.0) -> Iterator[int]:
+    """Greedy decoding that verifies prompt-lookup drafts: each pass feeds the last token and
+    up to DRAFT_LEN guesses, and keeps the model's own argmax for every position up to the
+    first wrong guess — the same ids as one token per pass. With a repetition penalty each
+    position's argmax is penalised over its own window (the context up to the token fed there),
+    as plain penalised decoding picks it.
+
+    `sampler`'s loop for greedy decoding (Sampler.generate, under its lock, once the prompt is
+    prefilled and `first` picked): it runs the sampler's steps on its KV cache and keeps the
+    cache's bookkeeping (`_cached_ids`) as the plain loop does."""
+    window = shape.penalty_window
+    penalty = jnp.float32(repetition_penalty) if window else None
+    unused_key, one = jax.random.PRNGKey(0), jnp.float32(1)  # greedy decode steps ignore both
+    context = list(prompt_ids) + [first]
+    position = len(prompt_ids)  # where the last token's keys and values go
+    emitted = 0
+    try:
+        pending = [first]
+        while True:
+            for token_id in pending:
+                emitted += 1
+                stats.new_tokens += 1
+                yield token_id
+                if token_id in stop_ids:
+                    stats.finish_reason = "stop"
+                    return
+                if emitted == max_new_tokens:
+                    return
+            if cancel is not None and cancel.is_set():
+                stats.finish_reason = "cancelled"
+                return
+            room = min(max_new_tokens - emitted - 1, sampler.cache_len - position - VERIFY_LEN, DRAFT_LEN)
+            draft = draft_from_context(context, max_draft=room) if room > 0 else []
+            if position + 1 > sampler.cache_len:
+                stats.finish_reason = "context"
+                return
+            if not draft:
+                cache = sampler._take_cache()
+                extra = (jnp.asarray(recent_window(context[-window - 1:-1], window)[None]), penalty) if window else ()
+                token, _, cache, *_ = sampler._run(
+                    decode_step, sampler.model, sampler.params, jnp.asarray([context[-1]], jnp.int32), cache,
+                    jnp.int32(position),
+                    unused_key, one, one, *extra,
+                    kv_len=kv_bucket(position + 1, sampler.cache_len), shape=shape)
+                sampler._cache = cache
+                pending = [read_id(token)]
+            else:
+                fed = np.zeros((1, VERIFY_LEN), np.int32)
+                fed[0, :1 + len(draft)] = [context[-1]] + draft
+                extra, statics = (), {}
+                if window:  # position j's window: the context and the guesses fed up to j
+                    windows = np.full((1, VERIFY_LEN, window), NO_ID, np.int32)
+                    for j in range(1 + len(draft)):
+                        windows[0, j] = recent_window(context[-window:] + draft[:j], window)
+                    extra, statics = (jnp.asarray(windows), penalty), {"shape": shape}
+                cache = sampler._take_cache()
+                choices, cache = sampler._run(verify_step, sampler.model, sampler.params, jnp.asarray(fed), cache,
+                                              jnp.int32(position), *extra,
+                                              kv_len=kv_bucket(position + VERIFY_LEN, sampler.cache_len), **statics)
+                sampler._cache = cache
+                choices = np.asarray(choices[0]).tolist()
+                pending = [choices[0]]
+                for guess, choice in zip(draft, choices[1:]):
+                    if pending[-1] != guess:
+                        break
+                    pending.append(choice)
+                stats.draft_accepted += len(pending) - 1
+            # Keys and values are now valid for the fed tokens that were right: the last
+            # token and the accepted guesses (pending[:-1]).
+            sampler._cached_ids = context[:] + pending[:-1]
+            context += pending
+            position += len(pending)
+    except GeneratorExit:
+        raise  # closed between passes: the cache holds exactly `_cached_ids` (see Sampler._generate_locked)
+    except BaseException:
+        sampler.reset()
+        raise
