@@ -5,10 +5,13 @@ first fails (backends/local/alternatives.py)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from jupyter_codegemma.backends.base import SamplingParams
 from jupyter_codegemma.backends.candidates import binds, check, names_to_bind
+from jupyter_codegemma.backends.local.alternatives import SCORED_CHARS, SCORED_LINES, _following_code
 from jupyter_codegemma.backends.local.constraint import NameTrie, identifier_continuing
+from jupyter_codegemma.backends.local.scoring import continuation_logprob
 from jupyter_codegemma.evaluation.data import load_tasks
 
 PREFIX = "import os\n\nfiles = os."
@@ -134,8 +137,8 @@ def test_no_text_that_fails_the_check_is_streamed_before_the_replacement(engine)
 
 
 def test_ranking_by_the_code_after_the_gap_shows_the_likeliest_passing_suggestion(engine):
-    # HumanEval/95, line 20: the model's own line passes the check; ranked by the next line of code, the
-    # suggestion shown is, of those written, the one the model finds likeliest followed by that line.
+    # HumanEval/95, line 20: the model's own line passes the check; ranked by the lines of code after the
+    # gap, the suggestion shown is, of those written, the one the model finds likeliest followed by them.
     task = load_tasks("single-line", task_ids=("SingleLineInfilling/HumanEval/95/L20",))[0]
     suffix = "\n" + task.suffix
     own = engine.complete(task.prompt, suffix, mode="line", namespace=()).wait()
@@ -147,9 +150,45 @@ def test_ranking_by_the_code_after_the_gap_shows_the_likeliest_passing_suggestio
     assert result.checked in ("passed", "ranked") and result.candidates > 1
     assert (result.checked == "passed") == (result.text == own.text)
     assert check(task.prompt, result.text, suffix, namespace=()).ok
-    next_line = "\n".join(suffix.split("\n")[:next(i for i, line in enumerate(suffix.split("\n")) if i and line.strip()) + 1])
-    chosen, first = engine.score([task.prompt + result.text + next_line, task.prompt + own.text + next_line])
+    following = _following_code(suffix)
+    assert following == suffix  # its one line of code (the function's last)
+    prompt = list(result.prompt_ids)
+    with engine._sampler._lock:
+        chosen, first = (continuation_logprob(engine._sampler, prompt + engine.tokenize(text + following, add_bos=False),
+                                              len(prompt)) for text in (result.text, own.text))
     assert chosen >= first - 1e-3
+
+
+def test_the_ranking_scores_the_next_lines_of_code_after_the_gap():
+    suffix = "\n    a = 1\n\n    # why\n    b = 2\n    c = 3\n    d = 4\n"
+    assert SCORED_LINES == 3 and _following_code(suffix) == "\n    a = 1\n\n    # why\n    b = 2\n    c = 3"
+    assert _following_code("\n\n# only a comment\n") == ""
+    assert len(_following_code("\n" + "x = 1\n" * 50 + "y" * 900)) <= SCORED_CHARS
+
+
+def test_a_continuation_is_scored_from_the_cached_prompt_as_the_sampler_would_predict_it(engine):
+    sampler = engine._sampler
+    prompt = engine.tokenize("def add(a, b):\n    total = a + b\n")
+    rest = engine.tokenize("    return total\n", add_bos=False)
+    with sampler._lock:
+        sampler.reset()
+        sampler.prefill(prompt[:-1])
+        _, logits = sampler.prefill(prompt)  # the last prompt token alone, in the smallest chunk
+        logits = np.asarray(logits[0], np.float64)
+        expected = logits[rest[0]] - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+        # The same chunk, at the same place: the cache holds the prompt, and the last token runs again.
+        assert continuation_logprob(sampler, prompt + rest[:1], len(prompt)) == pytest.approx(expected, abs=1e-4)
+        warm = continuation_logprob(sampler, prompt + rest, len(prompt))
+        assert sampler._cached_ids == prompt + rest  # what the next keystroke's prompt reuses
+        sampler.reset()
+        cold = continuation_logprob(sampler, prompt + rest, len(prompt))
+        assert cold == pytest.approx(warm, abs=1e-3) and cold < 0
+        with pytest.raises(ValueError, match="non-empty"):
+            continuation_logprob(sampler, prompt, len(prompt))
+    # The cache it leaves serves generation as a fresh one would.
+    after = engine.complete_text(prompt + rest, max_new_tokens=6).ids
+    engine.reset_cache()
+    assert engine.complete_text(prompt + rest, max_new_tokens=6).ids == after
 
 
 def test_ranking_by_the_code_after_the_gap_needs_code_there(engine):

@@ -17,13 +17,15 @@ standard library), continued by the model. Only at a line's start: a line still 
 suggestion it would have shown otherwise is shown. A model without FIM cannot see those names. As with
 the ranking below, nothing streams before the choice there.
 
-A model without FIM sees only the code before the cursor. With `rank_by_suffix`, when the code after
-the cursor goes on (its next line of code), a first suggestion that passes is not shown at once: the
-model's other likeliest suggestions are made the same way (branching at its first word) and every
-one that passes is scored by the model on the text it would make, the suggestion and the next line
-after it together (scoring.py); the likeliest is shown. The next line is what the model could not
-see: `for idx2, elem2 in enumerate(numbers):` before a line using `idx2` follows better than
-`if elem > threshold:`.
+A model without FIM sees only the code before the cursor. With `rank_by_suffix`, when code follows the
+cursor, the suggestion the rules above would show is not shown at once: it is weighed against the
+model's other passing suggestions (those the search above wrote, and more, branching at the first
+suggestion's first word and at its first token: another indentation, another statement), each scored by
+the model on what it would make, the suggestion and the next SCORED_LINES lines of code after it
+together; the likeliest is shown. Those lines are what the model could not see: `for idx2, elem2 in
+enumerate(numbers):` before lines using `idx2` follows better than `if elem > threshold:`. Each is
+scored from the prompt the sampler has cached (scoring.continuation_logprob): only the suggestion and
+those lines run through the model.
 """
 
 from __future__ import annotations
@@ -37,12 +39,14 @@ import numpy as np
 from .. import candidates
 from ..base import CancelToken, CompletionResult, SamplingParams, Shape
 from .healing import Healing, decoder_of
+from .scoring import continuation_logprob
 
 BRANCHES = 4  # alternatives tried at one position
-MAX_ALTERNATIVES = 8  # at most, per request
-# What the suffix ranking scores: this much of the code before the cursor (from a line's start; the
-# next line depends on what is near), so its cost does not grow with the notebook.
-SCORED_PREFIX_CHARS = 2000
+MAX_ALTERNATIVES = 8  # at most, per request, in the search for one that passes
+# What the ranking scores after each suggestion: the lines of code that follow the cursor, up to this many
+# holding code and this many characters (whole lines), so its cost does not grow with the cell.
+SCORED_LINES = 3
+SCORED_CHARS = 600
 
 
 def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: Sequence[int], prefix: str,
@@ -59,7 +63,7 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
     def verdict(text: str) -> candidates.Verdict:
         return candidates.verdict_for(prefix, text, suffix, namespace, allowed_names)
 
-    next_line = _next_code_line(suffix) if rank_by_suffix else ""
+    following = _following_code(suffix) if rank_by_suffix else ""
     # Names the code after the cursor reads before anything binds them: what the line at the cursor
     # most likely binds (candidates.names_to_bind). A model without FIM cannot see them.
     # Only for a cursor at a line's start (a line still to write): inside a line the names a
@@ -73,7 +77,7 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
     # When another suggestion may be chosen over a first one that passes (ranked, or one that binds
     # what the code below needs), nothing is shown before the choice: the ghost text never changes
     # into a different one under the user's eyes.
-    hold = bool(next_line or needed)
+    hold = bool(following or needed)
     if hold:
         for _ in first:
             pass
@@ -84,112 +88,154 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
 
     first_verdict = verdict(result.text)
     result.candidates = 1
-    if first_verdict.ok and not next_line and binds(result.text):
+    if first_verdict.ok and not following and binds(result.text):
         result.checked = "passed"
         if hold:
             yield result.text
         return
-    started, decode = time.perf_counter(), decoder_of(engine.tokenizer, healed)
-    ids = [i for i in result.ids if i not in stops]
-    code = len(result.text) - len(result.text.lstrip())
-    if first_verdict.ok and next_line:
-        yield _ranked_by_suffix(engine, decode, result, ids, prompt_ids, prefix, next_line, verdict,
-                                new_shape, max_new_tokens, stops, cancel, healed)
-        result.total_ms += (time.perf_counter() - started) * 1e3
-        return
-    if first_verdict.ok:  # it passed but binds none of the names needed: another may, else it stays
-        positions = [_token_at(decode, ids, code)]
-    else:  # where it went wrong, then its first word (after the indentation), then its first token
-        positions = list(dict.fromkeys([_token_at(decode, ids, first_verdict.offset), _token_at(decode, ids, code), 0]))
-    tried, fallback, unbinding = 0, "", ""
+    started = time.perf_counter()
+    search = _Search(engine, result, prompt_ids, healed, new_shape, max_new_tokens, stops, cancel)
+    text, label = _choice(search, result.text, first_verdict, verdict, binds, needed, healed)
+    if following and text and not search.cancelled():
+        text, label = _ranked(engine, search, text, label, following, verdict, binds, prompt_ids, healed)
+    result.candidates, result.checked, result.text = 1 + search.tried, label, text
+    result.total_ms += (time.perf_counter() - started) * 1e3
+    yield text
 
-    def shown(text: str, checked: str) -> str:
-        result.candidates, result.checked, result.text = 1 + tried, checked, text
-        result.total_ms += (time.perf_counter() - started) * 1e3
+
+class _Search:
+    """The model's other suggestions for one request: branches at a position of the first suggestion's
+    ids, each continued greedily (the prompt's keys and values are cached, so each costs one new prompt
+    token and its continuation), and lines begun with forced ids. Counts them, and keeps each text."""
+
+    def __init__(self, engine, result: CompletionResult, prompt_ids: Sequence[int], healed: Healing | None,
+                 new_shape: Callable[[], Shape], max_new_tokens: int, stops: Sequence[int],
+                 cancel: CancelToken | None):
+        self.engine, self.result, self.prompt_ids, self.healed = engine, result, list(prompt_ids), healed
+        self.new_shape, self.max_new_tokens, self.stops, self.cancel = new_shape, max_new_tokens, stops, cancel
+        self.decode = decoder_of(engine.tokenizer, healed)
+        self.ids = [i for i in result.ids if i not in stops]  # the first suggestion's
+        self.texts = [result.text]  # every suggestion written, the first one's first
+        self.tried = 0
+        self._branched: set[int] = set()
+
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def token_at(self, offset: int) -> int:
+        """The index of the first suggestion's token that holds its character `offset`."""
+        return _token_at(self.decode, self.ids, offset)
+
+    def branches(self, positions: Sequence[int], most: int) -> Iterator[str]:
+        """At each position not branched at before: the BRANCHES likeliest other tokens there, each
+        continued; `most` suggestions in all."""
+        made = 0
+        for position in positions:
+            if position > len(self.ids) or position in self._branched:
+                continue
+            self._branched.add(position)
+            first_mask = self.healed.mask if self.healed is not None and position == 0 else None
+            for token in _branches(self.engine, self.prompt_ids + self.ids[:position],
+                                   self.ids[position:position + 1], first_mask):
+                if made == most or self.cancelled():
+                    return
+                made += 1
+                yield self.forced(self.ids[:position] + [token])
+
+    def forced(self, ids: list[int]) -> str:
+        """The suggestion that begins with `ids` and goes on greedily."""
+        self.tried += 1
+        text, new_tokens = _continue(self.engine, self.decode, self.prompt_ids, ids, self.new_shape(),
+                                     self.max_new_tokens, self.stops, self.cancel)
+        self.result.stats.new_tokens += new_tokens
+        self.texts.append(text)
         return text
 
-    for position in positions:
-        if position > len(ids):
-            continue
-        first_mask = healed.mask if healed is not None and position == 0 else None
-        for token in _branches(engine, list(prompt_ids) + ids[:position], ids[position:position + 1], first_mask):
-            if tried == MAX_ALTERNATIVES or (cancel is not None and cancel.is_set()):
-                break
-            tried += 1
-            text, new_tokens = _continue(engine, decode, prompt_ids, ids[:position] + [token], new_shape(),
-                                         max_new_tokens, stops, cancel)
-            result.stats.new_tokens += new_tokens
-            if text.strip() and verdict(text).ok:
-                if _only_comments(text) and not _only_comments(result.text):
-                    fallback = fallback or text  # says nothing the code needs: shown only if no code passes
-                    continue
-                if not binds(text):
-                    unbinding = unbinding or text  # shown only if nothing binds what the code after it needs
-                    continue
-                yield shown(text, "binds" if first_verdict.ok else "replaced")
-                return
+
+def _choice(search: _Search, first: str, first_verdict: candidates.Verdict, verdict, binds,
+            needed: Sequence[str], healed: Healing | None) -> tuple[str, str]:
+    """What is shown without ranking, and how it was chosen ("passed", "binds", "replaced", "withheld"):
+    the first suggestion if it passes and binds what is needed; else the first alternative that does,
+    branching where the first went wrong (the token holding the failure's first character), then at
+    its first word, then at its first token; then a line begun with a needed name's assignment."""
+    if first_verdict.ok and binds(first):
+        return first, "passed"
+    code = len(first) - len(first.lstrip())
+    if first_verdict.ok:  # it passed but binds none of the names needed: another may, else it stays
+        positions = [search.token_at(code)]
+    else:
+        positions = list(dict.fromkeys([search.token_at(first_verdict.offset), search.token_at(code), 0]))
+    found = "binds" if first_verdict.ok else "replaced"
+    fallback, unbinding = "", ""
+    for text in search.branches(positions, MAX_ALTERNATIVES):
+        if text.strip() and verdict(text).ok:
+            if _only_comments(text) and not _only_comments(first):
+                fallback = fallback or text  # says nothing the code needs: shown only if no code passes
+                continue
+            if not binds(text):
+                unbinding = unbinding or text  # shown only if nothing binds what the code after it needs
+                continue
+            return text, found
     # The line the code after the cursor needs, begun with the assignment itself: `total =` -> `total =
     # 0` (with the name alone the model went on to lengthen it: `vowels` -> `vowels_count = 0`), or
     # `import math` for a module of the standard library.
-    indent = result.text[:code]
-    for name in needed[:2] if healed is None and not (cancel is not None and cancel.is_set()) else ():
-        tried += 1
+    indent = first[:code]
+    for name in needed[:2] if healed is None and not search.cancelled() else ():
         line = f"import {name}" if name in sys.stdlib_module_names else f"{name} ="
-        forced = engine.tokenize(indent + line, add_bos=False)
-        text, new_tokens = _continue(engine, decode, prompt_ids, forced, new_shape(), max_new_tokens, stops, cancel)
-        result.stats.new_tokens += new_tokens
+        text = search.forced(search.engine.tokenize(indent + line, add_bos=False))
         if verdict(text).ok and binds(text):
-            yield shown(text, "binds" if first_verdict.ok else "replaced")
-            return
+            return text, found
     if first_verdict.ok:
-        yield shown(result.text, "passed")  # held back above: shown now
-        return
+        return first, "passed"
     if unbinding:
-        yield shown(unbinding, "replaced")
-        return
-    yield shown(fallback, "replaced" if fallback else "withheld")
+        return unbinding, "replaced"
+    return fallback, "replaced" if fallback else "withheld"
 
 
-def _next_code_line(suffix: str) -> str:
-    """The code after the cursor up to the first later line that holds code, that line included (""
-    when there is none): what the suffix ranking scores after each suggestion."""
+def _following_code(suffix: str) -> str:
+    """The code after the cursor that the ranking scores: its whole lines up to the SCORED_LINES-th later
+    line that holds code, within SCORED_CHARS ("" when no later line holds code)."""
     lines = suffix.split("\n")
-    for i in range(1, len(lines)):
-        if lines[i].strip() and not lines[i].lstrip().startswith("#"):
-            return "\n".join(lines[:i + 1])
-    return ""
-
-
-def _ranked_by_suffix(engine, decode, result: CompletionResult, ids: list[int], prompt_ids: Sequence[int],
-                      prefix: str, next_line: str, verdict, new_shape, max_new_tokens: int,
-                      stops: Sequence[int], cancel: CancelToken | None, healed: Healing | None) -> str:
-    """The likeliest of the first suggestion (which passed) and its passing alternatives from its first
-    word, each scored with the code up to the next line of code after it. Sets `result`'s text,
-    `candidates` and `checked` ("passed": the model's own won; "ranked": another did)."""
-    code = len(result.text) - len(result.text.lstrip())
-    position = _token_at(decode, ids, code)
-    options = [result.text]
-    first_mask = healed.mask if healed is not None and position == 0 else None
-    tried = 0
-    for token in _branches(engine, list(prompt_ids) + ids[:position], ids[position:position + 1], first_mask):
-        if cancel is not None and cancel.is_set():
+    taken, code = [lines[0]], 0
+    for line in lines[1:]:
+        if len("\n".join(taken + [line])) > SCORED_CHARS:
             break
-        tried += 1
-        text, new_tokens = _continue(engine, decode, prompt_ids, ids[:position] + [token], new_shape(),
-                                     max_new_tokens, stops, cancel)
-        result.stats.new_tokens += new_tokens
-        if text.strip() and text not in options and not _only_comments(text) and verdict(text).ok:
-            options.append(text)
-    result.candidates = 1 + tried
-    best = 0
-    if len(options) > 1 and not (cancel is not None and cancel.is_set()):
-        start = prefix.rfind("\n", 0, max(len(prefix) - SCORED_PREFIX_CHARS, 0)) + 1
-        # Up to the next line of code; the line that follows the suggestion starts after its own end.
-        scores = engine.score([prefix[start:] + option + next_line for option in options])
-        best = max(range(len(options)), key=lambda i: scores[i])
-    result.checked = "passed" if best == 0 else "ranked"
-    result.text = options[best]
-    return result.text
+        taken.append(line)
+        if line.strip() and not line.lstrip().startswith("#"):
+            code += 1
+            if code == SCORED_LINES:
+                break
+    return "\n".join(taken) if code else ""
+
+
+def _ranked(engine, search: _Search, choice: str, label: str, following: str, verdict, binds,
+            prompt_ids: Sequence[int], healed: Healing | None) -> tuple[str, str]:
+    """The likeliest, followed by `following`, of `choice` (what would be shown, with its `label`) and the
+    other suggestions that pass like it: the check, code rather than only comments, and what the code
+    after the cursor needs bound when `choice` binds it. More are written first: branches at the first
+    suggestion's first word and its first token. "ranked" when another than `choice` is shown."""
+    first = search.texts[0]
+    code = len(first) - len(first.lstrip())
+    for _ in search.branches([search.token_at(code), 0], 2 * BRANCHES):
+        pass
+    comments, binding = _only_comments(choice), binds(choice)
+    options = [choice] + [text for text in dict.fromkeys(search.texts) if text != choice and text.strip()
+                          and _only_comments(text) == comments and verdict(text).ok and (binds(text) or not binding)]
+    if len(options) == 1 or search.cancelled():
+        return choice, label
+    sampler, context = engine._sampler, list(prompt_ids)
+    blanks = healed.text if healed is not None else ""
+    scored = [context + engine.tokenize(blanks + option + following, add_bos=False) for option in options]
+    if max(len(ids) for ids in scored) > sampler.cache_len:
+        return choice, label  # the context is full: nothing to rank in
+    scores = []
+    with sampler._lock:  # one request at a time uses the sampler's cache
+        for ids in scored:
+            if search.cancelled():
+                return choice, label
+            scores.append(continuation_logprob(sampler, ids, len(context)))
+    best = max(range(len(options)), key=lambda i: scores[i])
+    return (choice, label) if best == 0 else (options[best], "ranked")
 
 
 def _only_comments(text: str) -> bool:

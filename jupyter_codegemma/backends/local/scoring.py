@@ -9,6 +9,11 @@ each candidate — from the last shared token on — goes through the model, wit
 The result is each text's log-likelihood after the longest prefix all texts share: that prefix's part
 is the same for every text, so the order is the order of the whole texts' likelihoods.
 
+`continuation_logprob` scores differently, for the suggestions of one keystroke: they all continue the
+prompt the sampler has just cached, so each is run from there through the sampler's own prompt chunks
+(the cached prompt is never run again, and each chunk attends over the cache's view it needs), with the
+head at the chunk's positions only.
+
 Shapes are static, in buckets (the cache length T and the suffix length S are powers of two, the batch
 2 or 4 rows, more in several passes), so a handful of programs serve every exercise. Each is compiled
 once per machine: programs.py saves the traced program, and XLA's cache the compiled one.
@@ -26,7 +31,7 @@ from jax import lax
 
 from .model import Transformer, init_cache
 
-__all__ = ["score_ids", "score_texts"]
+__all__ = ["continuation_logprob", "score_ids", "score_texts"]
 
 ROWS = (2, 4)  # batch buckets: the fixes a search ranks are few
 MIN_LEN = 32  # the shortest cache: with MIN_SPAN, a few programs (each compiled once) cover short exercises
@@ -104,3 +109,44 @@ def score_texts(sampler, texts_ids: Sequence[Sequence[int]], max_len: int) -> li
     """`score_ids` holding the sampler's lock (one thread uses the model at a time)."""
     with sampler._lock:
         return score_ids(sampler, texts_ids, max_len)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "kv_len"), donate_argnames=("cache",))
+def chunk_logprobs(model: Transformer, params, tokens, cache, write_index, targets, *, kv_len: int):
+    """A prompt chunk as the sampler prefills it (tokens [1, T] at write_index) -> (log p(targets[0, j] |
+    the context up to tokens[0, j]) [1, T], cache)."""
+    hidden, cache = model.apply({"params": params}, tokens, cache, write_index, kv_len)
+    logits = model.apply({"params": params}, hidden, method=Transformer.logits)  # [1, T, V]
+    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    return picked - jax.nn.logsumexp(logits, axis=-1), cache
+
+
+def continuation_logprob(sampler, ids: Sequence[int], start: int) -> float:
+    """log p(ids[start:] | ids[:start]) with the prefill weights of `sampler` (a Sampler), whose cache keeps
+    what it already holds of `ids` (the prompt of the request being served) and holds all of `ids` after.
+    The caller holds the sampler's lock."""
+    n = len(ids)
+    if not 0 < start < n:
+        raise ValueError(f"the scored part must be non-empty and follow at least one id: start={start}, {n} ids")
+    if n > sampler.cache_len:
+        raise ValueError(f"the text to score has {n} tokens but the KV cache holds {sampler.cache_len}")
+    # The position before `start` predicts ids[start]: it runs again even when the cache holds it.
+    reused = min(sampler._common_prefix(sampler._cached_ids, ids), start - 1)
+    cache = sampler._take_cache()
+    sampler._cached_ids = []  # until every chunk has run, nothing in the cache is trusted (a failure leaves a fresh one)
+    total = 0.0
+    for begin, chunk, padded, kv_len in sampler._chunks(reused, n):
+        tokens = np.zeros((1, padded), np.int32)
+        tokens[0, :chunk] = ids[begin:begin + chunk]
+        targets = np.zeros((1, padded), np.int32)
+        following = ids[begin + 1:begin + chunk + 1]
+        targets[0, :len(following)] = following
+        logprobs, cache = sampler._run(chunk_logprobs, sampler.prefill_model, sampler.prefill_params,
+                                       jnp.asarray(tokens), cache, jnp.int32(begin), jnp.asarray(targets),
+                                       kv_len=kv_len)
+        position = np.arange(begin, begin + padded)
+        counted = (position >= start - 1) & (position < n - 1)
+        total += float(np.where(counted, np.asarray(logprobs[0], np.float64), 0.0).sum())
+    sampler._cache = cache
+    sampler._cached_ids = list(ids)
+    return total
