@@ -29,7 +29,7 @@ DRAFT_LEN = 7  # guesses checked per pass
 VERIFY_LEN = DRAFT_LEN + 1  # the last token and its guesses: one static shape
 
 
-def draft_from_context(ids: Sequence[int], *, max_ngram: int = 3, min_ngram: int = 2, max_draft: int = 7,
+def draft_from_context(ids: Sequence[int], *, max_ngram: int = 3, min_ngram: int = 2, max_draft: int = DRAFT_LEN,
                        window: int = 4096) -> list[int]:
     """Up to `max_draft` ids that followed the latest earlier occurrence of the context's last
     n ids (n from `max_ngram` down to `min_ngram`), searching the last `window` ids; [] when none.
