@@ -30,6 +30,7 @@ those lines run through the model.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from typing import Callable, Collection, Iterator, Sequence
@@ -60,6 +61,8 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
     streams, only the texts that pass are shown (candidates.passing); where another suggestion may be
     chosen over one that passes (ranking, names to bind: see the module), nothing before the choice."""
 
+    # A text is judged once per request: the streamed one again when it ends, the search's again when ranked.
+    @functools.cache
     def verdict(text: str) -> candidates.Verdict:
         return candidates.verdict_for(prefix, text, suffix, namespace, allowed_names)
 
@@ -71,6 +74,7 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
     at_line_start = not prefix[prefix.rfind("\n") + 1:].strip()
     needed = candidates.names_to_bind(prefix, suffix, namespace) if at_line_start and suffix.strip() else ()
 
+    @functools.cache
     def binds(text: str) -> bool:
         return not needed or candidates.binds(prefix, text, suffix, needed, namespace)
 

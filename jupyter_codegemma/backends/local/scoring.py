@@ -45,6 +45,12 @@ def _pow2(n: int, least: int = MIN_LEN) -> int:
     return size
 
 
+def _target_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """log p(targets) under logits [..., V] at each position: targets [...] -> [...]."""
+    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    return picked - jax.nn.logsumexp(logits, axis=-1)
+
+
 @functools.partial(jax.jit, static_argnames=("model", "rows", "span"), donate_argnames=("cache",))
 def suffix_logprobs(model: Transformer, params, prefix, cache, suffix, write_index, *, rows: int, span: int):
     """prefix [1, T] (its first write_index ids shared by all rows) into a fresh cache [1, T], then suffix
@@ -57,9 +63,7 @@ def suffix_logprobs(model: Transformer, params, prefix, cache, suffix, write_ind
 
     def row(args):
         h, targets = args  # [S, D], [S]
-        logits = model.apply({"params": params}, h, method=Transformer.logits)  # [S, V]
-        picked = jnp.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]
-        return picked - jax.nn.logsumexp(logits, axis=-1)
+        return _target_logprobs(model.apply({"params": params}, h, method=Transformer.logits), targets)
 
     return lax.map(row, (hidden, suffix[:, 1:])), cache
 
@@ -116,9 +120,7 @@ def chunk_logprobs(model: Transformer, params, tokens, cache, write_index, targe
     """A prompt chunk as the sampler prefills it (tokens [1, T] at write_index) -> (log p(targets[0, j] |
     the context up to tokens[0, j]) [1, T], cache)."""
     hidden, cache = model.apply({"params": params}, tokens, cache, write_index, kv_len)
-    logits = model.apply({"params": params}, hidden, method=Transformer.logits)  # [1, T, V]
-    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-    return picked - jax.nn.logsumexp(logits, axis=-1), cache
+    return _target_logprobs(model.apply({"params": params}, hidden, method=Transformer.logits), targets), cache
 
 
 def continuation_logprob(sampler, ids: Sequence[int], start: int) -> float:
