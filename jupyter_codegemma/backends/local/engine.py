@@ -91,8 +91,8 @@ class Engine:
         int8 ones). The int8 tree is kept in the converted-weights cache next to the float one."""
         import jax.numpy as jnp
 
-        from . import quantize
-        from .model import Transformer
+        from . import native, quantize
+        from .model import Transformer, layer_period, stack_layers
         from .sampler import Sampler
 
         store = WeightsCache(self.options.cache_dir) if checkpoint.sha256 else None
@@ -108,8 +108,14 @@ class Engine:
         # Activations stay float32 on CPU: the int8 kernel takes float32 and XLA's CPU
         # elementwise work is no faster in bfloat16.
         act = jnp.float32 if platform == "cpu" else jnp.bfloat16
+        # The layer loop passes whole stacks of int8 matrices to the native kernels; the prefill and
+        # decode models must share it (they share the cache's layout).
+        period = 0
+        if self.options.layer_loop and self.prefill_dtype == "int8" and native.native_enabled():
+            period = layer_period(self.config)
+            quantized = stack_layers(quantized, period)
         params = weights_to_device(quantized, act, huge_pages=platform == "cpu")
-        model = Transformer(self.config, dtype=act)
+        model = Transformer(self.config, dtype=act, layer_period=period)
         prefill_model = prefill_params = None
         if self.prefill_dtype != "int8":
             dense = jnp.float32 if self.prefill_dtype == "float32" else jnp.bfloat16
@@ -238,6 +244,7 @@ class Engine:
             "devices": self.num_devices,
             "parameters": count_params(self.config),
             "layers": self.config.num_layers,
+            "layer_period": self._sampler.model.layer_period,  # 0: unrolled; p: a loop over groups of p
             "vocab_size": self.config.vocab_size,
             "context": self.context_len,
             "fim": self.has_fim,

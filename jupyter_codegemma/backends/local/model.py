@@ -14,6 +14,14 @@ Shapes are written with einsum letters:
 Every call writes its keys and values into a fixed-size KV cache at `write_index` and attends
 over a static-length view of it (`kv_len`), so one compiled function serves any position: a
 full forward pass is a prefill into an empty cache, and decoding is a prefill of one token.
+
+The layers run one after the other in the program (unrolled), or, with `layer_period` p, in a loop
+over groups of p layers (`stack_layers`): the layer pattern repeats every p layers (Gemma 3: five
+sliding-window layers, then a global one), so one group's code serves every group. Each compiled
+program then holds one group's code instead of every layer's, and on XLA's CPU backend a loaded
+program's resident memory grows with its code (measured for Gemma 3 270M: 22-60 MB per unrolled
+program, 13 of them after the warm-up). The loop passes each int8 matrix to the kernels as the
+whole stack and the group's index (native.int8_matmul), so no weight is copied out of a stack.
 """
 
 from __future__ import annotations
@@ -34,23 +42,60 @@ _MASKED = -2.3819763e38
 # 270M), attention multiplies the keys as the left operand; prompt chunks keep the original form.
 _FEW_QUERY_ROWS = 32
 
-LayerCache = dict[str, jax.Array]  # {"k": [B, S, K, H], "v": [B, S, K, H]}
-Cache = list[LayerCache]
+LayerCache = dict[str, jax.Array]  # {"k": [B, S, K, H], "v": [B, S, K, H]}, stacked: [G, B, S, K, H]
+Cache = list[LayerCache]  # one per layer; with a layer period p, one per position in the period
 
 
-def init_cache(config: GemmaConfig, batch_size: int, cache_len: int, dtype=jnp.float32) -> Cache:
+def init_cache(config: GemmaConfig, batch_size: int, cache_len: int, dtype=jnp.float32, period: int = 0) -> Cache:
+    """An empty KV cache for a model with this `layer_period` (0: unrolled layers)."""
     shape = (batch_size, cache_len, config.num_kv_heads, config.head_dim)
-    return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)} for _ in range(config.num_layers)]
+    if period:
+        shape = (config.num_layers // period, *shape)
+    return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+            for _ in range(period or config.num_layers)]
+
+
+def repeats_every(config: GemmaConfig, period: int) -> bool:
+    """Whether `period` divides the layers and their attention kinds repeat after it."""
+    kinds = config.attention_kinds
+    return period > 0 and len(kinds) % period == 0 and all(kinds[i] == kinds[i % period] for i in range(len(kinds)))
+
+
+def layer_period(config: GemmaConfig) -> int:
+    """The shortest period of the layers' pattern (the groups a layer loop runs)."""
+    return next(p for p in range(1, config.num_layers + 1) if repeats_every(config, p))
+
+
+def stack_layers(params: dict, period: int) -> dict:
+    """An unrolled model's parameter tree (numpy) -> the tree of one with `layer_period` period:
+    layer g·p + j's arrays become row g of position j's stacked arrays ("layers/slot_j/...")."""
+    import numpy as np
+
+    layers = sorted((k for k in params if k.startswith("layer_")), key=lambda k: int(k.split("_")[1]))
+    if not layers or len(layers) % period:
+        raise ValueError(f"stack_layers: {len(layers)} layers do not form groups of {period}")
+    groups = [layers[j::period] for j in range(period)]
+    stacked = {f"slot_{j}": jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]),
+                                         *(params[name] for name in names))
+               for j, names in enumerate(groups)}
+    return {**{k: v for k, v in params.items() if not k.startswith("layer_")}, "layers": stacked}
+
+
+def _of_layer(param: jax.Array, group: jax.Array | None) -> jax.Array:
+    """A parameter of this layer: itself, or its row of a stack."""
+    return param if group is None else param[group]
 
 
 class RMSNorm(nn.Module):
     """x / rms(x) * (1 + scale): Gemma stores the scale as an offset from one."""
 
     eps: float = 1e-6
+    stacked: int = 0  # > 0: the scale of each of this many layers, [G, D]
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        scale = self.param("scale", nn.initializers.zeros_init(), (x.shape[-1],))
+    def __call__(self, x: jax.Array, group: jax.Array | None = None) -> jax.Array:
+        shape = (self.stacked, x.shape[-1]) if self.stacked else (x.shape[-1],)
+        scale = _of_layer(self.param("scale", nn.initializers.zeros_init(), shape), group)
         x32 = x.astype(jnp.float32)
         normed = x32 * lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
         return (normed * (1.0 + scale.astype(jnp.float32))).astype(x.dtype)
@@ -104,40 +149,64 @@ class Linear(nn.Module):
     gate, up) into one matrix turns several small products into one large one.
 
     An int8 weight (see quantize.py) comes with `scale` [out]: the float weight is w * scale[:, None].
+    Stacked (a layer loop), w is [G, out, in] and scale [G, out], and `group` picks the layer.
     """
 
     features: int
+    stacked: int = 0
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        w = self.param("w", nn.initializers.normal(), (self.features, x.shape[-1]))
+    def __call__(self, x: jax.Array, group: jax.Array | None = None) -> jax.Array:
+        lead = (self.stacked,) if self.stacked else ()
+        w = self.param("w", nn.initializers.normal(), (*lead, self.features, x.shape[-1]))
         if w.dtype == jnp.int8:
-            return native.int8_matmul(x, w, self.param("scale", nn.initializers.ones_init(), (self.features,)))
-        return jnp.einsum("...i,oi->...o", x, w.astype(x.dtype))
+            scale = self.param("scale", nn.initializers.ones_init(), (*lead, self.features))
+            return native.int8_matmul(x, w, scale, layer=group)
+        return jnp.einsum("...i,oi->...o", x, _of_layer(w, group).astype(x.dtype))
+
+
+def _write_cache(buffer: jax.Array, new: jax.Array, write_index: jax.Array, group: jax.Array | None) -> jax.Array:
+    """new [B, T, K, H] into the cache buffer at write_index (of layer `group` in a stacked one)."""
+    zero = jnp.zeros((), write_index.dtype)
+    new = new.astype(buffer.dtype)
+    if group is None:
+        return lax.dynamic_update_slice(buffer, new, (zero, write_index, zero, zero))
+    return lax.dynamic_update_slice(buffer, new[None], (group.astype(write_index.dtype), zero, write_index, zero, zero))
+
+
+def _read_cache(buffer: jax.Array, start: jax.Array, length: int, group: jax.Array | None) -> jax.Array:
+    """The cache's positions [start, start + length): [B, L, K, H]."""
+    if group is None:
+        return lax.dynamic_slice_in_dim(buffer, start, length, axis=1)
+    zero = jnp.zeros((), start.dtype)
+    _, batch, _, heads, dim = buffer.shape
+    return lax.dynamic_slice(buffer, (group.astype(start.dtype), zero, start, zero, zero),
+                             (1, batch, length, heads, dim))[0]
 
 
 class Attention(nn.Module):
     config: GemmaConfig
-    layer: int
+    layer: int  # with `stacked`, its position in the layer period (which decides its kind)
+    stacked: int = 0
 
     def setup(self):
         c = self.config
-        self.qkv = Linear((c.num_heads + 2 * c.num_kv_heads) * c.head_dim)  # [N*H | K*H | K*H, D]
-        self.output = Linear(c.embed_dim)  # [D, N*H]
+        self.qkv = Linear((c.num_heads + 2 * c.num_kv_heads) * c.head_dim, self.stacked)  # [N*H | K*H | K*H, D]
+        self.output = Linear(c.embed_dim, self.stacked)  # [D, N*H]
         if c.use_qk_norm:
-            self.query_norm = RMSNorm(c.norm_eps)
-            self.key_norm = RMSNorm(c.norm_eps)
+            self.query_norm = RMSNorm(c.norm_eps, self.stacked)
+            self.key_norm = RMSNorm(c.norm_eps, self.stacked)
 
     def __call__(self, x: jax.Array, cache: LayerCache, write_index: jax.Array,
-                 kv_len: int) -> tuple[jax.Array, LayerCache]:
+                 kv_len: int, group: jax.Array | None = None) -> tuple[jax.Array, LayerCache]:
         c = self.config
         batch, length, _ = x.shape
-        qkv = self.qkv(x).reshape(batch, length, c.num_heads + 2 * c.num_kv_heads, c.head_dim)
+        qkv = self.qkv(x, group).reshape(batch, length, c.num_heads + 2 * c.num_kv_heads, c.head_dim)
         q = qkv[:, :, :c.num_heads]  # [B, T, N, H]
         k = qkv[:, :, c.num_heads:c.num_heads + c.num_kv_heads]  # [B, T, K, H]
         v = qkv[:, :, c.num_heads + c.num_kv_heads:]
         if c.use_qk_norm:
-            q, k = self.query_norm(q), self.key_norm(k)
+            q, k = self.query_norm(q, group), self.key_norm(k, group)
 
         positions = write_index + jnp.arange(length)  # [T]
         base, scale = c.rope_base(self.layer), c.rope_scale(self.layer)
@@ -145,20 +214,18 @@ class Attention(nn.Module):
         k = apply_rope(k, positions, base, scale)
 
         zero = jnp.zeros((), write_index.dtype)
-        cache = {
-            "k": lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (zero, write_index, zero, zero)),
-            "v": lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (zero, write_index, zero, zero)),
-        }
+        cache = {"k": _write_cache(cache["k"], k, write_index, group),
+                 "v": _write_cache(cache["v"], v, write_index, group)}
 
         # Attend over a static-length window of the cache. A global layer sees [0, kv_len); a
         # sliding layer only needs the `window` positions before this chunk, so it reads a
         # shorter slice that ends at the chunk's last position.
-        cache_len = cache["k"].shape[1]
+        cache_len = cache["k"].shape[-3]
         local = c.attention_kinds[self.layer] == AttentionKind.LOCAL
         view = min(kv_len, length + c.sliding_window) if local else kv_len
         start = jnp.clip(write_index + length - view, 0, cache_len - view) if local else zero
-        keys = lax.dynamic_slice_in_dim(cache["k"], start, view, axis=1).astype(x.dtype)  # [B, L, K, H]
-        values = lax.dynamic_slice_in_dim(cache["v"], start, view, axis=1).astype(x.dtype)
+        keys = _read_cache(cache["k"], start, view, group).astype(x.dtype)  # [B, L, K, H]
+        values = _read_cache(cache["v"], start, view, group).astype(x.dtype)
         key_positions = start + jnp.arange(view)  # [L]
 
         # Per KV head, its G query heads at all T positions form one [T·G, H] matrix, so each of
@@ -188,45 +255,66 @@ class Attention(nn.Module):
         probs = probs.reshape(batch, c.num_kv_heads, length * groups, view)
         encoded = jnp.einsum("BKML,BLKH->BKMH", probs, values)  # [B, K, T·G, H]
         encoded = encoded.reshape(batch, c.num_kv_heads, length, groups, c.head_dim).transpose(0, 2, 1, 3, 4)
-        return self.output(encoded.reshape(batch, length, c.num_heads * c.head_dim)), cache
+        return self.output(encoded.reshape(batch, length, c.num_heads * c.head_dim), group), cache
 
 
 class FeedForward(nn.Module):
     """GeGLU: gelu(x W_gate) * (x W_up), projected back to D."""
 
     hidden_dim: int
+    stacked: int = 0
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        gate, up = jnp.split(Linear(2 * self.hidden_dim, name="gate_up")(x), 2, axis=-1)
+    def __call__(self, x: jax.Array, group: jax.Array | None = None) -> jax.Array:
+        gate, up = jnp.split(Linear(2 * self.hidden_dim, self.stacked, name="gate_up")(x, group), 2, axis=-1)
         # Gemma uses the tanh approximation of GELU.
-        return Linear(x.shape[-1], name="down")(jax.nn.gelu(gate, approximate=True) * up)
+        return Linear(x.shape[-1], self.stacked, name="down")(jax.nn.gelu(gate, approximate=True) * up, group)
 
 
 class Block(nn.Module):
     config: GemmaConfig
-    layer: int
+    layer: int  # with `stacked`, its position in the layer period
+    stacked: int = 0  # > 0: this many layers' parameters, stacked; each call runs layer `group`
 
     def setup(self):
-        c = self.config
-        self.pre_attention_norm = RMSNorm(c.norm_eps)
-        self.attn = Attention(c, self.layer)
+        c, g = self.config, self.stacked
+        self.pre_attention_norm = RMSNorm(c.norm_eps, g)
+        self.attn = Attention(c, self.layer, g)
         if c.use_post_attn_norm:
-            self.post_attention_norm = RMSNorm(c.norm_eps)
-        self.pre_ffw_norm = RMSNorm(c.norm_eps)
-        self.mlp = FeedForward(c.hidden_dim)
+            self.post_attention_norm = RMSNorm(c.norm_eps, g)
+        self.pre_ffw_norm = RMSNorm(c.norm_eps, g)
+        self.mlp = FeedForward(c.hidden_dim, g)
         if c.use_post_ffw_norm:
-            self.post_ffw_norm = RMSNorm(c.norm_eps)
+            self.post_ffw_norm = RMSNorm(c.norm_eps, g)
 
-    def __call__(self, x, cache, write_index, kv_len):
-        attn, cache = self.attn(self.pre_attention_norm(x), cache, write_index, kv_len)
+    def __call__(self, x, cache, write_index, kv_len, group=None):
+        attn, cache = self.attn(self.pre_attention_norm(x, group), cache, write_index, kv_len, group)
         if self.config.use_post_attn_norm:
-            attn = self.post_attention_norm(attn)
+            attn = self.post_attention_norm(attn, group)
         x = x + attn
-        ffw = self.mlp(self.pre_ffw_norm(x))
+        ffw = self.mlp(self.pre_ffw_norm(x, group), group)
         if self.config.use_post_ffw_norm:
-            ffw = self.post_ffw_norm(ffw)
+            ffw = self.post_ffw_norm(ffw, group)
         return x + ffw, cache
+
+
+class LayerGroup(nn.Module):
+    """One period of layers, the body of the layer loop: layers g·p .. g·p + p - 1 for group g."""
+
+    config: GemmaConfig
+    period: int
+
+    def setup(self):
+        groups = self.config.num_layers // self.period
+        self.slots = [Block(self.config, j, groups, name=f"slot_{j}") for j in range(self.period)]
+
+    def __call__(self, carry, group, write_index, kv_len):
+        x, cache = carry
+        new_cache = []
+        for block, slot_cache in zip(self.slots, cache):
+            x, slot_cache = block(x, slot_cache, write_index, kv_len, group)
+            new_cache.append(slot_cache)
+        return (x, new_cache), None
 
 
 class Transformer(nn.Module):
@@ -238,19 +326,32 @@ class Transformer(nn.Module):
 
     config: GemmaConfig
     dtype: Any = jnp.float32  # activation dtype
+    # 0: every layer its own module and arrays, unrolled in the program. p > 0: a loop over the
+    # groups of p layers (see the module's docstring); parameters from stack_layers(params, p),
+    # the cache from init_cache(..., period=p).
+    layer_period: int = 0
 
     def setup(self):
         c = self.config
         self.embedder = Embedder(c.vocab_size, c.embed_dim)
-        # Layers are separate modules with separate arrays (not stacked under lax.scan): on CPU
-        # that decodes faster, because XLA neither copies weight slices nor loops.
-        self.layers = [Block(c, i, name=f"layer_{i}") for i in range(c.num_layers)]
+        if self.layer_period:
+            if not repeats_every(c, self.layer_period):
+                raise ValueError(f"{c.name}: the layer pattern does not repeat every {self.layer_period} layers")
+            self.layer_loop = nn.scan(LayerGroup, variable_broadcast="params", split_rngs={"params": False},
+                                      in_axes=(0, nn.broadcast, nn.broadcast),
+                                      length=c.num_layers // self.layer_period)(c, self.layer_period, name="layers")
+        else:
+            self.layers = [Block(c, i, name=f"layer_{i}") for i in range(c.num_layers)]
         self.final_norm = RMSNorm(c.norm_eps)
 
     def __call__(self, tokens: jax.Array, cache: Cache, write_index: jax.Array,
                  kv_len: int) -> tuple[jax.Array, Cache]:
         """tokens [B, T] at positions write_index + [0, T) -> hidden [B, T, D], updated cache."""
         x = self.embedder.encode(tokens, self.dtype)
+        if self.layer_period:
+            groups = jnp.arange(self.config.num_layers // self.layer_period, dtype=jnp.int32)
+            (x, new_cache), _ = self.layer_loop((x, list(cache)), groups, write_index, kv_len)
+            return self.final_norm(x), new_cache
         new_cache = []
         for layer, layer_cache in zip(self.layers, cache):
             x, layer_cache = layer(x, layer_cache, write_index, kv_len)

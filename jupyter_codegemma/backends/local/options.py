@@ -35,6 +35,10 @@ class EngineOptions:
     # where the text repeats itself, which code in a notebook does: on the typing session of
     # bench/latency.py it cut the time after the first token by ~15 %, so it is on by default.
     speculative: bool = True
+    # With int8 weights on the native kernels (prompt chunks too), run the layers as a loop over
+    # their repeating groups (model.py's layer_period) instead of unrolled: every compiled program
+    # holds one group's code, so it compiles and loads faster and holds less memory. Off: unrolled.
+    layer_loop: bool = True
     # After Engine.load, compile the programs of every prompt-length bucket in a background
     # thread (most urgent first; from the persistent compilation cache when it has them), so
     # that requests do not wait for tracing and compiling. See Sampler.precompile.

@@ -57,6 +57,8 @@ class Sampler:
         self.model = model
         self._programs = programs
         self.prefill_model = prefill_model or model
+        if self.prefill_model.layer_period != model.layer_period:
+            raise ValueError("the prefill and decode models must lay out the cache alike (the same layer_period)")
         self.prefill_params = prefill_params if prefill_params is not None else params
         # A fresh cache is put on the device explicitly ("committed", like every step's output):
         # jit compiles separately for uncommitted arguments, so a fresh cache would otherwise
@@ -87,10 +89,13 @@ class Sampler:
     def _ensure_cache(self) -> Cache:
         """The sampler's KV cache, a new empty one if it has none."""
         if self._cache is None:
-            self._cache = self._place_cache(init_cache(self.config, 1, self.cache_len + SPARE_POSITIONS,
-                                                       self.cache_dtype))
+            self._cache = self._place_cache(self.new_cache(self.cache_len + SPARE_POSITIONS))
             self._cached_ids = []
         return self._cache
+
+    def new_cache(self, length: int) -> Cache:
+        """An empty KV cache of `length` positions for this sampler's models (not yet placed)."""
+        return init_cache(self.config, 1, length, self.cache_dtype, period=self.model.layer_period)
 
     def _take_cache(self) -> Cache:
         cache, self._cache = self._ensure_cache(), None  # donated to the next step: never reuse the old handle
@@ -336,7 +341,7 @@ class Sampler:
         """
         n = len(ids)
         with self._lock:
-            cache = self._place_cache(init_cache(self.config, 1, max(n, 1), self.cache_dtype))
+            cache = self._place_cache(self.new_cache(max(n, 1)))
             hidden, _ = full_forward(self.prefill_model, self.prefill_params, jnp.asarray([list(ids)], jnp.int32),
                                       cache)
             return np.asarray(hidden[0])

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .model import Transformer, init_cache
+from .model import Transformer
 
 __all__ = ["continuation_logprob", "score_ids", "score_texts"]
 
@@ -58,7 +58,7 @@ def suffix_logprobs(model: Transformer, params, prefix, cache, suffix, write_ind
     the prefix's cache). The cache is the third argument, as in every step (programs.py donates it)."""
     length = prefix.shape[1]
     _, cache = model.apply({"params": params}, prefix, cache, jnp.int32(0), length)
-    rows_cache = [{k: jnp.repeat(v, rows, axis=0) for k, v in layer.items()} for layer in cache]
+    rows_cache = jax.tree.map(lambda v: jnp.repeat(v, rows, axis=-4), cache)  # along B of [(G,) B, S, K, H]
     hidden, _ = model.apply({"params": params}, suffix[:, :span], rows_cache, write_index, length)
 
     def row(args):
@@ -101,7 +101,7 @@ def score_ids(sampler, texts_ids: Sequence[Sequence[int]], max_len: int) -> list
             # prefix and is one of this text's
             j = np.arange(span)
             mask[r] = (start + j + 1 >= shared) & (start + j + 1 < len(ids))
-        cache = sampler._place_cache(init_cache(sampler.config, 1, length, sampler.cache_dtype))
+        cache = sampler._place_cache(sampler.new_cache(length))
         logprobs, _ = sampler._run(suffix_logprobs, sampler.prefill_model, sampler.prefill_params, jnp.asarray(prefix),
                                    cache, jnp.asarray(suffix), jnp.int32(start), rows=rows, span=span)
         values = np.where(mask, np.asarray(logprobs, np.float64), 0.0).sum(axis=1)

@@ -245,12 +245,18 @@ def native_unavailable_reason() -> str:
     return str(_state.get("why", "not tried"))
 
 
-def int8_matmul(x: jax.Array, w: jax.Array, scale: jax.Array, isa: str | None = None) -> jax.Array:
+def int8_matmul(x: jax.Array, w: jax.Array, scale: jax.Array, isa: str | None = None,
+                layer: jax.Array | int | None = None) -> jax.Array:
     """x [..., K] · w [N, K] (int8) scaled by scale [N] -> [..., N] in x's dtype, on the kernels
-    of `isa` (default: the class enable_native chose; others: runnable_isa_classes())."""
+    of `isa` (default: the class enable_native chose; others: runnable_isa_classes()).
+
+    With `layer`, w [G, N, K] and scale [G, N] are a stack of matrices (a model whose layers run in
+    a loop) and matrix `layer` is multiplied: the kernels read it where it lies in the stack."""
     *lead, k = x.shape
-    n = w.shape[0]
+    n = w.shape[-2]
     rows = math.prod(lead)
+    if (w.ndim == 3) != (layer is not None):
+        raise ValueError(f"int8_matmul: a stacked w [G, N, K] needs a layer, a single w [N, K] none ({w.shape})")
     if isa is None:
         isa = isa_class()
     elif isa not in runnable_isa_classes():
@@ -262,9 +268,12 @@ def int8_matmul(x: jax.Array, w: jax.Array, scale: jax.Array, isa: str | None = 
     elif isa == "avx2" and k % BLOCK == 0:
         target = _AVX2_TARGET
     else:
+        if layer is not None:
+            w, scale = w[layer], scale[layer]
         return (jnp.einsum("...i,oi->...o", x, w.astype(x.dtype)) * scale.astype(x.dtype))
+    index = jnp.asarray(0 if layer is None else layer, jnp.int32)
     y = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct((rows, n), jnp.float32))(
-        x.reshape(rows, k).astype(jnp.float32), w, scale.astype(jnp.float32))
+        x.reshape(rows, k).astype(jnp.float32), w, scale.astype(jnp.float32), index)
     return y.reshape(*lead, n).astype(x.dtype)
 
 

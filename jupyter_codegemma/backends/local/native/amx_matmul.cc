@@ -182,20 +182,22 @@ void MultiplyTiles(const Problem& p, int64_t first, int64_t count) {
 }
 
 ffi::Error AmxInt8Matmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S8> w,
-                         ffi::Buffer<ffi::F32> scale, ffi::ResultBuffer<ffi::F32> y) {
+                         ffi::Buffer<ffi::F32> scale, ffi::Buffer<ffi::S32> layer, ffi::ResultBuffer<ffi::F32> y) {
   const auto xd = x.dimensions();
-  const auto wd = w.dimensions();
-  if (xd.size() != 2 || wd.size() != 2 || xd[1] != wd[1] || xd[1] % kBlock != 0 || wd[0] % kTileRows != 0 ||
-      scale.element_count() != static_cast<size_t>(wd[0])) {
-    return ffi::Error::InvalidArgument("amx_int8_matmul: expected x [M, K], w [N, K], scale [N], K % 64 == 0, N % 16 == 0");
+  codegemma::LayerWeights lw;
+  if (!codegemma::SelectLayer(w, scale, layer, &lw) || xd.size() != 2 || xd[1] != lw.k || xd[1] % kBlock != 0 ||
+      lw.n % kTileRows != 0) {
+    return ffi::Error::InvalidArgument(
+        "amx_int8_matmul: expected x [M, K], w [N, K] or [G, N, K], scale [N] or [G, N], a layer in the stack, "
+        "K % 64 == 0, N % 16 == 0");
   }
   Problem p;
   p.m_rows = xd[0];
   p.row_tiles = (p.m_rows + kTileRows - 1) / kTileRows;
   p.k = xd[1];
-  p.n = wd[0];
-  p.w = w.typed_data();
-  p.scale = scale.typed_data();
+  p.n = lw.n;
+  p.w = lw.w;
+  p.scale = lw.scale;
   p.y = y->typed_data();
   const int64_t blocks = p.k / kBlock;
   std::vector<int8_t> xq(p.row_tiles * blocks * kTileBytes);

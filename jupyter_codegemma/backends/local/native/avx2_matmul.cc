@@ -182,16 +182,17 @@ void MultiplyChunk(const Problem& p, int64_t m_rows, int64_t row_begin, int64_t 
 }
 
 ffi::Error Avx2Int8Matmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S8> w,
-                          ffi::Buffer<ffi::F32> scale, ffi::ResultBuffer<ffi::F32> y) {
+                          ffi::Buffer<ffi::F32> scale, ffi::Buffer<ffi::S32> layer, ffi::ResultBuffer<ffi::F32> y) {
   const auto xd = x.dimensions();
-  const auto wd = w.dimensions();
-  if (xd.size() != 2 || wd.size() != 2 || xd[1] != wd[1] || xd[1] % kBlock != 0 ||
-      scale.element_count() != static_cast<size_t>(wd[0])) {
-    return ffi::Error::InvalidArgument("avx2_int8_matmul: expected x [M, K], w [N, K], scale [N], K % 64 == 0");
+  codegemma::LayerWeights lw;
+  if (!codegemma::SelectLayer(w, scale, layer, &lw) || xd.size() != 2 || xd[1] != lw.k || xd[1] % kBlock != 0) {
+    return ffi::Error::InvalidArgument(
+        "avx2_int8_matmul: expected x [M, K], w [N, K] or [G, N, K], scale [N] or [G, N], a layer in the stack, "
+        "K % 64 == 0");
   }
   const int64_t m_rows = xd[0];
   const Quantized xq = QuantizeRows(x.typed_data(), m_rows, xd[1]);
-  const Problem p{&xq, xd[1], wd[0], w.typed_data(), scale.typed_data(), y->typed_data()};
+  const Problem p{&xq, xd[1], lw.n, lw.w, lw.scale, y->typed_data()};
   if (m_rows <= kPrefetchedRows) {  // bound by memory: one stream of weight rows per core
     codegemma::ParallelRanges(pool, p.n, kChunkRows, [&](int64_t begin, int64_t end) {
       MultiplyChunk(p, m_rows, begin, end);

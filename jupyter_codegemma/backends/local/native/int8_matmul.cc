@@ -107,17 +107,17 @@ void MatmulRows(const Quantized& xq, int64_t m_rows, int64_t k, const int8_t* w,
 }
 
 ffi::Error Int8Matmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S8> w,
-                      ffi::Buffer<ffi::F32> scale, ffi::ResultBuffer<ffi::F32> y) {
+                      ffi::Buffer<ffi::F32> scale, ffi::Buffer<ffi::S32> layer, ffi::ResultBuffer<ffi::F32> y) {
   const auto xd = x.dimensions();
-  const auto wd = w.dimensions();
-  if (xd.size() != 2 || wd.size() != 2 || xd[1] != wd[1] || xd[1] % kBlock != 0 ||
-      scale.element_count() != static_cast<size_t>(wd[0])) {
-    return ffi::Error::InvalidArgument("int8_matmul: expected x [M, K], w [N, K], scale [N], K % 64 == 0");
+  codegemma::LayerWeights lw;
+  if (!codegemma::SelectLayer(w, scale, layer, &lw) || xd.size() != 2 || xd[1] != lw.k || xd[1] % kBlock != 0) {
+    return ffi::Error::InvalidArgument(
+        "int8_matmul: expected x [M, K], w [N, K] or [G, N, K], scale [N] or [G, N], a layer in the stack, K % 64 == 0");
   }
-  const int64_t m_rows = xd[0], k = xd[1], n = wd[0];
+  const int64_t m_rows = xd[0], k = xd[1], n = lw.n;
   const Quantized xq = QuantizeRows(x.typed_data(), m_rows, k);
-  const int8_t* weights = w.typed_data();
-  const float* scales = scale.typed_data();
+  const int8_t* weights = lw.w;
+  const float* scales = lw.scale;
   float* out = y->typed_data();
   codegemma::ParallelFor(pool, (n + kChunkRows - 1) / kChunkRows, [&](int64_t chunk) {
     const int64_t begin = chunk * kChunkRows;

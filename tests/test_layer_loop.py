@@ -1,0 +1,144 @@
+"""The layer loop (model.py's `layer_period`): the layers run as a loop over their repeating
+groups, on stacked parameters, and compute what the unrolled layers compute; the native kernels
+multiply the matrix of the loop's layer where it lies in its stack."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jupyter_codegemma.backends.local import config as configs
+from jupyter_codegemma.backends.local import native, quantize
+from jupyter_codegemma.backends.local.model import (Transformer, init_params, layer_period, repeats_every,
+                                                    stack_layers)
+from jupyter_codegemma.backends.local.sampler import Sampler
+
+
+def _gemma3_two_groups() -> configs.GemmaConfig:
+    """Twelve layers: two groups of Gemma 3's five sliding-window layers and one global one."""
+    return configs.gemma3("tiny-gemma3-12", num_layers=12, embed_dim=64, hidden_dim=128, num_heads=4,
+                          num_kv_heads=1, head_dim=64, vocab_size=512, sliding_window=8, max_context=256)
+
+
+CONFIGS = {"gemma1-mqa": configs.tiny_gemma1_mqa, "gemma2": configs.tiny_gemma2, "gemma3-12": _gemma3_two_groups}
+
+
+def test_the_period_is_where_the_attention_pattern_repeats():
+    assert layer_period(configs.gemma3_270m()) == 6  # 18 layers: 3 groups
+    assert layer_period(configs.codegemma_7b()) == 1  # every layer global: 28 groups of one
+    assert layer_period(configs.tiny_gemma2()) == 2  # local, global, ...
+    assert repeats_every(configs.gemma3_270m(), 18) and not repeats_every(configs.gemma3_270m(), 4)
+    with pytest.raises(ValueError, match="does not repeat every 4"):
+        Transformer(configs.gemma3_270m(), layer_period=4).init(
+            jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32), [], jnp.int32(0), 8)
+
+
+def test_stacking_puts_layer_g_p_plus_j_in_row_g_of_slot_j():
+    config = _gemma3_two_groups()
+    params = jax.tree.map(np.asarray, init_params(config))
+    stacked = stack_layers(params, 6)
+    assert set(stacked) == {"embedder", "final_norm", "layers"} and len(stacked["layers"]) == 6
+    np.testing.assert_array_equal(stacked["layers"]["slot_5"]["attn"]["qkv"]["w"][1],
+                                  params["layer_11"]["attn"]["qkv"]["w"])
+    np.testing.assert_array_equal(stacked["layers"]["slot_0"]["pre_ffw_norm"]["scale"][0],
+                                  params["layer_0"]["pre_ffw_norm"]["scale"])
+    # A freshly initialised looped model has the same tree as the stacked one.
+    looped = Transformer(config, layer_period=6)
+    assert jax.tree.map(np.shape, looped.init(
+        jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32),
+        Sampler(looped, stacked, 8).new_cache(8), jnp.int32(0), 8)["params"]) == jax.tree.map(np.shape, stacked)
+
+
+def _greedy(sampler: Sampler, prompt: list[int]) -> tuple[list[int], list[np.ndarray]]:
+    steps: list[np.ndarray] = []
+    ids = list(sampler.generate(prompt, max_new_tokens=10, on_logits=lambda l: steps.append(np.asarray(l[0]))))
+    return ids, steps
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_float_loop_equals_the_unrolled_layers(name):
+    """Prompt chunks (short ones over a longer cache view, so sliding windows cut in), draft checks and
+    decoding on stacked float weights give the unrolled model's logits, to float precision."""
+    config = CONFIGS[name]()
+    params = jax.tree.map(np.asarray, init_params(config, seed=3))
+    period = layer_period(config)
+    assert config.num_layers // period >= 2  # a real loop
+    prompt = [int(i) for i in np.random.RandomState(1).randint(3, config.vocab_size, size=37)]
+    unrolled = Sampler(Transformer(config), jax.tree.map(jnp.asarray, params), 128, prefill_buckets=(16,),
+                       speculative=True)
+    looped = Sampler(Transformer(config, layer_period=period), jax.tree.map(jnp.asarray, stack_layers(params, period)),
+                     128, prefill_buckets=(16,), speculative=True)
+    ids_u, steps_u = _greedy(unrolled, prompt)
+    ids_l, steps_l = _greedy(looped, prompt)
+    assert ids_u == ids_l
+    for a, b in zip(steps_u, steps_l):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(unrolled.forward_logits(prompt), looped.forward_logits(prompt), atol=1e-4, rtol=0)
+
+
+def test_int8_loop_on_the_native_kernels_follows_the_unrolled_layers():
+    """With int8 weights the kernels read each layer's matrix from its stack. The two programs may sum
+    in another order, and the kernels round activations to int8, so a 1e-6 difference can move a value
+    by one rounding step: they agree to that step, as a chunked prefill agrees with a full pass."""
+    config = _gemma3_two_groups()
+    params = jax.tree.map(np.asarray, init_params(config, seed=1))
+    q = quantize.quantize_int8(params)
+    prompt = [int(i) for i in np.random.RandomState(0).randint(3, config.vocab_size, size=37)]
+    unrolled = Sampler(Transformer(config), jax.tree.map(jnp.asarray, q), 128, prefill_buckets=(16,))
+    looped = Sampler(Transformer(config, layer_period=6), jax.tree.map(jnp.asarray, stack_layers(q, 6)), 128,
+                     prefill_buckets=(16,))
+    _, steps_u = _greedy(unrolled, prompt)
+    _, steps_l = _greedy(looped, prompt)
+    full_u, full_l = unrolled.forward_logits(prompt), looped.forward_logits(prompt)
+    tolerance = 0.02 * np.abs(full_u).max()
+    np.testing.assert_allclose(full_l, full_u, atol=tolerance, rtol=0)
+    for a, b in zip(steps_u, steps_l):
+        np.testing.assert_allclose(b, a, atol=tolerance, rtol=0)
+
+
+def _runnable() -> list[str]:
+    native.enable_native()
+    return list(native.runnable_isa_classes())
+
+
+@pytest.mark.parametrize("rows", [1, 8, 37])
+def test_every_kernel_multiplies_the_layer_it_is_given_from_a_stack(rows):
+    """int8_matmul(x, stack, scales, layer=g) inside a loop is exactly int8_matmul(x, stack[g], scales[g]),
+    on every kernel this process runs (and the XLA fallback)."""
+    rng = np.random.RandomState(rows)
+    stack, scales = zip(*(native.quantize_rows(rng.randn(96, 128).astype(np.float32)) for _ in range(3)))
+    w, s = jnp.asarray(np.stack(stack)), jnp.asarray(np.stack(scales))
+    x = jnp.asarray(rng.randn(rows, 128).astype(np.float32))
+    for isa in _runnable():
+        def body(carry, g, isa=isa):
+            return carry, native.int8_matmul(x, w, s, isa=isa, layer=g)
+
+        _, per_layer = jax.jit(lambda: jax.lax.scan(body, 0, jnp.arange(3, dtype=jnp.int32)))()
+        for g in range(3):
+            np.testing.assert_array_equal(np.asarray(per_layer[g]), np.asarray(native.int8_matmul(x, w[g], s[g], isa=isa)))
+
+
+def test_a_layer_outside_the_stack_is_an_error_not_a_read_past_it():
+    if len(_runnable()) < 2:
+        pytest.skip(f"no native kernels here: {native.native_unavailable_reason()}")
+    q, scale = native.quantize_rows(np.ones((64, 64), np.float32))
+    w, s = jnp.asarray(np.stack([q, q])), jnp.asarray(np.stack([scale, scale]))
+    with pytest.raises(Exception, match="a layer in the stack"):
+        np.asarray(jax.jit(lambda g: native.int8_matmul(jnp.ones((1, 64)), w, s, layer=g))(jnp.int32(2)))
+    with pytest.raises(ValueError, match="needs a layer"):
+        native.int8_matmul(jnp.ones((1, 64)), w, s)
+
+
+def test_the_engine_loops_where_the_native_kernels_run_and_unrolls_elsewhere():
+    from jupyter_codegemma.backends.local import Engine, EngineOptions
+
+    native.enable_native()
+    looped = Engine.load(options=EngineOptions(warm_up=False))
+    expected = layer_period(looped.config) if looped.dtype == "int8" and native.native_enabled() else 0
+    assert looped.info()["layer_period"] == expected
+    unrolled = Engine.load(options=EngineOptions(warm_up=False, layer_loop=False))
+    assert unrolled.info()["layer_period"] == 0
+    prompt = "def fibonacci(n):\n    "
+    assert looped.complete_text(prompt, max_new_tokens=12).text == unrolled.complete_text(prompt, max_new_tokens=12).text
