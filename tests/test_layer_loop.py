@@ -11,8 +11,8 @@ import pytest
 
 from jupyter_codegemma.backends.local import config as configs
 from jupyter_codegemma.backends.local import native, quantize
-from jupyter_codegemma.backends.local.model import (Transformer, init_params, layer_period, repeats_every,
-                                                    stack_layers)
+from jupyter_codegemma.backends.local.model import (Transformer, init_params, layer_period, layer_runs,
+                                                    repeats_every, stack_layers)
 from jupyter_codegemma.backends.local.sampler import Sampler
 
 
@@ -30,20 +30,26 @@ def test_the_period_is_where_the_attention_pattern_repeats():
     assert layer_period(configs.codegemma_7b()) == 1  # every layer global: 28 groups of one
     assert layer_period(configs.tiny_gemma2()) == 2  # local, global, ...
     assert repeats_every(configs.gemma3_270m(), 18) and not repeats_every(configs.gemma3_270m(), 4)
+    assert layer_runs(configs.gemma3_270m(), 6) == [(0, 5), (5, 1)]  # five sliding-window layers, one global
+    assert layer_runs(configs.tiny_gemma2(), 2) == [(0, 1), (1, 1)]
     with pytest.raises(ValueError, match="does not repeat every 4"):
         Transformer(configs.gemma3_270m(), layer_period=4).init(
             jax.random.PRNGKey(0), jnp.zeros((1, 1), jnp.int32), [], jnp.int32(0), 8)
 
 
-def test_stacking_puts_layer_g_p_plus_j_in_row_g_of_slot_j():
+def test_stacking_puts_each_layer_where_the_loops_index_it():
+    """Group g's layer first + i of a run of `length` is row g·length + i of the run's stack."""
     config = _gemma3_two_groups()
     params = jax.tree.map(np.asarray, init_params(config))
-    stacked = stack_layers(params, 6)
-    assert set(stacked) == {"embedder", "final_norm", "layers"} and len(stacked["layers"]) == 6
-    np.testing.assert_array_equal(stacked["layers"]["slot_5"]["attn"]["qkv"]["w"][1],
-                                  params["layer_11"]["attn"]["qkv"]["w"])
-    np.testing.assert_array_equal(stacked["layers"]["slot_0"]["pre_ffw_norm"]["scale"][0],
-                                  params["layer_0"]["pre_ffw_norm"]["scale"])
+    stacked = stack_layers(params, config, 6)
+    assert set(stacked) == {"embedder", "final_norm", "layers"} and set(stacked["layers"]) == {"run_0", "run_1"}
+    local, global_ = stacked["layers"]["run_0"]["block"], stacked["layers"]["run_1"]["block"]
+    assert local["attn"]["qkv"]["w"].shape[0] == 10 and global_["attn"]["qkv"]["w"].shape[0] == 2
+    np.testing.assert_array_equal(np.asarray(global_["attn"]["qkv"]["w"])[1], params["layer_11"]["attn"]["qkv"]["w"])
+    np.testing.assert_array_equal(np.asarray(local["mlp"]["down"]["w"])[5 + 3], params["layer_9"]["mlp"]["down"]["w"])
+    np.testing.assert_array_equal(np.asarray(local["pre_ffw_norm"]["scale"])[0], params["layer_0"]["pre_ffw_norm"]["scale"])
+    with pytest.raises(ValueError, match="do not form groups of 4"):
+        stack_layers(params, config, 4)
     # A freshly initialised looped model has the same tree as the stacked one.
     looped = Transformer(config, layer_period=6)
     assert jax.tree.map(np.shape, looped.init(
@@ -68,7 +74,7 @@ def test_float_loop_equals_the_unrolled_layers(name):
     prompt = [int(i) for i in np.random.RandomState(1).randint(3, config.vocab_size, size=37)]
     unrolled = Sampler(Transformer(config), jax.tree.map(jnp.asarray, params), 128, prefill_buckets=(16,),
                        speculative=True)
-    looped = Sampler(Transformer(config, layer_period=period), jax.tree.map(jnp.asarray, stack_layers(params, period)),
+    looped = Sampler(Transformer(config, layer_period=period), jax.tree.map(jnp.asarray, stack_layers(params, config, period)),
                      128, prefill_buckets=(16,), speculative=True)
     ids_u, steps_u = _greedy(unrolled, prompt)
     ids_l, steps_l = _greedy(looped, prompt)
@@ -87,7 +93,7 @@ def test_int8_loop_on_the_native_kernels_follows_the_unrolled_layers():
     q = quantize.quantize_int8(params)
     prompt = [int(i) for i in np.random.RandomState(0).randint(3, config.vocab_size, size=37)]
     unrolled = Sampler(Transformer(config), jax.tree.map(jnp.asarray, q), 128, prefill_buckets=(16,))
-    looped = Sampler(Transformer(config, layer_period=6), jax.tree.map(jnp.asarray, stack_layers(q, 6)), 128,
+    looped = Sampler(Transformer(config, layer_period=6), jax.tree.map(jnp.asarray, stack_layers(q, config, 6)), 128,
                      prefill_buckets=(16,))
     _, steps_u = _greedy(unrolled, prompt)
     _, steps_l = _greedy(looped, prompt)
@@ -142,3 +148,47 @@ def test_the_engine_loops_where_the_native_kernels_run_and_unrolls_elsewhere():
     assert unrolled.info()["layer_period"] == 0
     prompt = "def fibonacci(n):\n    "
     assert looped.complete_text(prompt, max_new_tokens=12).text == unrolled.complete_text(prompt, max_new_tokens=12).text
+
+
+def test_stacks_from_memory_mapped_weights_go_into_the_arena_layer_by_layer(tmp_path):
+    """The engine's path: int8 matrices memory-mapped from the weights cache, stacked (lazily) and put
+    into the huge-page arena: each stack is one device array there with every layer in its row, and
+    the mapped files' pages were let go (the arrays still read back right, from the file)."""
+    from jupyter_codegemma.backends.local.weights_on_device import weights_to_device
+
+    config = _gemma3_two_groups()
+    q = quantize.quantize_int8(jax.tree.map(np.asarray, init_params(config)))
+    mapped = {}
+    for name, layer in q.items():
+        if name.startswith("layer_"):
+            np.save(tmp_path / f"{name}.npy", layer["mlp"]["down"]["w"])
+            mapped[name] = {**layer, "mlp": {**layer["mlp"], "down": {
+                "w": np.load(tmp_path / f"{name}.npy", mmap_mode="r"), "scale": layer["mlp"]["down"]["scale"]}}}
+        else:
+            mapped[name] = layer
+    on_device = weights_to_device(stack_layers(mapped, config, 6), jnp.float32, huge_pages=True)
+    down = on_device["layers"]["run_0"]["block"]["mlp"]["down"]["w"]
+    assert down.shape == (10, *q["layer_0"]["mlp"]["down"]["w"].shape) and down.dtype == jnp.int8
+    for row, layer in enumerate([0, 1, 2, 3, 4, 6, 7, 8, 9, 10]):
+        np.testing.assert_array_equal(np.asarray(down[row]), q[f"layer_{layer}"]["mlp"]["down"]["w"])
+        np.testing.assert_array_equal(mapped[f"layer_{layer}"]["mlp"]["down"]["w"], q[f"layer_{layer}"]["mlp"]["down"]["w"])
+
+
+def test_a_long_chunk_attends_in_query_blocks_with_the_same_result(monkeypatch):
+    """Above model._MAX_LOGIT_BYTES of attention logits, a prompt chunk's queries attend block by block:
+    the same logits as all at once (here the limit is lowered so a tiny model's chunk is split)."""
+    from jupyter_codegemma.backends.local import model as model_module
+    from jupyter_codegemma.backends.local.model import init_cache
+
+    config = _gemma3_two_groups()
+    params = init_params(config, seed=4)
+    tokens = jnp.asarray(np.random.RandomState(2).randint(3, config.vocab_size, size=(1, 64)), jnp.int32)
+
+    def logits():
+        hidden, _ = Transformer(config).apply({"params": params}, tokens, init_cache(config, 1, 128), jnp.int32(0), 128)
+        return np.asarray(hidden)
+
+    whole = logits()
+    # [64 positions · 4 heads, 128 keys] of float32 logits in a global layer: eight blocks of 8 positions
+    monkeypatch.setattr(model_module, "_MAX_LOGIT_BYTES", 64 * 4 * 128 * 4 // 8)
+    np.testing.assert_allclose(logits(), whole, atol=1e-5, rtol=0)

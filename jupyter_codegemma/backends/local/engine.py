@@ -113,7 +113,7 @@ class Engine:
         period = 0
         if self.options.layer_loop and self.prefill_dtype == "int8" and native.native_enabled():
             period = layer_period(self.config)
-            quantized = stack_layers(quantized, period)
+            quantized = stack_layers(quantized, self.config, period)
         params = weights_to_device(quantized, act, huge_pages=platform == "cpu")
         model = Transformer(self.config, dtype=act, layer_period=period)
         prefill_model = prefill_params = None
@@ -124,7 +124,10 @@ class Engine:
             prefill_params = {**weights_to_device(quantize.dense_layers(checkpoint.params), dense),
                               "embedder": params["embedder"]}
             prefill_model = Transformer(self.config, dtype=dense)
-        return Sampler(model, params, self.context_len, cache_dtype=act, speculative=self.options.speculative,
+        # The KV cache in float16 on CPU, as llama.cpp keeps it: 75 MB instead of 151 MB for Gemma 3
+        # 270M's 4 096 positions, about a tenth of the process's peak memory.
+        cache_dtype = jnp.float16 if platform == "cpu" else act
+        return Sampler(model, params, self.context_len, cache_dtype=cache_dtype, speculative=self.options.speculative,
                        prefill_model=prefill_model, prefill_params=prefill_params, programs=self._programs())
 
     def _programs(self):

@@ -47,12 +47,12 @@ Cache = list[LayerCache]  # one per layer; with a layer period p, one per positi
 
 
 def init_cache(config: GemmaConfig, batch_size: int, cache_len: int, dtype=jnp.float32, period: int = 0) -> Cache:
-    """An empty KV cache for a model with this `layer_period` (0: unrolled layers)."""
+    """An empty KV cache for a model with this `layer_period` (0: unrolled layers): one per layer,
+    or one per run of the period (see layer_runs), stacked over the run's layers of every group."""
     shape = (batch_size, cache_len, config.num_kv_heads, config.head_dim)
-    if period:
-        shape = (config.num_layers // period, *shape)
-    return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
-            for _ in range(period or config.num_layers)]
+    stacks = [(config.num_layers // period) * length for _, length in layer_runs(config, period)] if period else []
+    return [{"k": jnp.zeros((*lead, *shape), dtype), "v": jnp.zeros((*lead, *shape), dtype)}
+            for lead in ([(n,) for n in stacks] if period else [()] * config.num_layers)]
 
 
 def repeats_every(config: GemmaConfig, period: int) -> bool:
@@ -66,19 +66,49 @@ def layer_period(config: GemmaConfig) -> int:
     return next(p for p in range(1, config.num_layers + 1) if repeats_every(config, p))
 
 
-def stack_layers(params: dict, period: int) -> dict:
-    """An unrolled model's parameter tree (numpy) -> the tree of one with `layer_period` period:
-    layer g·p + j's arrays become row g of position j's stacked arrays ("layers/slot_j/...")."""
-    import numpy as np
+def layer_runs(config: GemmaConfig, period: int) -> list[tuple[int, int]]:
+    """(first position, length) of each run of layers of one attention kind within a period: Gemma 3's
+    period of six is a run of five sliding-window layers, then a run of one global layer."""
+    runs: list[tuple[int, int]] = []
+    for j in range(period):
+        if runs and config.attention_kinds[j] == config.attention_kinds[runs[-1][0]]:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((j, 1))
+    return runs
 
-    layers = sorted((k for k in params if k.startswith("layer_")), key=lambda k: int(k.split("_")[1]))
-    if not layers or len(layers) % period:
-        raise ValueError(f"stack_layers: {len(layers)} layers do not form groups of {period}")
-    groups = [layers[j::period] for j in range(period)]
-    stacked = {f"slot_{j}": jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]),
-                                         *(params[name] for name in names))
-               for j, names in enumerate(groups)}
+
+def stack_layers(params: dict, config: GemmaConfig, period: int) -> dict:
+    """An unrolled model's parameter tree (numpy) -> the tree of one with `layer_period` period. Each
+    run (first, length) of the period stacks its layers of every group, group-major: layer
+    g·p + first + i is row g·length + i of "layers/run_r/block/..." (the index the loops compute).
+    The stacked arrays are LayerStacks, stacked only when read."""
+    if not repeats_every(config, period) or any(f"layer_{i}" not in params for i in range(config.num_layers)):
+        raise ValueError(f"stack_layers: {config.name}'s layers do not form groups of {period}")
+    groups = config.num_layers // period
+    stacked = {}
+    for r, (first, length) in enumerate(layer_runs(config, period)):
+        names = [f"layer_{g * period + first + i}" for g in range(groups) for i in range(length)]
+        stacked[f"run_{r}"] = {"block": jax.tree.map(lambda *a: LayerStack(a), *(params[name] for name in names))}
     return {**{k: v for k, v in params.items() if not k.startswith("layer_")}, "layers": stacked}
+
+
+class LayerStack:
+    """One parameter of several layers, stacked along a new first axis when read (`np.asarray`).
+    weights_on_device.HostArena writes the layers one by one into their place instead, so loading
+    never holds a stacked copy beside the checkpoint's arrays and the device's."""
+
+    def __init__(self, layers):
+        self.layers = tuple(layers)
+        first = self.layers[0]
+        self.shape = (len(self.layers), *first.shape)
+        self.dtype = first.dtype
+        self.nbytes = sum(a.nbytes for a in self.layers)
+
+    def __array__(self, dtype=None, copy=None):
+        import numpy as np
+
+        return np.stack([np.asarray(a, dtype=dtype) for a in self.layers])
 
 
 def _of_layer(param: jax.Array, group: jax.Array | None) -> jax.Array:
@@ -184,6 +214,62 @@ def _read_cache(buffer: jax.Array, start: jax.Array, length: int, group: jax.Arr
                              (1, batch, length, heads, dim))[0]
 
 
+# A prompt chunk's attention logits are [T·G, L] float32 per KV head — 32 MB for a 512-position
+# chunk of Gemma 3 270M over 4 096 keys — and the softmax holds two or three such arrays at once:
+# most of a prompt step's temporary memory, and so of the process's peak. Above this many bytes of
+# logits, the chunk's queries attend in blocks, one block after the other (each row's softmax is
+# its own, so the result is the same).
+_MAX_LOGIT_BYTES = 8 << 20
+
+
+def _attend_in_blocks(c: GemmaConfig, local: bool, q, keys, values, positions, key_positions) -> jax.Array:
+    """_attend over query blocks of whole positions, as few as keep each block's logits within
+    _MAX_LOGIT_BYTES."""
+    batch, heads, rows, dim = q.shape
+    length, view = positions.shape[0], key_positions.shape[0]
+    blocks = 1
+    while length % (2 * blocks) == 0 and batch * heads * (rows // blocks) * view * 4 > _MAX_LOGIT_BYTES:
+        blocks *= 2
+    if blocks == 1:
+        return _attend(c, local, q, keys, values, positions, key_positions)
+    q_blocks = q.reshape(batch, heads, blocks, rows // blocks, dim).transpose(2, 0, 1, 3, 4)
+    encoded = lax.map(lambda block: _attend(c, local, block[0], keys, values, block[1], key_positions),
+                      (q_blocks, positions.reshape(blocks, length // blocks)))  # [blocks, B, K, rows / blocks, H]
+    return encoded.transpose(1, 2, 0, 3, 4).reshape(batch, heads, rows, dim)
+
+
+def _attend(c: GemmaConfig, local: bool, q, keys, values, positions, key_positions) -> jax.Array:
+    """q [B, K, T·G, H] (positions [T]) over keys and values [B, L, K, H] (key_positions [L]) ->
+    [B, K, T·G, H].
+
+    Per KV head, its G query heads at all T positions form one [T·G, H] matrix, so each of
+    the two products is a single large matrix product per KV head (for Gemma 3 270M, one
+    [2048, 256] x [256, L] product per layer). The same math with the heads as a separate
+    batch axis ("BTKGH,BLKH->BKGTL") ran twice as slow on XLA's CPU backend for prompt
+    chunks (measured: 20.5 against 9.6 ms for 512 queries over 1 024 keys), because the
+    products were small and their operands transposed."""
+    batch, heads, rows, _ = q.shape
+    length, view = positions.shape[0], key_positions.shape[0]
+    groups = rows // length
+    if rows <= _FEW_QUERY_ROWS:
+        # Decoding and draft checks: the keys are the large operand, and XLA's CPU backend
+        # multiplies them as the left operand [L, H] without first copying them into [H, L]
+        # (that copy cost 0.23 ms per layer and step over 513 keys, a tenth of a decode step).
+        logits = jnp.einsum("BLKH,BKMH->BKLM", keys, q).swapaxes(-1, -2).astype(jnp.float32)
+    else:
+        logits = jnp.einsum("BKMH,BLKH->BKML", q, keys).astype(jnp.float32)
+    logits = logits.reshape(batch, heads, length, groups, view)  # [B, K, T, G, L]
+    if c.attn_logit_softcap is not None:
+        logits = jnp.tanh(logits / c.attn_logit_softcap) * c.attn_logit_softcap
+    visible = key_positions[None, :] <= positions[:, None]  # [T, L]
+    if local:
+        visible &= key_positions[None, :] > positions[:, None] - c.sliding_window
+    logits = jnp.where(visible[:, None, :], logits, _MASKED)
+    probs = jax.nn.softmax(logits, axis=-1).astype(q.dtype)
+    probs = probs.reshape(batch, heads, rows, view)
+    return jnp.einsum("BKML,BLKH->BKMH", probs, values)
+
+
 class Attention(nn.Module):
     config: GemmaConfig
     layer: int  # with `stacked`, its position in the layer period (which decides its kind)
@@ -228,32 +314,11 @@ class Attention(nn.Module):
         values = _read_cache(cache["v"], start, view, group).astype(x.dtype)
         key_positions = start + jnp.arange(view)  # [L]
 
-        # Per KV head, its G query heads at all T positions form one [T·G, H] matrix, so each of
-        # the two products is a single large matrix product per KV head (for Gemma 3 270M, one
-        # [2048, 256] x [256, L] product per layer). The same math with the heads as a separate
-        # batch axis ("BTKGH,BLKH->BKGTL") ran twice as slow on XLA's CPU backend for prompt
-        # chunks (measured: 20.5 against 9.6 ms for 512 queries over 1 024 keys), because the
-        # products were small and their operands transposed.
+        # Per KV head, its G query heads at all T positions form one [T·G, H] matrix (see _attend).
         groups = c.num_heads // c.num_kv_heads
         q = q.reshape(batch, length, c.num_kv_heads, groups, c.head_dim).transpose(0, 2, 1, 3, 4)
         q = q.reshape(batch, c.num_kv_heads, length * groups, c.head_dim)  # [B, K, T·G, H]
-        if length * groups <= _FEW_QUERY_ROWS:
-            # Decoding and draft checks: the keys are the large operand, and XLA's CPU backend
-            # multiplies them as the left operand [L, H] without first copying them into [H, L]
-            # (that copy cost 0.23 ms per layer and step over 513 keys, a tenth of a decode step).
-            logits = jnp.einsum("BLKH,BKMH->BKLM", keys, q).swapaxes(-1, -2).astype(jnp.float32)
-        else:
-            logits = jnp.einsum("BKMH,BLKH->BKML", q, keys).astype(jnp.float32)
-        logits = logits.reshape(batch, c.num_kv_heads, length, groups, view)  # [B, K, T, G, L]
-        if c.attn_logit_softcap is not None:
-            logits = jnp.tanh(logits / c.attn_logit_softcap) * c.attn_logit_softcap
-        visible = key_positions[None, :] <= positions[:, None]  # [T, L]
-        if local:
-            visible &= key_positions[None, :] > positions[:, None] - c.sliding_window
-        logits = jnp.where(visible[:, None, :], logits, _MASKED)
-        probs = jax.nn.softmax(logits, axis=-1).astype(x.dtype)
-        probs = probs.reshape(batch, c.num_kv_heads, length * groups, view)
-        encoded = jnp.einsum("BKML,BLKH->BKMH", probs, values)  # [B, K, T·G, H]
+        encoded = _attend_in_blocks(c, local, q, keys, values, positions, key_positions)  # [B, K, T·G, H]
         encoded = encoded.reshape(batch, c.num_kv_heads, length, groups, c.head_dim).transpose(0, 2, 1, 3, 4)
         return self.output(encoded.reshape(batch, length, c.num_heads * c.head_dim), group), cache
 
@@ -298,22 +363,45 @@ class Block(nn.Module):
         return x + ffw, cache
 
 
+class RunStep(nn.Module):
+    """One layer of a run (layer_runs), the body of the run's loop: layer `step` of group `group`."""
+
+    config: GemmaConfig
+    first: int  # the run's first position in the period: its layers' attention kind
+    stacked: int  # the run's layers over all groups
+    length: int  # the run's layers in one group
+
+    def setup(self):
+        self.block = Block(self.config, self.first, self.stacked)
+
+    def __call__(self, carry, step, group, write_index, kv_len):
+        x, cache = carry
+        x, cache = self.block(x, cache, write_index, kv_len, group * self.length + step)
+        return (x, cache), None
+
+
 class LayerGroup(nn.Module):
-    """One period of layers, the body of the layer loop: layers g·p .. g·p + p - 1 for group g."""
+    """One period of layers, the body of the layer loop: layers g·p .. g·p + p - 1 for group g, each run
+    of one attention kind as an inner loop over its layers. The program holds one layer's code per run
+    (Gemma 3: two, a sliding-window layer and a global one), not one per layer."""
 
     config: GemmaConfig
     period: int
 
     def setup(self):
         groups = self.config.num_layers // self.period
-        self.slots = [Block(self.config, j, groups, name=f"slot_{j}") for j in range(self.period)]
+        self.runs = [nn.scan(RunStep, variable_broadcast="params", split_rngs={"params": False},
+                             in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast), length=length)(
+                                 self.config, first, groups * length, length, name=f"run_{r}")
+                     for r, (first, length) in enumerate(layer_runs(self.config, self.period))]
 
     def __call__(self, carry, group, write_index, kv_len):
         x, cache = carry
         new_cache = []
-        for block, slot_cache in zip(self.slots, cache):
-            x, slot_cache = block(x, slot_cache, write_index, kv_len, group)
-            new_cache.append(slot_cache)
+        for run, run_cache in zip(self.runs, cache):
+            steps = jnp.arange(run.length, dtype=jnp.int32)
+            (x, run_cache), _ = run((x, run_cache), steps, group, write_index, kv_len)
+            new_cache.append(run_cache)
         return (x, new_cache), None
 
 

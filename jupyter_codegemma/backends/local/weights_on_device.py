@@ -16,19 +16,25 @@ def weights_to_device(params, float_dtype, *, huge_pages: bool = False):
     stay float32 (norms compute in float32 anyway), the other weights become float_dtype.
 
     With `huge_pages` (the CPU device, on Linux) the int8 matrices go into one host arena advised
-    for transparent huge pages (`HostArena`), which the device arrays use in place."""
+    for transparent huge pages (`HostArena`), which the device arrays use in place. A stack of
+    layers (model.LayerStack) is written there layer by layer, and each memory-mapped source's
+    pages are let go once copied: loading holds the arena and one matrix, not a second copy of
+    the weights (memory-mapped pages that were read count in the process's resident memory until
+    the mapping closes)."""
     import jax
     import jax.numpy as jnp
 
     arena = None
     if huge_pages and sys.platform.startswith("linux"):
-        sizes = [a.nbytes for a in map(np.asarray, jax.tree_util.tree_leaves(params)) if a.dtype == np.int8]
+        sizes = [a.nbytes for a in jax.tree_util.tree_leaves(params) if a.dtype == np.int8]
         arena = HostArena(sum(_aligned(n) for n in sizes)) if sizes else None
 
     def put(path, a):
+        if a.dtype == np.int8 and arena is not None:
+            return arena.put(a)
         a = np.asarray(a)
         if a.dtype == np.int8:
-            return arena.put(a) if arena is not None else jnp.asarray(a)
+            return jnp.asarray(a)
         name = str(getattr(path[-1], "key", path[-1]))
         return jnp.asarray(a, dtype=jnp.float32 if name.endswith("scale") else float_dtype)
 
@@ -57,16 +63,32 @@ class HostArena:
         self._bytes = np.frombuffer(self._map, np.uint8)
         self._offset = -self._bytes.ctypes.data % HUGE_PAGE  # the first matrix starts on a huge page
 
-    def put(self, a: np.ndarray):
-        """A copy of `a` in the arena, as a device array that uses it in place."""
+    def put(self, a):
+        """A copy of `a` (an array, or a model.LayerStack written layer by layer) in the arena, as a
+        device array that uses it in place."""
         import jax
 
         if self._offset + a.nbytes > len(self._bytes):
             raise ValueError(f"HostArena: {a.nbytes} more bytes do not fit")
         view = self._bytes[self._offset:self._offset + a.nbytes].view(a.dtype).reshape(a.shape)
-        view[...] = a
+        for place, part in zip(view, a.layers) if hasattr(a, "layers") else [(view, a)]:
+            place[...] = part
+            _let_go(part)
         self._offset += _aligned(a.nbytes)
         return jax.device_put(view)
+
+
+def _let_go(a) -> None:
+    """Drop a memory-mapped array's pages from this process (they are read again from the file if
+    it is used again): a copied checkpoint matrix no longer counts in its resident memory."""
+    while a is not None and not isinstance(a, np.memmap):
+        a = getattr(a, "base", None)
+    mapping = getattr(a, "_mmap", None)
+    if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            mapping.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass  # closed, or a platform without it: the pages go when the mapping does
 
 
 def _aligned(nbytes: int) -> int:
