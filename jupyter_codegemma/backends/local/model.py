@@ -17,11 +17,13 @@ full forward pass is a prefill into an empty cache, and decoding is a prefill of
 
 The layers run one after the other in the program (unrolled), or, with `layer_period` p, in a loop
 over groups of p layers (`stack_layers`): the layer pattern repeats every p layers (Gemma 3: five
-sliding-window layers, then a global one), so one group's code serves every group. Each compiled
-program then holds one group's code instead of every layer's, and on XLA's CPU backend a loaded
-program's resident memory grows with its code (measured for Gemma 3 270M: 22-60 MB per unrolled
-program, 13 of them after the warm-up). The loop passes each int8 matrix to the kernels as the
-whole stack and the group's index (native.int8_matmul), so no weight is copied out of a stack.
+sliding-window layers, then a global one), so one group's code serves every group, and within a
+group each run of one attention kind is an inner loop over its layers (`layer_runs`). Each compiled
+program then holds one layer's code per run (Gemma 3: two) instead of every layer's, and on XLA's
+CPU backend a loaded program's resident memory grows with its code (measured for Gemma 3 270M:
+22-60 MB per unrolled program, 13 of them after the warm-up). The loops pass each int8 matrix to
+the kernels as the whole stack and the layer's index (native.int8_matmul), so no weight is copied
+out of a stack.
 """
 
 from __future__ import annotations
