@@ -37,80 +37,14 @@ from jax import lax
 
 from . import native
 from .config import AttentionKind, GemmaConfig
+from .kv_cache import Cache, LayerCache, init_cache, read_cache, write_cache  # noqa: F401
+from .layer_stacks import LayerStack, layer_period, layer_runs, repeats_every, stack_layers  # noqa: F401
 
 # A large finite negative rather than -inf, so fully-masked rows (padding) stay finite.
 _MASKED = -2.3819763e38
 # Up to this many query rows per KV head (T·G: a decode step's 4, a draft check's 32 for Gemma 3
 # 270M), attention multiplies the keys as the left operand; prompt chunks keep the original form.
 _FEW_QUERY_ROWS = 32
-
-LayerCache = dict[str, jax.Array]  # {"k": [B, S, K, H], "v": [B, S, K, H]}, stacked: [G, B, S, K, H]
-Cache = list[LayerCache]  # one per layer; with a layer period p, one per position in the period
-
-
-def init_cache(config: GemmaConfig, batch_size: int, cache_len: int, dtype=jnp.float32, period: int = 0) -> Cache:
-    """An empty KV cache for a model with this `layer_period` (0: unrolled layers): one per layer,
-    or one per run of the period (see layer_runs), stacked over the run's layers of every group."""
-    shape = (batch_size, cache_len, config.num_kv_heads, config.head_dim)
-    stacks = [(config.num_layers // period) * length for _, length in layer_runs(config, period)] if period else []
-    return [{"k": jnp.zeros((*lead, *shape), dtype), "v": jnp.zeros((*lead, *shape), dtype)}
-            for lead in ([(n,) for n in stacks] if period else [()] * config.num_layers)]
-
-
-def repeats_every(config: GemmaConfig, period: int) -> bool:
-    """Whether `period` divides the layers and their attention kinds repeat after it."""
-    kinds = config.attention_kinds
-    return period > 0 and len(kinds) % period == 0 and all(kinds[i] == kinds[i % period] for i in range(len(kinds)))
-
-
-def layer_period(config: GemmaConfig) -> int:
-    """The shortest period of the layers' pattern (the groups a layer loop runs)."""
-    return next(p for p in range(1, config.num_layers + 1) if repeats_every(config, p))
-
-
-def layer_runs(config: GemmaConfig, period: int) -> list[tuple[int, int]]:
-    """(first position, length) of each run of layers of one attention kind within a period: Gemma 3's
-    period of six is a run of five sliding-window layers, then a run of one global layer."""
-    runs: list[tuple[int, int]] = []
-    for j in range(period):
-        if runs and config.attention_kinds[j] == config.attention_kinds[runs[-1][0]]:
-            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
-        else:
-            runs.append((j, 1))
-    return runs
-
-
-def stack_layers(params: dict, config: GemmaConfig, period: int) -> dict:
-    """An unrolled model's parameter tree (numpy) -> the tree of one with `layer_period` period. Each
-    run (first, length) of the period stacks its layers of every group, group-major: layer
-    g·p + first + i is row g·length + i of "layers/run_r/block/..." (the index the loops compute).
-    The stacked arrays are LayerStacks, stacked only when read."""
-    if not repeats_every(config, period) or any(f"layer_{i}" not in params for i in range(config.num_layers)):
-        raise ValueError(f"stack_layers: {config.name}'s layers do not form groups of {period}")
-    groups = config.num_layers // period
-    stacked = {}
-    for r, (first, length) in enumerate(layer_runs(config, period)):
-        names = [f"layer_{g * period + first + i}" for g in range(groups) for i in range(length)]
-        stacked[f"run_{r}"] = {"block": jax.tree.map(lambda *a: LayerStack(a), *(params[name] for name in names))}
-    return {**{k: v for k, v in params.items() if not k.startswith("layer_")}, "layers": stacked}
-
-
-class LayerStack:
-    """One parameter of several layers, stacked along a new first axis when read (`np.asarray`).
-    weights_on_device.HostArena writes the layers one by one into their place instead, so loading
-    never holds a stacked copy beside the checkpoint's arrays and the device's."""
-
-    def __init__(self, layers):
-        self.layers = tuple(layers)
-        first = self.layers[0]
-        self.shape = (len(self.layers), *first.shape)
-        self.dtype = first.dtype
-        self.nbytes = sum(a.nbytes for a in self.layers)
-
-    def __array__(self, dtype=None, copy=None):
-        import numpy as np
-
-        return np.stack([np.asarray(a, dtype=dtype) for a in self.layers])
 
 
 def _of_layer(param: jax.Array, group: jax.Array | None) -> jax.Array:
@@ -195,25 +129,6 @@ class Linear(nn.Module):
             scale = self.param("scale", nn.initializers.ones_init(), (*lead, self.features))
             return native.int8_matmul(x, w, scale, layer=group)
         return jnp.einsum("...i,oi->...o", x, _of_layer(w, group).astype(x.dtype))
-
-
-def _write_cache(buffer: jax.Array, new: jax.Array, write_index: jax.Array, group: jax.Array | None) -> jax.Array:
-    """new [B, T, K, H] into the cache buffer at write_index (of layer `group` in a stacked one)."""
-    zero = jnp.zeros((), write_index.dtype)
-    new = new.astype(buffer.dtype)
-    if group is None:
-        return lax.dynamic_update_slice(buffer, new, (zero, write_index, zero, zero))
-    return lax.dynamic_update_slice(buffer, new[None], (group.astype(write_index.dtype), zero, write_index, zero, zero))
-
-
-def _read_cache(buffer: jax.Array, start: jax.Array, length: int, group: jax.Array | None) -> jax.Array:
-    """The cache's positions [start, start + length): [B, L, K, H]."""
-    if group is None:
-        return lax.dynamic_slice_in_dim(buffer, start, length, axis=1)
-    zero = jnp.zeros((), start.dtype)
-    _, batch, _, heads, dim = buffer.shape
-    return lax.dynamic_slice(buffer, (group.astype(start.dtype), zero, start, zero, zero),
-                             (1, batch, length, heads, dim))[0]
 
 
 # A prompt chunk's attention logits are [T·G, L] float32 per KV head — 32 MB for a 512-position
@@ -302,8 +217,8 @@ class Attention(nn.Module):
         k = apply_rope(k, positions, base, scale)
 
         zero = jnp.zeros((), write_index.dtype)
-        cache = {"k": _write_cache(cache["k"], k, write_index, group),
-                 "v": _write_cache(cache["v"], v, write_index, group)}
+        cache = {"k": write_cache(cache["k"], k, write_index, group),
+                 "v": write_cache(cache["v"], v, write_index, group)}
 
         # Attend over a static-length window of the cache. A global layer sees [0, kv_len); a
         # sliding layer only needs the `window` positions before this chunk, so it reads a
@@ -312,8 +227,8 @@ class Attention(nn.Module):
         local = c.attention_kinds[self.layer] == AttentionKind.LOCAL
         view = min(kv_len, length + c.sliding_window) if local else kv_len
         start = jnp.clip(write_index + length - view, 0, cache_len - view) if local else zero
-        keys = _read_cache(cache["k"], start, view, group).astype(x.dtype)  # [B, L, K, H]
-        values = _read_cache(cache["v"], start, view, group).astype(x.dtype)
+        keys = read_cache(cache["k"], start, view, group).astype(x.dtype)  # [B, L, K, H]
+        values = read_cache(cache["v"], start, view, group).astype(x.dtype)
         key_positions = start + jnp.arange(view)  # [L]
 
         # Per KV head, its G query heads at all T positions form one [T·G, H] matrix (see _attend).
