@@ -175,9 +175,9 @@ def test_stacks_from_memory_mapped_weights_go_into_the_arena_layer_by_layer(tmp_
 
 
 def test_a_long_chunk_attends_in_query_blocks_with_the_same_result(monkeypatch):
-    """Above model._MAX_LOGIT_BYTES of attention logits, a prompt chunk's queries attend block by block:
+    """Above attention._MAX_LOGIT_BYTES of attention logits, a prompt chunk's queries attend block by block:
     the same logits as all at once (here the limit is lowered so a tiny model's chunk is split)."""
-    from jupyter_codegemma.backends.local import model as model_module
+    from jupyter_codegemma.backends.local import attention
     from jupyter_codegemma.backends.local.model import init_cache
 
     config = _gemma3_two_groups()
@@ -190,5 +190,36 @@ def test_a_long_chunk_attends_in_query_blocks_with_the_same_result(monkeypatch):
 
     whole = logits()
     # [64 positions · 4 heads, 128 keys] of float32 logits in a global layer: eight blocks of 8 positions
-    monkeypatch.setattr(model_module, "_MAX_LOGIT_BYTES", 64 * 4 * 128 * 4 // 8)
+    monkeypatch.setattr(attention, "_MAX_LOGIT_BYTES", 64 * 4 * 128 * 4 // 8)
     np.testing.assert_allclose(logits(), whole, atol=1e-5, rtol=0)
+
+
+def test_a_sliding_window_chunk_attends_in_blocks_of_its_window_with_the_same_result(monkeypatch):
+    """A sliding-window layer's prompt chunk attends in blocks of positions, each over only the keys
+    its window reaches (attention._SLIDING_QUERY_BLOCK): the same hidden states as all queries over the
+    chunk's whole view, for a first chunk (its first blocks' slices start at the cache's start) and for
+    a chunk after it (slices within the earlier chunk's keys), in the unrolled model and the loop."""
+    from jupyter_codegemma.backends.local import attention
+    from jupyter_codegemma.backends.local.model import init_cache
+
+    config = _gemma3_two_groups()  # window 8
+    params = init_params(config, seed=5)
+    ids = np.random.RandomState(3).randint(3, config.vocab_size, size=(1, 104))
+
+    def hidden_states(period: int) -> list[np.ndarray]:
+        model = Transformer(config, layer_period=period)
+        weights = jax.tree.map(jnp.asarray, stack_layers(params, config, period)) if period else params
+        cache = init_cache(config, 1, 128, period=period)
+        out = []
+        for start, end in ((0, 40), (40, 104)):  # 40 positions, then 64 after them
+            hidden, cache = model.apply({"params": weights}, jnp.asarray(ids[:, start:end], jnp.int32), cache,
+                                        jnp.int32(start), 128)
+            out.append(np.asarray(hidden))
+        return out
+
+    monkeypatch.setattr(attention, "_SLIDING_QUERY_BLOCK", 1 << 20)  # never in blocks
+    whole = hidden_states(0)
+    monkeypatch.setattr(attention, "_SLIDING_QUERY_BLOCK", 8)  # blocks of 8 positions over 16 keys each
+    for period in (0, 6):
+        for blocked, reference in zip(hidden_states(period), whole):
+            np.testing.assert_allclose(blocked, reference, atol=1e-4, rtol=0)

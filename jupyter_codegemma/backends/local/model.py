@@ -36,15 +36,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import native
+from .attention import attend
 from .config import AttentionKind, GemmaConfig
 from .kv_cache import Cache, LayerCache, init_cache, read_cache, write_cache  # noqa: F401
 from .layer_stacks import LayerStack, layer_period, layer_runs, repeats_every, stack_layers  # noqa: F401
-
-# A large finite negative rather than -inf, so fully-masked rows (padding) stay finite.
-_MASKED = -2.3819763e38
-# Up to this many query rows per KV head (T·G: a decode step's 4, a draft check's 32 for Gemma 3
-# 270M), attention multiplies the keys as the left operand; prompt chunks keep the original form.
-_FEW_QUERY_ROWS = 32
 
 
 def _of_layer(param: jax.Array, group: jax.Array | None) -> jax.Array:
@@ -131,62 +126,6 @@ class Linear(nn.Module):
         return jnp.einsum("...i,oi->...o", x, _of_layer(w, group).astype(x.dtype))
 
 
-# A prompt chunk's attention logits are [T·G, L] float32 per KV head — 32 MB for a 512-position
-# chunk of Gemma 3 270M over 4 096 keys — and the softmax holds two or three such arrays at once:
-# most of a prompt step's temporary memory, and so of the process's peak. Above this many bytes of
-# logits, the chunk's queries attend in blocks, one block after the other (each row's softmax is
-# its own, so the result is the same).
-_MAX_LOGIT_BYTES = 8 << 20
-
-
-def _attend_in_blocks(c: GemmaConfig, local: bool, q, keys, values, positions, key_positions) -> jax.Array:
-    """_attend over query blocks of whole positions, as few as keep each block's logits within
-    _MAX_LOGIT_BYTES."""
-    batch, heads, rows, dim = q.shape
-    length, view = positions.shape[0], key_positions.shape[0]
-    blocks = 1
-    while length % (2 * blocks) == 0 and batch * heads * (rows // blocks) * view * 4 > _MAX_LOGIT_BYTES:
-        blocks *= 2
-    if blocks == 1:
-        return _attend(c, local, q, keys, values, positions, key_positions)
-    q_blocks = q.reshape(batch, heads, blocks, rows // blocks, dim).transpose(2, 0, 1, 3, 4)
-    encoded = lax.map(lambda block: _attend(c, local, block[0], keys, values, block[1], key_positions),
-                      (q_blocks, positions.reshape(blocks, length // blocks)))  # [blocks, B, K, rows / blocks, H]
-    return encoded.transpose(1, 2, 0, 3, 4).reshape(batch, heads, rows, dim)
-
-
-def _attend(c: GemmaConfig, local: bool, q, keys, values, positions, key_positions) -> jax.Array:
-    """q [B, K, T·G, H] (positions [T]) over keys and values [B, L, K, H] (key_positions [L]) ->
-    [B, K, T·G, H].
-
-    Per KV head, its G query heads at all T positions form one [T·G, H] matrix, so each of
-    the two products is a single large matrix product per KV head (for Gemma 3 270M, one
-    [2048, 256] x [256, L] product per layer). The same math with the heads as a separate
-    batch axis ("BTKGH,BLKH->BKGTL") ran twice as slow on XLA's CPU backend for prompt
-    chunks (measured: 20.5 against 9.6 ms for 512 queries over 1 024 keys), because the
-    products were small and their operands transposed."""
-    batch, heads, rows, _ = q.shape
-    length, view = positions.shape[0], key_positions.shape[0]
-    groups = rows // length
-    if rows <= _FEW_QUERY_ROWS:
-        # Decoding and draft checks: the keys are the large operand, and XLA's CPU backend
-        # multiplies them as the left operand [L, H] without first copying them into [H, L]
-        # (that copy cost 0.23 ms per layer and step over 513 keys, a tenth of a decode step).
-        logits = jnp.einsum("BLKH,BKMH->BKLM", keys, q).swapaxes(-1, -2).astype(jnp.float32)
-    else:
-        logits = jnp.einsum("BKMH,BLKH->BKML", q, keys).astype(jnp.float32)
-    logits = logits.reshape(batch, heads, length, groups, view)  # [B, K, T, G, L]
-    if c.attn_logit_softcap is not None:
-        logits = jnp.tanh(logits / c.attn_logit_softcap) * c.attn_logit_softcap
-    visible = key_positions[None, :] <= positions[:, None]  # [T, L]
-    if local:
-        visible &= key_positions[None, :] > positions[:, None] - c.sliding_window
-    logits = jnp.where(visible[:, None, :], logits, _MASKED)
-    probs = jax.nn.softmax(logits, axis=-1).astype(q.dtype)
-    probs = probs.reshape(batch, heads, rows, view)
-    return jnp.einsum("BKML,BLKH->BKMH", probs, values)
-
-
 class Attention(nn.Module):
     config: GemmaConfig
     layer: int  # with `stacked`, its position in the layer period (which decides its kind)
@@ -231,11 +170,11 @@ class Attention(nn.Module):
         values = read_cache(cache["v"], start, view, group).astype(x.dtype)
         key_positions = start + jnp.arange(view)  # [L]
 
-        # Per KV head, its G query heads at all T positions form one [T·G, H] matrix (see _attend).
+        # Per KV head, its G query heads at all T positions form one [T·G, H] matrix (see attention.py).
         groups = c.num_heads // c.num_kv_heads
         q = q.reshape(batch, length, c.num_kv_heads, groups, c.head_dim).transpose(0, 2, 1, 3, 4)
         q = q.reshape(batch, c.num_kv_heads, length * groups, c.head_dim)  # [B, K, T·G, H]
-        encoded = _attend_in_blocks(c, local, q, keys, values, positions, key_positions)  # [B, K, T·G, H]
+        encoded = attend(c, local, q, keys, values, positions, key_positions)  # [B, K, T·G, H]
         encoded = encoded.reshape(batch, c.num_kv_heads, length, groups, c.head_dim).transpose(0, 2, 1, 3, 4)
         return self.output(encoded.reshape(batch, length, c.num_heads * c.head_dim), group), cache
 
