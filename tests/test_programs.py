@@ -137,3 +137,24 @@ def test_the_warm_up_compiles_what_a_running_request_needs_next_and_waits_with_t
     sampler.reset()
     # Programs lowered from the cache's shapes serve the real calls: none is lowered again.
     assert _steps_lowered_while(lambda: list(sampler.generate(PROMPT[:20], max_new_tokens=5)), expected) == []
+
+
+def test_a_compiled_program_lets_its_jitted_function_go_and_makes_it_again_when_needed(tmp_path):
+    """Once a step's executable is kept, nothing holds its jitted function (JAX's tracing cache keeps
+    the traced program while that function lives); one made again later (a call the executable does
+    not take) is let go the same way, and the steps give the same tokens."""
+    import gc
+    import weakref
+
+    programs = Programs(tmp_path)
+    sampler = _sampler(programs)
+    sampler.precompile(programs=sampler.short_prompt_programs(), workers=1)
+    kept = list(programs._steps.values())
+    assert kept and all(p._compiled is not None and p._jitted is None for p in kept)
+    program = kept[0]
+    jitted = weakref.ref(program._jitted_step())  # made again, as a mismatched call would
+    assert program._jitted is not None
+    program._keep(program._compiled)
+    gc.collect()
+    assert jitted() is None
+    assert list(sampler.generate(PROMPT[:12], max_new_tokens=5)) == list(_sampler(None).generate(PROMPT[:12], max_new_tokens=5))

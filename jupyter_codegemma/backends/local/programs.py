@@ -72,7 +72,8 @@ class Programs:
                 fn = self._steps[key] = Program(self._load_or_export(step, model, params, args, statics))
             return fn
 
-    def _load_or_export(self, step, model, params, args, statics) -> Callable[..., Any]:
+    def _load_or_export(self, step, model, params, args, statics) -> Callable[[], Callable[..., Any]]:
+        """What makes the step's jitted function (see Program)."""
         if self._fingerprint is None:
             self._fingerprint = _runtime_fingerprint()
         digest = hashlib.sha256(self._fingerprint)
@@ -86,12 +87,12 @@ class Programs:
                 exported = jax.export.export(step, disabled_checks=checks)(model, params, *args, **statics)
                 blob = exported.serialize()
             except Exception:  # noqa: BLE001 - an unexportable step still runs, traced as before
-                return jax.jit(functools.partial(step, model, **statics), donate_argnums=(_CACHE_ARG,))
+                return lambda: jax.jit(functools.partial(step, model, **statics), donate_argnums=(_CACHE_ARG,))
             self._write(path, blob)
             self.exported += 1
         else:
             self.loaded += 1
-        return jax.jit(exported.call, donate_argnums=(_CACHE_ARG,))
+        return lambda: jax.jit(exported.call, donate_argnums=(_CACHE_ARG,))
 
     @staticmethod
     def _read(path: Path):
@@ -121,21 +122,34 @@ class Program:
     s). So the compiled executable is kept here and called directly; a call whose arguments differ
     from those it was compiled for (a type, a shape) goes through the jitted function as before.
     A call that comes while the warm-up compiles the step waits for that compilation: a second one
-    would take as long and share the same cores."""
+    would take as long and share the same cores.
 
-    def __init__(self, jitted: Callable[..., Any]):
-        self._jitted = jitted
+    The jitted function is made when needed and let go once the executable is kept: as long as it
+    lives, JAX's tracing cache (weakly keyed on it) holds its traced program. For Gemma 3 270M's 13
+    warm-up programs that was 16 MB: RSS after the warm-up 869 -> 853 MB, peak 958 -> 942 MB."""
+
+    def __init__(self, make_jitted: Callable[[], Callable[..., Any]]):
+        self._make_jitted = make_jitted
+        self._jitted: Callable[..., Any] | None = None
         self._compiled: Callable[..., Any] | None = None
         self._compiling: threading.Event | None = None  # set when a compilation in progress ends
         self._lock = threading.Lock()
 
+    def _jitted_step(self) -> Callable[..., Any]:
+        with self._lock:
+            if self._jitted is None:
+                self._jitted = self._make_jitted()
+            return self._jitted
+
     def lower(self, params, *args) -> "_Lowered":
-        return _Lowered(self, self._jitted.lower(params, *args))
+        return _Lowered(self, self._jitted_step().lower(params, *args))
 
     def _keep(self, compiled) -> None:
         with self._lock:
             if self._compiled is None:
                 self._compiled = compiled
+            if self._compiled is not _MISMATCH:
+                self._jitted = None  # calls go to the executable (see the class's docstring)
 
     def __call__(self, params, *args):
         compiled = self._compiled
@@ -151,7 +165,7 @@ class Program:
                 return compiled(params, *args)
             except TypeError:  # checked before it runs (nothing donated): the calls differ from the warm-up's
                 self._compiled = _MISMATCH
-        return self._jitted(params, *args)
+        return self._jitted_step()(params, *args)
 
 
 _MISMATCH = object()  # a Program whose calls go through the jitted function
@@ -179,6 +193,7 @@ class _Lowered:
             if program._compiled is not None and program._compiled is not _MISMATCH:
                 return program._compiled
             compiled = self._lowered.compile()
+            self._lowered = None  # its lowering (the step's MLIR module) is not needed again
             program._keep(compiled)
             return compiled
         finally:
