@@ -1,7 +1,7 @@
 """Keystroke to suggestion: our runtime against llama.cpp on the same typing session.
 
     python bench/latency.py [--requests 40] [--dtype auto] [--speculative auto|on|off] [--check on|off]
-                            [--engines ours,llama] [--json results.json]
+                            [--engines ours,llama] [--starts 3] [--json results.json]
     python bench/latency.py --request-count    # only the requests per typed character (ours, no llama.cpp)
 
 A user types the last cell of a real notebook (bench/data/bike_share.ipynb, ~2 600 tokens of
@@ -22,8 +22,9 @@ characters typed since the last request are the start of its suggestion, the gho
 nothing is asked; labextension/src/completion/typeThrough.ts, mirrored in `keeps_suggestion`).
 
 Also: decode speed, prefill speed at 2 000 tokens, time to first token of a 512-token prompt,
-peak RSS, and process start to first completion with warm caches (a kernel starting). Every
-figure is printed with its ratio to llama.cpp's, measured in the same run; the memory
+peak RSS, and process start to first completion with warm caches (a kernel starting: the median
+of --starts starts per engine, the engines taking turns). Every figure is printed with its ratio
+to llama.cpp's, measured in the same run, and issue 21's goal for that ratio; the memory
 bandwidth of this machine gives each engine's decode limit (weights read per token).
 """
 
@@ -264,15 +265,16 @@ def memory_bandwidth_gb_s(threads: int = THREADS, size_mb: int = 512) -> float:
     return best
 
 
-ROWS = [  # key, label, unit, digits, better ("low"/"high"), target ratio (ours / llama.cpp)
+# key, label, unit, digits, better ("low"/"high"), target ratio (ours / llama.cpp): issue 21's goals.
+ROWS = [
     ("p50_ms", "keystroke to suggestion, p50", "ms", 0, "low", 1.0),
     ("p95_ms", "keystroke to suggestion, p95", "ms", 0, "low", 1.2),
-    ("decode_tok_s", "decode, 128 tokens", "tok/s", 1, "high", 1.0),
+    ("decode_tok_s", "decode, 128 tokens", "tok/s", 1, "high", 1.5),  # 1.2 with drafts off (decode_target)
     ("prefill_tok_s", "prefill at 2000 tokens", "tok/s", 0, "high", 1.5),
     ("ttft_512_ms", "time to first token, 512-token prompt", "ms", 0, "low", None),
-    ("start_to_short_completion_s", "process start to first completion (warm)", "s", 2, "low", None),
-    ("start_to_notebook_completion_s", "  ... then the 2 600-token notebook", "s", 2, "low", None),
-    ("peak_rss_mb", "peak RSS", "MB", 0, "low", None),
+    ("start_to_short_completion_s", "process start to first completion (warm)", "s", 2, "low", 1.2),
+    ("start_to_notebook_completion_s", "  ... then the 2 600-token notebook", "s", 2, "low", 1.0),
+    ("peak_rss_mb", "peak RSS", "MB", 0, "low", 1.3),
     ("mean_new_tokens", "tokens per suggestion (mean)", "", 1, None, None),
     ("mean_reused_tokens", "prompt tokens reused per request (mean)", "", 0, None, None),
 ]
@@ -288,6 +290,8 @@ def main() -> None:
     parser.add_argument("--check", default="on", choices=("on", "off"),
                         help="check each suggestion before it is shown, as the kernel does (issue 16)")
     parser.add_argument("--engines", default="ours,llama", help="which engines to run (ours,llama)")
+    parser.add_argument("--starts", type=int, default=3,
+                        help="warm process starts per engine, alternating between the engines (default 3)")
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--request-count", action="store_true",
                         help="only the requests per typed character, before and after typing through (ours)")
@@ -308,12 +312,21 @@ def main() -> None:
     engines = args.engines.split(",")
     load_before = os.getloadavg()
     results: dict[str, dict] = {}
+    # Process starts: one each to fill the caches, then warm ones taking turns between the engines, so
+    # that a slow minute on this shared machine does not land on one engine only; the median of each.
+    starts: dict[str, list[dict]] = {engine: [] for engine in engines}
     for engine in engines:
-        print(f"{engine}: start-up (twice; the second is warm) ...", file=sys.stderr, flush=True)
+        print(f"{engine}: start-up (cold, to fill the caches) ...", file=sys.stderr, flush=True)
         run_child(args, engine, startup=True)
-        startup = run_child(args, engine, startup=True)
+    print(f"start-up: {args.starts} warm starts each, taking turns ...", file=sys.stderr, flush=True)
+    for _ in range(args.starts):
+        for engine in engines:
+            starts[engine].append(run_child(args, engine, startup=True))
+    for engine in engines:
         print(f"{engine}: typing session and speed figures ...", file=sys.stderr, flush=True)
-        results[engine] = {**run_child(args, engine), **{k: v for k, v in startup.items() if k.startswith("start_")}}
+        results[engine] = {**run_child(args, engine),
+                           **{key: statistics.median(start[key] for start in starts[engine])
+                              for key in starts[engine][0] if key.startswith("start_")}}
     bandwidth = memory_bandwidth_gb_s()
     load_after = os.getloadavg()
 
@@ -332,11 +345,9 @@ def main() -> None:
         fa = f"{a:.{digits}f}" if a is not None else "-"
         fb = f"{b:.{digits}f}" if b is not None else "-"
         ratio = f"{a / b:.2f}x" if a is not None and b else "-"
+        if key == "decode_tok_s" and args.speculative == "off":
+            target = 1.2  # plain decoding's goal; 1.5 is with the defaults (drafts)
         goal = "" if target is None else (f"<= {target}x" if better == "low" else f">= {target}x")
-        if key == "start_to_short_completion_s":
-            goal = "<= 3 s"
-        elif key == "peak_rss_mb":
-            goal = "<= 1500"
         print(f"{label:<44} {fa:>10} {fb:>10} {ratio:>7} {goal:>8}  {unit}")
     print(f"\nmemory bandwidth ({THREADS} threads): {bandwidth:.1f} GB/s")
     for name, r in (("ours", ours), ("llama.cpp", ref)):
