@@ -66,6 +66,9 @@ class Sampler:
         self._place_cache = place_cache or (lambda cache: jax.device_put(cache, jax.devices()[0]))
         # Greedy decoding checks prompt-lookup drafts (speculative.py): same ids, fewer passes.
         self.speculative = speculative
+        # The key greedy steps are given, and ignore: made once (a key is a dispatched computation, ~1 ms).
+        # Every other argument of a step goes to it as a numpy value, for the same reason.
+        self.greedy_key = jax.random.PRNGKey(0)
         self.prefill_buckets = tuple(sorted(prefill_buckets))
         self.params = params
         self.config: GemmaConfig = model.config
@@ -120,9 +123,9 @@ class Sampler:
         if n > self.cache_len:
             raise ValueError(f"the prompt has {n} tokens but the KV cache holds {self.cache_len}")
         shape = SamplerShape.of(sampling)
-        base_key = jax.random.PRNGKey(sampling.seed)
-        temperature = jnp.float32(max(sampling.temperature, 1e-6))
-        top_p = jnp.float32(sampling.top_p if sampling.top_p is not None else 1.0)
+        base_key = None if shape.greedy else jax.random.PRNGKey(sampling.seed)
+        temperature = np.float32(max(sampling.temperature, 1e-6))
+        top_p = np.float32(sampling.top_p if sampling.top_p is not None else 1.0)
 
         # Reuse the cached prefix; always recompute at least the last token, whose logits we need.
         cache = self._take_cache()  # a fresh cache (after a failure) holds no ids
@@ -134,17 +137,17 @@ class Sampler:
         for start, chunk, padded, kv_len in self._chunks(reused, n):
             tokens = np.zeros((1, padded), np.int32)
             tokens[0, :chunk] = prompt_ids[start:start + chunk]
-            key = jax.random.fold_in(base_key, start + chunk)
+            key = self.greedy_key if shape.greedy else jax.random.fold_in(base_key, start + chunk)
             # The penalty's arguments exist only when it is on (steps.py): the default programs are unchanged.
-            penalty = (jnp.asarray(recent_window(prompt_ids[:start + chunk], shape.penalty_window)[None]),
-                       jnp.float32(sampling.repetition_penalty)) if shape.penalty_window else ()
+            penalty = (recent_window(prompt_ids[:start + chunk], shape.penalty_window)[None],
+                       np.float32(sampling.repetition_penalty)) if shape.penalty_window else ()
             # Every prompt position goes through the prefill weights, however short the chunk: with
             # int8 decode weights, prefilling a few positions in int8 would be cheaper, but the keys and
             # values (and the first token) would then depend on where the cached prefix ended, so the
             # same prompt could get a different suggestion cold and warm.
             token, logits, cache = self._run(
-                prefill_step, self.prefill_model, self.prefill_params, jnp.asarray(tokens), cache, jnp.int32(start),
-                jnp.int32(chunk - 1), key, temperature, top_p, *penalty, kv_len=kv_len, shape=shape)
+                prefill_step, self.prefill_model, self.prefill_params, tokens, cache, np.int32(start),
+                np.int32(chunk - 1), key, temperature, top_p, *penalty, kv_len=kv_len, shape=shape)
         self._cache = cache
         self._cached_ids = list(prompt_ids)
         if stats is not None:
@@ -194,9 +197,9 @@ class Sampler:
 
     def _generate_locked(self, prompt_ids, max_new_tokens, sampling, stop_ids, cancel, stats, on_logits):
         shape = SamplerShape.of(sampling)
-        base_key = jax.random.PRNGKey(sampling.seed)
-        temperature = jnp.float32(max(sampling.temperature, 1e-6))
-        top_p = jnp.float32(sampling.top_p if sampling.top_p is not None else 1.0)
+        base_key = self.greedy_key if shape.greedy else jax.random.PRNGKey(sampling.seed)
+        temperature = np.float32(max(sampling.temperature, 1e-6))
+        top_p = np.float32(sampling.top_p if sampling.top_p is not None else 1.0)
         if cancel is not None and cancel.is_set():
             stats.finish_reason = "cancelled"
             return
@@ -211,8 +214,8 @@ class Sampler:
         # token it is fed and returns the window, so steps are still dispatched before reading back.
         recent = penalty = None
         if shape.penalty_window:
-            recent = jnp.asarray(recent_window(prompt_ids, shape.penalty_window)[None])
-            penalty = jnp.float32(sampling.repetition_penalty)
+            recent = recent_window(prompt_ids, shape.penalty_window)[None]
+            penalty = np.float32(sampling.repetition_penalty)
         try:
             for step in range(max_new_tokens):
                 pending = None
@@ -221,7 +224,7 @@ class Sampler:
                     # Greedy picks ignore the key: no per-step fold_in (a dispatched computation on the host's cores).
                     key = base_key if shape.greedy else jax.random.fold_in(base_key, position + 1)
                     extra = (recent, penalty) if shape.penalty_window else ()
-                    pending = self._run(decode_step, self.model, self.params, token, cache, jnp.int32(position), key,
+                    pending = self._run(decode_step, self.model, self.params, token, cache, np.int32(position), key,
                                         temperature, top_p, *extra, kv_len=kv_bucket(position + 1, self.cache_len),
                                         shape=shape)
                     self._cache = pending[2]

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Collection, Iterator, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..base import CancelToken, StepStats
@@ -66,8 +65,10 @@ def greedy_with_drafts(sampler: Sampler, prompt_ids: Sequence[int], first: int, 
     prefilled and `first` picked): it runs the sampler's steps on its KV cache and keeps the
     cache's bookkeeping (`_cached_ids`) as the plain loop does."""
     window = shape.penalty_window
-    penalty = jnp.float32(repetition_penalty) if window else None
-    unused_key, one = jax.random.PRNGKey(0), jnp.float32(1)  # greedy decode steps ignore both
+    # Arguments go to the compiled steps as numpy values: a jnp scalar is a dispatched computation
+    # (0.1-0.3 ms each on two cores, a few per pass).
+    penalty = np.float32(repetition_penalty) if window else None
+    unused_key, one = sampler.greedy_key, np.float32(1)  # greedy decode steps ignore both
     context = list(prompt_ids) + [first]
     position = len(prompt_ids)  # where the last token's keys and values go
     emitted = 0
@@ -93,10 +94,10 @@ def greedy_with_drafts(sampler: Sampler, prompt_ids: Sequence[int], first: int, 
                 return
             if not draft:
                 cache = sampler._take_cache()
-                extra = (jnp.asarray(recent_window(context[-window - 1:-1], window)[None]), penalty) if window else ()
+                extra = (recent_window(context[-window - 1:-1], window)[None], penalty) if window else ()
                 token, _, cache, *_ = sampler._run(
-                    decode_step, sampler.model, sampler.params, jnp.asarray([context[-1]], jnp.int32), cache,
-                    jnp.int32(position),
+                    decode_step, sampler.model, sampler.params, np.asarray([context[-1]], np.int32), cache,
+                    np.int32(position),
                     unused_key, one, one, *extra,
                     kv_len=kv_bucket(position + 1, sampler.cache_len), shape=shape)
                 sampler._cache = cache
@@ -109,10 +110,10 @@ def greedy_with_drafts(sampler: Sampler, prompt_ids: Sequence[int], first: int, 
                     windows = np.full((1, VERIFY_LEN, window), NO_ID, np.int32)
                     for j in range(1 + len(draft)):
                         windows[0, j] = recent_window(context[-window:] + draft[:j], window)
-                    extra, statics = (jnp.asarray(windows), penalty), {"shape": shape}
+                    extra, statics = (windows, penalty), {"shape": shape}
                 cache = sampler._take_cache()
-                choices, cache = sampler._run(verify_step, sampler.model, sampler.params, jnp.asarray(fed), cache,
-                                              jnp.int32(position), *extra,
+                choices, cache = sampler._run(verify_step, sampler.model, sampler.params, fed, cache,
+                                              np.int32(position), *extra,
                                               kv_len=kv_bucket(position + VERIFY_LEN, sampler.cache_len), **statics)
                 sampler._cache = cache
                 choices = np.asarray(choices[0]).tolist()
