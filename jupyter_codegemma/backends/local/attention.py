@@ -42,9 +42,17 @@ def _attend_in_blocks(c: GemmaConfig, local: bool, q, keys, values, positions, k
         blocks *= 2
     if blocks == 1:
         return _attend(c, local, q, keys, values, positions, key_positions)
+    return _map_query_blocks(lambda q_block, block_positions: _attend(
+        c, local, q_block, keys, values, block_positions, key_positions), q, positions, blocks)
+
+
+def _map_query_blocks(attend_block, q, positions, blocks: int) -> jax.Array:
+    """attend_block(q_block, block_positions) over `blocks` equal blocks of whole query positions, one
+    after the other (lax.map); q [B, K, T·G, H] (rows position-major) -> [B, K, T·G, H]."""
+    batch, heads, rows, dim = q.shape
     q_blocks = q.reshape(batch, heads, blocks, rows // blocks, dim).transpose(2, 0, 1, 3, 4)
-    encoded = lax.map(lambda block: _attend(c, local, block[0], keys, values, block[1], key_positions),
-                      (q_blocks, positions.reshape(blocks, length // blocks)))  # [blocks, B, K, rows / blocks, H]
+    encoded = lax.map(lambda block: attend_block(*block),
+                      (q_blocks, positions.reshape(blocks, -1)))  # [blocks, B, K, rows / blocks, H]
     return encoded.transpose(1, 2, 0, 3, 4).reshape(batch, heads, rows, dim)
 
 
@@ -60,17 +68,13 @@ def _attend_sliding_blocks(c: GemmaConfig, q, keys, values, positions, key_posit
     """A sliding-window layer's _attend, its queries in blocks of _SLIDING_QUERY_BLOCK positions, each
     over only the keys its window reaches (a slice of the chunk's view, from key_positions[0]); None
     when the chunk is too short for blocks to save work."""
-    batch, heads, rows, dim = q.shape
     length, view = positions.shape[0], key_positions.shape[0]
     block = _SLIDING_QUERY_BLOCK
     block_view = block + c.sliding_window  # a block's first query sees window - 1 keys before it
     if length < 2 * block or length % block or block_view >= view:
         return None
-    blocks = length // block
-    q_blocks = q.reshape(batch, heads, blocks, rows // blocks, dim).transpose(2, 0, 1, 3, 4)
 
-    def attend_block(block_args):
-        q_block, block_positions = block_args
+    def attend_block(q_block, block_positions):
         # The slice that ends at the block's last position (or the view's first block_view keys).
         offset = jnp.clip(block_positions[-1] + 1 - block_view - key_positions[0], 0, view - block_view)
         block_keys = lax.dynamic_slice_in_dim(keys, offset, block_view, axis=1)
@@ -78,8 +82,7 @@ def _attend_sliding_blocks(c: GemmaConfig, q, keys, values, positions, key_posit
         return _attend(c, True, q_block, block_keys, block_values, block_positions,
                        key_positions[0] + offset + jnp.arange(block_view))
 
-    encoded = lax.map(attend_block, (q_blocks, positions.reshape(blocks, block)))  # [blocks, B, K, rows / blocks, H]
-    return encoded.transpose(1, 2, 0, 3, 4).reshape(batch, heads, rows, dim)
+    return _map_query_blocks(attend_block, q, positions, length // block)
 
 
 def _attend(c: GemmaConfig, local: bool, q, keys, values, positions, key_positions) -> jax.Array:

@@ -313,7 +313,7 @@ class Sampler:
         (programs.Program) rather than compiling it a second time. Compilations run on `workers`
         threads (XLA releases the GIL): loading a cached program is mostly waiting, so two load in
         about the time of one. Returns how many were compiled; stops early when `stop` is set."""
-        scalar, key, f32 = jnp.int32(0), jax.random.PRNGKey(0), jnp.float32(1)
+        scalar, key, f32 = jnp.int32(0), self.greedy_key, jnp.float32(1)
         pending = list(programs if programs is not None else self.warm_up_programs())
         compiling = []
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="codegemma-compile") as pool:
