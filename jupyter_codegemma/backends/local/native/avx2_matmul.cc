@@ -142,6 +142,72 @@ inline void Tile(const Problem& p, int64_t r, int64_t m) {
     for (int t = 0; t < T; ++t) p.y[(m + t) * p.n + r + j] = p.scale[r + j] * HorizontalSum(acc[j][t]);
 }
 
+// One block (64 columns) of the prompt tile, 4 weight rows × 2 activation rows, written out in
+// assembly: the same instructions as Tile<4, 2, false>, in the same order per lane, so the same bits.
+// GCC keeps Tile's 8 block sums, 8 float sums and the operands in more than the 16 ymm registers
+// there are and spills block sums inside the inner loop; here the 8 block sums, both rows' |q|, one
+// weight vector, two temporaries and the ones take 14, q is read straight from memory by VPSIGNB,
+// and the first half-block writes the sums (no zeroing). Measured in one process, alternating, on
+// Gemma 3 270M's four layer products at 512 rows, one core of the 2-core AMD EPYC (AVX2): 12-18 %
+// less time than Tile<4, 2, false> (median of 12 rounds 92-97 against 105-121 ms).
+inline void PromptBlock4x2(const int8_t* w, int64_t k, const int8_t* q, const int8_t* mag, __m256i ones,
+                           __m256i dot[4][2]) {
+  __m256i d00, d01, d10, d11, d20, d21, d30, d31, mag0, mag1, wv, t0, t1;
+  const int8_t* w2 = w + 2 * k;  // rows 2 and 3 (x86 addressing scales an index by 1, 2, 4 or 8 only)
+  // One weight row against both activation rows at byte offset OFF; SUM writes or adds the products.
+#define CODEGEMMA_ROW(ROW, OFF, D0, D1, SUM)                                                          \
+  "vmovdqu " OFF ROW ", %[wv]\n\t"                                                                    \
+  "vpsignb " OFF "(%[q]), %[wv], %[t0]\n\t"                                                           \
+  "vpsignb " OFF "(%[q],%[k]), %[wv], %[t1]\n\t"                                                      \
+  "vpmaddubsw %[t0], %[mag0], %[t0]\n\t"                                                              \
+  "vpmaddubsw %[t1], %[mag1], %[t1]\n\t" SUM(D0, D1)
+#define CODEGEMMA_WRITE(D0, D1) "vpmaddwd %[ones], %[t0], %[" D0 "]\n\tvpmaddwd %[ones], %[t1], %[" D1 "]\n\t"
+#define CODEGEMMA_ADD(D0, D1)                                                                          \
+  "vpmaddwd %[ones], %[t0], %[t0]\n\tvpmaddwd %[ones], %[t1], %[t1]\n\t"                              \
+  "vpaddd %[t0], %[" D0 "], %[" D0 "]\n\tvpaddd %[t1], %[" D1 "], %[" D1 "]\n\t"
+#define CODEGEMMA_HALF(OFF, SUM)                                                                       \
+  "vmovdqu " OFF "(%[mag]), %[mag0]\n\t"                                                              \
+  "vmovdqu " OFF "(%[mag],%[k]), %[mag1]\n\t"                                                         \
+  CODEGEMMA_ROW("(%[w])", OFF, "d00", "d01", SUM) CODEGEMMA_ROW("(%[w],%[k])", OFF, "d10", "d11", SUM) \
+  CODEGEMMA_ROW("(%[w2])", OFF, "d20", "d21", SUM) CODEGEMMA_ROW("(%[w2],%[k])", OFF, "d30", "d31", SUM)
+  asm(CODEGEMMA_HALF("0", CODEGEMMA_WRITE) CODEGEMMA_HALF("32", CODEGEMMA_ADD)
+      : [d00] "=&x"(d00), [d01] "=&x"(d01), [d10] "=&x"(d10), [d11] "=&x"(d11), [d20] "=&x"(d20),
+        [d21] "=&x"(d21), [d30] "=&x"(d30), [d31] "=&x"(d31), [mag0] "=&x"(mag0), [mag1] "=&x"(mag1),
+        [wv] "=&x"(wv), [t0] "=&x"(t0), [t1] "=&x"(t1)
+      : [w] "r"(w), [w2] "r"(w2), [q] "r"(q), [mag] "r"(mag), [k] "r"(k), [ones] "x"(ones)
+      : "memory");
+#undef CODEGEMMA_ROW
+#undef CODEGEMMA_WRITE
+#undef CODEGEMMA_ADD
+#undef CODEGEMMA_HALF
+  dot[0][0] = d00, dot[0][1] = d01, dot[1][0] = d10, dot[1][1] = d11;
+  dot[2][0] = d20, dot[2][1] = d21, dot[3][0] = d30, dot[3][1] = d31;
+}
+
+// Tile<4, 2, false> with its blocks from PromptBlock4x2.
+template <>
+inline void Tile<4, 2, false>(const Problem& p, int64_t r, int64_t m) {
+  const int64_t k = p.k, blocks = k / kBlock;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const int8_t* q = p.xq->q.data() + m * k;
+  const int8_t* mag = p.xq->magnitude.data() + m * k;
+  const float* sx = p.xq->scale.data() + m * blocks;
+  const int8_t* w = p.w + r * k;
+  __m256 acc[4][2];
+  for (int j = 0; j < 4; ++j)
+    for (int t = 0; t < 2; ++t) acc[j][t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    __m256i dot[4][2];
+    PromptBlock4x2(w + b * kBlock, k, q + b * kBlock, mag + b * kBlock, ones, dot);
+    for (int t = 0; t < 2; ++t) {
+      const __m256 s = _mm256_set1_ps(sx[t * blocks + b]);
+      for (int j = 0; j < 4; ++j) acc[j][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[j][t]), s, acc[j][t]);
+    }
+  }
+  for (int j = 0; j < 4; ++j)
+    for (int t = 0; t < 2; ++t) p.y[(m + t) * p.n + r + j] = p.scale[r + j] * HorizontalSum(acc[j][t]);
+}
+
 // Weight rows r … r+R-1 times activation rows [m_begin, m_end).
 template <int R, bool Prefetch>
 void RowsTimesActivations(const Problem& p, int64_t r, int64_t m_begin, int64_t m_end) {
