@@ -149,9 +149,6 @@ class Engine:
         cache = WeightsCache(options.cache_dir)
         if options.compilation_cache:
             process.configure_compilation_cache(cache.root / "xla")
-            from .programs import prepare_in_background
-
-            prepare_in_background()
         if model is None:
             digest = default_model.default_model_sha256()
             if cache.has(digest):

@@ -51,25 +51,6 @@ def _signature(tree) -> str:
                                      for a in leaves)
 
 
-def prepare_in_background() -> threading.Thread:
-    """Start importing, in a daemon thread, what calling a saved program first needs.
-
-    On CPU, JAX initializes its LAPACK bindings the first time it lowers a call to a deserialized
-    program, which imports `scipy.linalg.cython_lapack`: 0.25-0.4 s of a warm start's first
-    completion (2-core AMD EPYC), on the main thread. Imported while the engine loads its weights
-    (file reads and page faults that let go of the GIL), it costs the first completion nothing."""
-
-    def run():
-        try:
-            import scipy.linalg.cython_lapack  # noqa: F401
-        except Exception:  # noqa: BLE001 — only a head start: JAX imports it when it needs it
-            pass
-
-    thread = threading.Thread(target=run, name="codegemma-prepare-programs", daemon=True)
-    thread.start()
-    return thread
-
-
 class Programs:
     """Jitted steps by (step, model, static arguments, token shape), each exported to
     `directory` on first use and loaded from there by later processes."""

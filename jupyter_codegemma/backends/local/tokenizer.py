@@ -176,8 +176,9 @@ class Tokenizer:
 
     def _byte_table(self) -> list[bool]:
         if self._is_byte is None:
-            is_byte = self._sp.is_byte
-            self._is_byte = [bool(is_byte(i)) for i in range(self._vocab_size)]
+            # One call for every id (0.04 s for Gemma 3's 262 144), where asking id by id takes 0.1-0.15 s
+            # of Python at the first request.
+            self._is_byte = [bool(b) for b in self._sp.is_byte(list(range(self._vocab_size)))]
         return self._is_byte
 
     def _byte_value(self, i: int) -> int:
