@@ -164,6 +164,32 @@ def test_int8_weights_go_into_one_huge_page_arena_that_the_cpu_device_uses_in_pl
     assert floats and all(a.dtype == jnp.float32 for a in floats)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the host arena is for the CPU device on Linux")
+def test_memory_mapped_matrices_are_read_from_their_files_into_the_arena(tmp_path):
+    """Matrices memory-mapped from a file, at offsets below and above the mapping granularity and as
+    slices of a larger mapping, arrive in the arena byte for byte, read from the file (not copied
+    through the mapping); what is not a file mapping, or needs converting, is left to the caller."""
+    from jupyter_codegemma.backends.local.weights_on_device import HostArena, _read_from_file
+
+    rng = np.random.RandomState(3)
+    whole = rng.randint(-127, 128, size=(6, 300, 64)).astype(np.int8)
+    path = tmp_path / "stack.bin"
+    whole.tofile(path)
+    offset = 3 * 300 * 64  # past the first 4 KB pages: the mapping starts below the array
+    parts = [np.memmap(path, np.int8, "r", offset=0, shape=(300, 64)),
+             np.memmap(path, np.int8, "r", offset=offset, shape=(2, 300, 64))[1],  # a slice of a mapping
+             np.memmap(path, np.int8, "r", offset=offset + 7, shape=(100, 64))]  # not on any boundary
+    expected = [whole[0], whole[4], whole.reshape(-1)[offset + 7:offset + 7 + 6400].reshape(100, 64)]
+    arena = HostArena(sum(p.nbytes for p in parts) + 3 * 4096)
+    for part, want in zip(parts, expected):
+        place = np.zeros_like(want)
+        assert _read_from_file(place, part)
+        np.testing.assert_array_equal(place, want)
+        np.testing.assert_array_equal(np.asarray(arena.put(part)), want)
+    assert not _read_from_file(np.zeros((300, 64), np.int8), whole[0])  # not mapped: the caller copies
+    assert not _read_from_file(np.zeros((300, 32), np.int16), parts[0])  # another dtype: the caller converts
+
+
 def test_int8_decoding_matches_a_full_int8_pass_and_stays_close_to_float():
     """Prefill + cached decoding with int8 weights equals one full pass with the same weights
     (the cache, buckets and windows work alike), and tracks the float model's logits."""

@@ -93,11 +93,15 @@ def _read_from_file(place: np.ndarray, part) -> bool:
         mapped = getattr(mapped, "base", None)
     mapping = getattr(mapped, "_mmap", None)
     if (mapping is None or not getattr(mapped, "filename", None) or not isinstance(part, np.ndarray)
-            or not part.flags.c_contiguous or not place.flags.c_contiguous or part.nbytes != place.nbytes):
+            or part.dtype != place.dtype or part.nbytes != place.nbytes
+            or not part.flags.c_contiguous or not place.flags.c_contiguous):
         return False
-    # The mapping starts at the allocation boundary at or below the array's file offset.
-    mapping_start = mapped.offset - mapped.offset % mmap.ALLOCATIONGRANULARITY
-    position = mapping_start + part.ctypes.data - np.frombuffer(mapping, np.uint8).ctypes.data
+    try:
+        # The mapping starts at the allocation boundary at or below the array's file offset.
+        mapping_start = mapped.offset - mapped.offset % mmap.ALLOCATIONGRANULARITY
+        position = mapping_start + part.ctypes.data - np.frombuffer(mapping, np.uint8).ctypes.data
+    except (ValueError, TypeError):  # a closed mapping: copy through it (which raises what it raises)
+        return False
     target = memoryview(place.reshape(-1).view(np.uint8))
     with open(mapped.filename, "rb", buffering=0) as f:
         f.seek(position)
