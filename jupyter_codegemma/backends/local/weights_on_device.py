@@ -88,9 +88,7 @@ def _read_from_file(place: np.ndarray, part) -> bool:
     without mapping anything. Gemma 3 270M's 268 MB of int8 matrices into the arena: 0.58-0.59 s
     copied, 0.29-0.40 s read (2-core AMD EPYC, warm page cache). The read releases the GIL, so the
     load's other threads run meanwhile."""
-    mapped = part
-    while mapped is not None and not isinstance(mapped, np.memmap):
-        mapped = getattr(mapped, "base", None)
+    mapped = _memmap_of(part)
     mapping = getattr(mapped, "_mmap", None)
     if (mapping is None or not getattr(mapped, "filename", None) or not isinstance(part, np.ndarray)
             or part.dtype != place.dtype or part.nbytes != place.nbytes
@@ -118,14 +116,19 @@ def _read_from_file(place: np.ndarray, part) -> bool:
 def _let_go(a) -> None:
     """Drop a memory-mapped array's pages from this process (they are read again from the file if
     it is used again): a copied checkpoint matrix no longer counts in its resident memory."""
-    while a is not None and not isinstance(a, np.memmap):
-        a = getattr(a, "base", None)
-    mapping = getattr(a, "_mmap", None)
+    mapping = getattr(_memmap_of(a), "_mmap", None)
     if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
         try:
             mapping.madvise(mmap.MADV_DONTNEED)
         except (OSError, ValueError):
             pass  # closed, or a platform without it: the pages go when the mapping does
+
+
+def _memmap_of(a) -> np.memmap | None:
+    """The np.memmap `a` is a view of (itself, or a base down its chain of views), or None."""
+    while a is not None and not isinstance(a, np.memmap):
+        a = getattr(a, "base", None)
+    return a
 
 
 def _aligned(nbytes: int) -> int:

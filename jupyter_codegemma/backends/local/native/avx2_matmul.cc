@@ -102,56 +102,41 @@ struct Problem {
   float* y;
 };
 
-// y[m .. m+T, r .. r+R] for weight rows r … r+R-1 and activation rows m … m+T-1; with Prefetch, asking
-// for each weight row's cache line kPrefetchBytes ahead (a few activation rows: bound by memory).
+// The sums of one block of 64 columns, dot[j][t] (8 int32 lanes each), for weight rows w + j·k and
+// activation rows q + t·k (|q| at mag + t·k); every pointer at the block's first column. With Prefetch,
+// asks for each weight row's cache line kPrefetchBytes ahead (a few activation rows: bound by memory).
 template <int R, int T, bool Prefetch>
-inline void Tile(const Problem& p, int64_t r, int64_t m) {
-  const int64_t k = p.k, blocks = k / kBlock;
-  const __m256i ones = _mm256_set1_epi16(1);
-  const int8_t* q = p.xq->q.data() + m * k;
-  const int8_t* mag = p.xq->magnitude.data() + m * k;
-  const float* sx = p.xq->scale.data() + m * blocks;
-  const int8_t* w = p.w + r * k;
-  __m256 acc[R][T];
+inline void BlockSums(const int8_t* w, int64_t k, const int8_t* q, const int8_t* mag, __m256i ones,
+                      __m256i dot[R][T]) {
   for (int j = 0; j < R; ++j)
-    for (int t = 0; t < T; ++t) acc[j][t] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < blocks; ++b) {
-    __m256i dot[R][T];
-    for (int j = 0; j < R; ++j)
-      for (int t = 0; t < T; ++t) dot[j][t] = _mm256_setzero_si256();
-    if (Prefetch)
-      for (int j = 0; j < R; ++j) _mm_prefetch(reinterpret_cast<const char*>(w + j * k + b * kBlock + kPrefetchBytes), _MM_HINT_T0);
-    for (int64_t half = b * kBlock; half < (b + 1) * kBlock; half += 32) {
-      __m256i wv[R];
-      for (int j = 0; j < R; ++j) wv[j] = Load(w + j * k + half);
-      for (int t = 0; t < T; ++t) {
-        const __m256i qv = Load(q + t * k + half);
-        const __m256i av = Load(mag + t * k + half);
-        for (int j = 0; j < R; ++j) {
-          const __m256i pairs = _mm256_maddubs_epi16(av, _mm256_sign_epi8(wv[j], qv));
-          dot[j][t] = _mm256_add_epi32(dot[j][t], _mm256_madd_epi16(pairs, ones));
-        }
+    for (int t = 0; t < T; ++t) dot[j][t] = _mm256_setzero_si256();
+  if (Prefetch)
+    for (int j = 0; j < R; ++j) _mm_prefetch(reinterpret_cast<const char*>(w + j * k + kPrefetchBytes), _MM_HINT_T0);
+  for (int64_t half = 0; half < kBlock; half += 32) {
+    __m256i wv[R];
+    for (int j = 0; j < R; ++j) wv[j] = Load(w + j * k + half);
+    for (int t = 0; t < T; ++t) {
+      const __m256i qv = Load(q + t * k + half);
+      const __m256i av = Load(mag + t * k + half);
+      for (int j = 0; j < R; ++j) {
+        const __m256i pairs = _mm256_maddubs_epi16(av, _mm256_sign_epi8(wv[j], qv));
+        dot[j][t] = _mm256_add_epi32(dot[j][t], _mm256_madd_epi16(pairs, ones));
       }
     }
-    for (int t = 0; t < T; ++t) {
-      const __m256 s = _mm256_set1_ps(sx[t * blocks + b]);
-      for (int j = 0; j < R; ++j) acc[j][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[j][t]), s, acc[j][t]);
-    }
   }
-  for (int j = 0; j < R; ++j)
-    for (int t = 0; t < T; ++t) p.y[(m + t) * p.n + r + j] = p.scale[r + j] * HorizontalSum(acc[j][t]);
 }
 
-// One block (64 columns) of the prompt tile, 4 weight rows × 2 activation rows, written out in
-// assembly: the same instructions as Tile<4, 2, false>, in the same order per lane, so the same bits.
-// GCC keeps Tile's 8 block sums, 8 float sums and the operands in more than the 16 ymm registers
+// BlockSums of the prompt tile, 4 weight rows × 2 activation rows, written out in assembly: the same
+// instructions as the template, in the same order per lane, so the same bits.
+// GCC keeps the tile's 8 block sums, 8 float sums and the operands in more than the 16 ymm registers
 // there are and spills block sums inside the inner loop; here the 8 block sums, both rows' |q|, one
 // weight vector, two temporaries and the ones take 14, q is read straight from memory by VPSIGNB,
 // and the first half-block writes the sums (no zeroing). Measured in one process, alternating, on
 // Gemma 3 270M's four layer products at 512 rows, one core of the 2-core AMD EPYC (AVX2): 12-18 %
-// less time than Tile<4, 2, false> (median of 12 rounds 92-97 against 105-121 ms).
-inline void PromptBlock4x2(const int8_t* w, int64_t k, const int8_t* q, const int8_t* mag, __m256i ones,
-                           __m256i dot[4][2]) {
+// less time than the template (median of 12 rounds 92-97 against 105-121 ms).
+template <>
+inline void BlockSums<4, 2, false>(const int8_t* w, int64_t k, const int8_t* q, const int8_t* mag, __m256i ones,
+                                    __m256i dot[4][2]) {
   __m256i d00, d01, d10, d11, d20, d21, d30, d31, mag0, mag1, wv, t0, t1;
   const int8_t* w2 = w + 2 * k;  // rows 2 and 3 (x86 addressing scales an index by 1, 2, 4 or 8 only)
   // One weight row against both activation rows at byte offset OFF; SUM writes or adds the products.
@@ -184,28 +169,28 @@ inline void PromptBlock4x2(const int8_t* w, int64_t k, const int8_t* q, const in
   dot[2][0] = d20, dot[2][1] = d21, dot[3][0] = d30, dot[3][1] = d31;
 }
 
-// Tile<4, 2, false> with its blocks from PromptBlock4x2.
-template <>
-inline void Tile<4, 2, false>(const Problem& p, int64_t r, int64_t m) {
+// y[m .. m+T, r .. r+R] for weight rows r … r+R-1 and activation rows m … m+T-1.
+template <int R, int T, bool Prefetch>
+inline void Tile(const Problem& p, int64_t r, int64_t m) {
   const int64_t k = p.k, blocks = k / kBlock;
   const __m256i ones = _mm256_set1_epi16(1);
   const int8_t* q = p.xq->q.data() + m * k;
   const int8_t* mag = p.xq->magnitude.data() + m * k;
   const float* sx = p.xq->scale.data() + m * blocks;
   const int8_t* w = p.w + r * k;
-  __m256 acc[4][2];
-  for (int j = 0; j < 4; ++j)
-    for (int t = 0; t < 2; ++t) acc[j][t] = _mm256_setzero_ps();
+  __m256 acc[R][T];
+  for (int j = 0; j < R; ++j)
+    for (int t = 0; t < T; ++t) acc[j][t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b) {
-    __m256i dot[4][2];
-    PromptBlock4x2(w + b * kBlock, k, q + b * kBlock, mag + b * kBlock, ones, dot);
-    for (int t = 0; t < 2; ++t) {
+    __m256i dot[R][T];
+    BlockSums<R, T, Prefetch>(w + b * kBlock, k, q + b * kBlock, mag + b * kBlock, ones, dot);
+    for (int t = 0; t < T; ++t) {
       const __m256 s = _mm256_set1_ps(sx[t * blocks + b]);
-      for (int j = 0; j < 4; ++j) acc[j][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[j][t]), s, acc[j][t]);
+      for (int j = 0; j < R; ++j) acc[j][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[j][t]), s, acc[j][t]);
     }
   }
-  for (int j = 0; j < 4; ++j)
-    for (int t = 0; t < 2; ++t) p.y[(m + t) * p.n + r + j] = p.scale[r + j] * HorizontalSum(acc[j][t]);
+  for (int j = 0; j < R; ++j)
+    for (int t = 0; t < T; ++t) p.y[(m + t) * p.n + r + j] = p.scale[r + j] * HorizontalSum(acc[j][t]);
 }
 
 // Weight rows r … r+R-1 times activation rows [m_begin, m_end).
