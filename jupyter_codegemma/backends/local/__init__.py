@@ -8,8 +8,17 @@
 
 from ..base import Generation, GenerationResult, SamplingParams
 from ..errors import CheckpointError, CodeGemmaError, PromptError, SettingsError
-from .engine import Engine
 from .options import EngineOptions
+
+
+def __getattr__(name: str):
+    # The engine imports JAX (about a second). Importing it on first use keeps the light submodules
+    # (default_model, options) light: a process that only needs the model's path does not pay for JAX.
+    if name == "Engine":
+        from .engine import Engine
+
+        return Engine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Engine", "EngineOptions", "Generation", "GenerationResult", "SamplingParams",
