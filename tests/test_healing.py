@@ -42,3 +42,20 @@ def test_the_checked_path_keeps_healing(engine):
     checked = engine.complete(CELL, "", mode="line").wait()
     unchecked = engine.complete(CELL, "", mode="line", check=False).wait()
     assert checked.checked == "passed" and checked.text == unchecked.text
+
+
+def test_the_vocabulary_tables_agree_with_each_tokens_text(engine):
+    """The compact tables (vocabulary.py) hold exactly what each piece's text says, for the whole vocabulary."""
+    from jupyter_codegemma.backends.local import vocabulary
+
+    tokenizer = engine.tokenizer
+    tables = vocabulary.tables(tokenizer)
+    texts = list(vocabulary.piece_texts(tokenizer))
+    assert len(texts) == tokenizer.vocab_size == tables.identifier_continuing.shape[0]
+    continuing = np.array([t[:1].isalnum() or t[:1] == "_" for t in texts])
+    continuing[[tokenizer.bos_id, tokenizer.eos_id]] = False
+    assert (tables.identifier_continuing == continuing).all()
+    for blanks in (" ", "  ", "    ", "\t", " \t"):
+        expected = {i for i, t in enumerate(texts) if t.startswith(blanks)} - {tokenizer.bos_id, tokenizer.eos_id}
+        assert set(tables.starting_with(blanks).tolist()) == expected, repr(blanks)
+    assert tables.starting_with("\n").size == 0

@@ -13,15 +13,12 @@ give up dispatching the next step before reading the current one back.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import re
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from ..base import CancelToken, SamplingParams, StepStats
-
-_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+from . import vocabulary
 
 
 @dataclasses.dataclass
@@ -54,31 +51,9 @@ class NameTrie:
         return mask
 
 
-def piece_text(tokenizer, i: int) -> str:
-    """The text a token adds inside a line (SentencePiece's "▁" as a space, a byte piece as its byte)."""
-    return _text_of_piece(tokenizer.id_to_piece(i))
-
-
-def _text_of_piece(piece: str) -> str:
-    byte = _BYTE_PIECE.fullmatch(piece) if piece.startswith("<0x") else None
-    return chr(int(byte.group(1), 16)) if byte else piece.replace("▁", " ")
-
-
-@functools.lru_cache(maxsize=4)
-def piece_texts(tokenizer) -> tuple[str, ...]:
-    """`piece_text` of every id, in id order, computed once per tokenizer (the vocabulary tables below
-    and healing's read it whole)."""
-    return tuple(map(_text_of_piece, tokenizer.pieces()))
-
-
-@functools.lru_cache(maxsize=4)
 def identifier_continuing(tokenizer) -> np.ndarray:
     """[V] bool: tokens whose text starts with a letter, digit or '_' (they would lengthen a name)."""
-    out = np.fromiter(((t[:1].isalnum() or t[:1] == "_") for t in piece_texts(tokenizer)), bool,
-                      count=tokenizer.vocab_size)
-    for i in (tokenizer.bos_id, tokenizer.eos_id):
-        out[i] = False
-    return out
+    return vocabulary.tables(tokenizer).identifier_continuing
 
 
 def pick(logits: np.ndarray, mask: np.ndarray, sampling: SamplingParams, rng: np.random.Generator) -> int:

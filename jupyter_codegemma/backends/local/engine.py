@@ -22,7 +22,7 @@ from ..base import (COMPLETION_STOPS, GENERATION_STOPS, CancelToken, Completion,
                     suggestion_shape)
 from ..chat import chat_prompt, has_chat_template
 from ..errors import PromptError, SettingsError
-from . import alternatives, constraint, healing, native, process
+from . import alternatives, constraint, healing, native, process, vocabulary
 from .checkpoints import Checkpoint, WeightsCache, load_checkpoint
 from .config import GemmaConfig, count_params
 from .dtypes import resolve_dtype, resolve_prefill_dtype
@@ -183,8 +183,8 @@ class Engine:
                 # and compiles the small programs around the steps. The prompt repeats itself so
                 # that drafts get verified too. Then the programs of long prompts.
                 self._sampler.precompile(stop, self._sampler.short_prompt_programs(), yield_to_requests=True)
-                if not self.has_fim:
-                    healing.prepare(self.tokenizer)  # its table of pieces, once, before a request needs it
+                # The vocabulary's tables that token healing and name constraints read, before a request does.
+                vocabulary.tables(self.tokenizer)
                 if not self.last_prompt_ids and not stop.is_set():
                     prompt = [self.tokenizer.bos_id] + [1000, 1001, 1002] * 7
                     for _ in self._sampler.generate(prompt, max_new_tokens=6):

@@ -21,7 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .constraint import piece_text, piece_texts
+from . import vocabulary
+from .vocabulary import piece_text
 
 _BLANKS = frozenset(" \t")
 
@@ -67,32 +68,12 @@ def heal(tokenizer, prompt_ids: Sequence[int]) -> tuple[list[int], Healing | Non
     return ids[:-1], Healing(text, mask)
 
 
-def prepare(tokenizer) -> None:
-    """Read the vocabulary's blank-led pieces now (the engine's warm-up), not at the first request."""
-    _blank_led(tokenizer)
-
-
 @functools.lru_cache(maxsize=16)
 def _starting_with(tokenizer, blanks: str) -> np.ndarray:
     """[V] bool: the tokens whose text begins with `blanks` (computed once per run of blanks)."""
-    ids, leads = _blank_led(tokenizer)
     mask = np.zeros(tokenizer.vocab_size, bool)
-    mask[[i for i, lead in zip(ids, leads) if lead.startswith(blanks)]] = True
-    for i in (tokenizer.bos_id, tokenizer.eos_id):
-        mask[i] = False
+    mask[vocabulary.tables(tokenizer).starting_with(blanks)] = True
     return mask
-
-
-@functools.lru_cache(maxsize=4)
-def _blank_led(tokenizer) -> tuple[list[int], list[str]]:
-    """The tokens whose text begins with a space or a tab, and those leading blanks (one pass over the
-    vocabulary's texts, ~0.1 s for Gemma 3's 262 144 pieces)."""
-    ids, leads = [], []
-    for i, text in enumerate(piece_texts(tokenizer)):
-        if text[:1] in _BLANKS:
-            ids.append(i)
-            leads.append(text[:len(text) - len(text.lstrip(" \t"))])
-    return ids, leads
 
 
 class DecoderAfter:

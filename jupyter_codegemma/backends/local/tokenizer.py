@@ -63,7 +63,6 @@ class Tokenizer:
         norm = proto.normalizer_spec
         self._strips_leading_space = norm.add_dummy_prefix or norm.remove_extra_whitespaces
         self._is_byte: list[bool] | None = None  # built lazily: only streaming needs it
-        self._pieces: tuple[str, ...] | None = None  # built lazily: only the vocabulary tables need it
 
     # ----------------------------------------------------------------- construction
 
@@ -158,12 +157,11 @@ class Tokenizer:
             raise TokenizerError(self.source, f"no piece for id {i}: vocabulary has {self._vocab_size} ids")
         return self._sp.id_to_piece(i)
 
-    def pieces(self) -> tuple[str, ...]:
+    def pieces(self) -> list[str]:
         """Every id's piece, in id order: one call into SentencePiece (~0.1 s for 262 144 pieces, where
-        asking for each id in turn takes ~0.3 s more of Python)."""
-        if self._pieces is None:
-            self._pieces = tuple(self._sp.id_to_piece(list(range(self._vocab_size))))
-        return self._pieces
+        asking for each id in turn takes ~0.3 s more of Python). Not kept: only the vocabulary's tables
+        (vocabulary.py) read them, once."""
+        return self._sp.id_to_piece(list(range(self._vocab_size)))
 
     def piece_to_id(self, piece: str) -> int | None:
         """Id of `piece`, or None if the vocabulary lacks it.
