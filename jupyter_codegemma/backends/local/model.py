@@ -166,15 +166,22 @@ class Attention(nn.Module):
         local = c.attention_kinds[self.layer] == AttentionKind.LOCAL
         view = min(kv_len, length + c.sliding_window) if local else kv_len
         start = jnp.clip(write_index + length - view, 0, cache_len - view) if local else zero
-        keys = read_cache(cache["k"], start, view, group).astype(x.dtype)  # [B, L, K, H]
-        values = read_cache(cache["v"], start, view, group).astype(x.dtype)
-        key_positions = start + jnp.arange(view)  # [L]
 
         # Per KV head, its G query heads at all T positions form one [T·G, H] matrix (see attention.py).
         groups = c.num_heads // c.num_kv_heads
         q = q.reshape(batch, length, c.num_kv_heads, groups, c.head_dim).transpose(0, 2, 1, 3, 4)
         q = q.reshape(batch, c.num_kv_heads, length * groups, c.head_dim)  # [B, K, T·G, H]
-        encoded = attend(c, local, q, keys, values, positions, key_positions)  # [B, K, T·G, H]
+        int8 = self.qkv.variables["params"]["w"].dtype == jnp.int8  # the native kernels' model (quantize.py)
+        if int8 and length == 1 and native.decode_attention_fits(q, cache["k"]):
+            # A decode step: the native kernel reads the view where it lies in the cache.
+            encoded = native.decode_attention(q, cache["k"], cache["v"], group, start, positions[0], view=view,
+                                              window=c.sliding_window if local else None,
+                                              softcap=c.attn_logit_softcap)
+        else:
+            keys = read_cache(cache["k"], start, view, group).astype(x.dtype)  # [B, L, K, H]
+            values = read_cache(cache["v"], start, view, group).astype(x.dtype)
+            key_positions = start + jnp.arange(view)  # [L]
+            encoded = attend(c, local, q, keys, values, positions, key_positions)  # [B, K, T·G, H]
         encoded = encoded.reshape(batch, c.num_kv_heads, length, groups, c.head_dim).transpose(0, 2, 1, 3, 4)
         return self.output(encoded.reshape(batch, length, c.num_heads * c.head_dim), group), cache
 

@@ -16,6 +16,10 @@ process runs on (cpuid, `cpu_features.cc`), best first:
 `CODEGEMMA_AVX512=0` AMX with it, whose CPUs decode with the AVX-512 kernel), so the next path
 down can be forced and tested on any machine; `CODEGEMMA_NATIVE_KERNELS=0` removes them all.
 
+`decode_attention(q, k, v, ...)` is a decode step's attention for the int8 model, read where the keys
+and values lie in the KV cache (`decode_attention.cc`, AVX2 + FMA, on every class above "xla"): XLA
+copies the cache's view out before multiplying it. Prompt chunks and draft checks attend in XLA.
+
 The library is built without `-m` flags: each kernel enables its own instruction set for its
 own functions (target pragmas), so one library holds every variant and loads on any x86-64 CPU.
 `build.py` holds the one recipe (sources, flags, the g++ command). Where it comes from, first
@@ -46,6 +50,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import build
 
@@ -53,7 +58,9 @@ _SOURCES, _HEADERS = build.SOURCES, build.HEADERS  # what the library is built f
 _TARGET = "codegemma_int8_matmul"  # AVX-512 VNNI
 _AMX_TARGET = "codegemma_amx_int8_matmul"
 _AVX2_TARGET = "codegemma_avx2_int8_matmul"
-FFI_TARGETS = (_TARGET, _AMX_TARGET, _AVX2_TARGET)  # what a traced program may call (programs.py exports them)
+_ATTENTION_TARGET = "codegemma_decode_attention"  # AVX2 + FMA, every class above "xla"
+# What a traced program may call (programs.py exports them).
+FFI_TARGETS = (_TARGET, _AMX_TARGET, _AVX2_TARGET, _ATTENTION_TARGET)
 # Bits of CodegemmaCpuFeatures() (cpu_features.cc).
 _AVX2_FMA, _AVX512_VNNI, _AMX_INT8 = 1, 2, 4
 ISA_CLASSES = ("amx", "avx512-vnni", "avx2", "xla")  # best first
@@ -178,6 +185,8 @@ def enable_native(cache_dir: Path | None = None) -> bool:
                 runnable = [c for c in (isa, *lower) if c != "xla" and c in cpu_isa_classes()]
                 for c in runnable:
                     _register(loaded, *_KERNEL_SYMBOLS[c])
+                if runnable:  # every class above "xla" has AVX2 and FMA
+                    _register(loaded, _ATTENTION_TARGET, "CodegemmaDecodeAttention")
                 _state["runnable"] = (*runnable, "xla")
                 _state["ok"], _state["isa"] = isa != "xla", isa
             except _NoLibrary as e:
@@ -275,6 +284,28 @@ def int8_matmul(x: jax.Array, w: jax.Array, scale: jax.Array, isa: str | None = 
     y = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct((rows, n), jnp.float32))(
         x.reshape(rows, k).astype(jnp.float32), w, scale.astype(jnp.float32), index)
     return y.reshape(*lead, n).astype(x.dtype)
+
+
+def decode_attention_fits(q: jax.Array, cache: jax.Array) -> bool:
+    """Whether decode_attention takes this step: native kernels loaded, float32, one position of one
+    sequence, at most 16 query heads per KV head."""
+    batch, heads, rows, _ = q.shape
+    return (native_enabled() and q.dtype == jnp.float32 and cache.dtype == jnp.float32 and batch == 1
+            and cache.shape[-4] == 1 and rows <= 16)
+
+
+def decode_attention(q: jax.Array, k: jax.Array, v: jax.Array, layer: jax.Array | None, start: jax.Array,
+                     position: jax.Array, *, view: int, window: int | None, softcap: float | None) -> jax.Array:
+    """One decode step's attention read where the keys and values lie in the cache
+    (decode_attention.cc): q [1, K, G, H] (one position's query heads per KV head, scaled) over the
+    cache positions [start, start + view) that `position` sees (the last `window` of them for a
+    sliding-window layer), k and v the cache [B, S, K, H] or a stack [L, B, S, K, H] with `layer`.
+    Returns [1, K, G, H]. Check decode_attention_fits first."""
+    out = jax.ffi.ffi_call(_ATTENTION_TARGET, jax.ShapeDtypeStruct(q.shape[1:], jnp.float32))(
+        q[0], k, v, jnp.asarray(0 if layer is None else layer, jnp.int32).reshape(()),
+        jnp.asarray(start, jnp.int32).reshape(()), jnp.asarray(position, jnp.int32).reshape(()),
+        view=np.int64(view), window=np.int64(window or 0), softcap=np.float32(softcap or 0.0))
+    return out[None]
 
 
 def quantize_rows(w, chunk: int = 16384) -> tuple:

@@ -1,0 +1,64 @@
+"""The native decode-step attention (native/decode_attention.cc) against the XLA attention it replaces
+(attention.py), on caches laid out as the model keeps them."""
+
+from __future__ import annotations
+
+import types
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jupyter_codegemma.backends.local import attention
+from jupyter_codegemma.backends.local import native as kernels
+
+
+@pytest.fixture(scope="module", autouse=True)
+def native_kernels():
+    if not kernels.enable_native():
+        pytest.skip(f"no native kernels here: {kernels.native_unavailable_reason()}")
+
+
+def _cache(rng, stacked: bool, length: int = 200, heads: int = 2, dim: int = 32):
+    shape = (3, 1, length, heads, dim) if stacked else (1, length, heads, dim)
+    return (jnp.asarray(rng.standard_normal(shape, np.float32)), jnp.asarray(rng.standard_normal(shape, np.float32)))
+
+
+def _xla(q, k, v, layer, start, position, view, window, softcap):
+    keys = (k if layer is None else k[layer])[:, start:start + view]
+    values = (v if layer is None else v[layer])[:, start:start + view]
+    config = types.SimpleNamespace(attn_logit_softcap=softcap, sliding_window=window)
+    return attention._attend(config, window is not None, q, keys, values, jnp.array([position]),
+                             start + jnp.arange(view))
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+@pytest.mark.parametrize("window,softcap", [(None, None), (8, None), (8, 50.0), (None, 30.0)])
+def test_a_decode_step_attends_as_the_xla_attention_does(stacked, window, softcap):
+    rng = np.random.default_rng(0)
+    k, v = _cache(rng, stacked)
+    q = jnp.asarray(rng.standard_normal((1, 2, 4, 32), np.float32))  # 2 KV heads, 4 query heads each
+    layer = 1 if stacked else None
+    # (position, view start, view length): the first position, views from 0 and from inside the cache,
+    # views whose chunks of 64 start mid-chunk, and a view much longer than the window.
+    for position, start, view in ((0, 0, 64), (5, 0, 64), (130, 0, 192), (130, 100, 40), (199, 136, 64), (70, 63, 9)):
+        out = kernels.decode_attention(q, k, v, None if layer is None else jnp.int32(layer), jnp.int32(start),
+                                       jnp.int32(position), view=view, window=window, softcap=softcap)
+        expected = _xla(q, k, v, layer, start, position, view, window, softcap)
+        np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5, rtol=1e-5,
+                                   err_msg=f"position {position}, view [{start}, {start + view})")
+
+
+def test_a_rows_attention_has_the_same_bits_in_every_view_that_holds_its_keys():
+    """Chunks are aligned to cache positions and a key the row does not see never enters its sums: the
+    view a step happens to read (its start and length) does not change a bit of the result."""
+    rng = np.random.default_rng(1)
+    k, v = _cache(rng, stacked=True, length=400)
+    q = jnp.asarray(rng.standard_normal((1, 2, 4, 32), np.float32))
+    for window in (None, 40):
+        first = 0 if window is None else 300 - window + 1
+        results = [np.asarray(kernels.decode_attention(q, k, v, jnp.int32(2), jnp.int32(start), jnp.int32(300),
+                                                       view=view, window=window, softcap=None))
+                   for start, view in ((first, 301 - first), (0, 400), (max(0, first - 7), 350 - max(0, first - 7)))]
+        for other in results[1:]:
+            assert np.array_equal(results[0], other), window
