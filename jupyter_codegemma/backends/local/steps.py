@@ -22,6 +22,7 @@ import numpy as np
 from jax import lax
 
 from ..base import SamplingParams
+from . import native
 from .model import Transformer
 
 # A keystroke adds a word or two to a cached prompt: 1-3 tokens, padded to 4 positions. Every position
@@ -73,7 +74,7 @@ def sample_token(logits: jax.Array, key: jax.Array, temperature: jax.Array, top_
     if shape.penalty_window:
         logits = penalise(logits, recent, penalty)
     if shape.greedy:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        return native.argmax(logits)
     logits = logits / temperature
     if shape.top_k is None and not shape.use_top_p:
         return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
@@ -159,10 +160,10 @@ def verify_step(model: Transformer, params, tokens, cache, write_index, windows=
     hidden, cache = model.apply({"params": params}, tokens, cache, write_index, kv_len)
     logits = model.apply({"params": params}, hidden, method=Transformer.logits)
     if shape is None or not shape.penalty_window:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32), cache
+        return native.argmax(logits), cache
     b, t, v = logits.shape
     flat = penalise(logits.reshape(b * t, v), windows.reshape(b * t, -1), penalty)
-    return jnp.argmax(flat, axis=-1).astype(jnp.int32).reshape(b, t), cache
+    return native.argmax(flat).reshape(b, t), cache
 
 
 @functools.partial(jax.jit, static_argnums=(0,))

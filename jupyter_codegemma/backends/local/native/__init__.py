@@ -19,6 +19,7 @@ down can be forced and tested on any machine; `CODEGEMMA_NATIVE_KERNELS=0` remov
 `decode_attention(q, k, v, ...)` is a decode step's attention for the int8 model, read where the keys
 and values lie in the KV cache (`decode_attention.cc`, AVX2 + FMA, on every class above "xla"): XLA
 copies the cache's view out before multiplying it. Prompt chunks and draft checks attend in XLA.
+`argmax(x)` picks greedy tokens (`argmax.cc`), as jnp.argmax does, at the memory's speed.
 
 The library is built without `-m` flags: each kernel enables its own instruction set for its
 own functions (target pragmas), so one library holds every variant and loads on any x86-64 CPU.
@@ -59,8 +60,9 @@ _TARGET = "codegemma_int8_matmul"  # AVX-512 VNNI
 _AMX_TARGET = "codegemma_amx_int8_matmul"
 _AVX2_TARGET = "codegemma_avx2_int8_matmul"
 _ATTENTION_TARGET = "codegemma_decode_attention"  # AVX2 + FMA, every class above "xla"
+_ARGMAX_TARGET = "codegemma_argmax"  # likewise
 # What a traced program may call (programs.py exports them).
-FFI_TARGETS = (_TARGET, _AMX_TARGET, _AVX2_TARGET, _ATTENTION_TARGET)
+FFI_TARGETS = (_TARGET, _AMX_TARGET, _AVX2_TARGET, _ATTENTION_TARGET, _ARGMAX_TARGET)
 # Bits of CodegemmaCpuFeatures() (cpu_features.cc).
 _AVX2_FMA, _AVX512_VNNI, _AMX_INT8 = 1, 2, 4
 ISA_CLASSES = ("amx", "avx512-vnni", "avx2", "xla")  # best first
@@ -187,6 +189,7 @@ def enable_native(cache_dir: Path | None = None) -> bool:
                     _register(loaded, *_KERNEL_SYMBOLS[c])
                 if runnable:  # every class above "xla" has AVX2 and FMA
                     _register(loaded, _ATTENTION_TARGET, "CodegemmaDecodeAttention")
+                    _register(loaded, _ARGMAX_TARGET, "CodegemmaArgmax")
                 _state["runnable"] = (*runnable, "xla")
                 _state["ok"], _state["isa"] = isa != "xla", isa
             except _NoLibrary as e:
@@ -306,6 +309,16 @@ def decode_attention(q: jax.Array, k: jax.Array, v: jax.Array, layer: jax.Array 
         jnp.asarray(start, jnp.int32).reshape(()), jnp.asarray(position, jnp.int32).reshape(()),
         view=np.int64(view), window=np.int64(window or 0), softcap=np.float32(softcap or 0.0))
     return out[None]
+
+
+def argmax(x: jax.Array) -> jax.Array:
+    """jnp.argmax(x, axis=-1) as int32 (the first of equal largest values, the first NaN where there
+    is one): on the native kernel (argmax.cc) for float32 where the kernels run, else in XLA."""
+    if not native_enabled() or x.dtype != jnp.float32 or x.shape[-1] == 0:
+        return jnp.argmax(x, axis=-1).astype(jnp.int32)
+    *lead, n = x.shape
+    out = jax.ffi.ffi_call(_ARGMAX_TARGET, jax.ShapeDtypeStruct((math.prod(lead),), jnp.int32))(x.reshape(-1, n))
+    return out.reshape(lead)
 
 
 def quantize_rows(w, chunk: int = 16384) -> tuple:

@@ -1,5 +1,5 @@
-"""The native decode-step attention (native/decode_attention.cc) against the XLA attention it replaces
-(attention.py), on caches laid out as the model keeps them."""
+"""The native decode-step kernels against the XLA operations they replace: the attention read where the
+KV cache holds it (native/decode_attention.cc, against attention.py), and the greedy argmax (native/argmax.cc)."""
 
 from __future__ import annotations
 
@@ -62,3 +62,22 @@ def test_a_rows_attention_has_the_same_bits_in_every_view_that_holds_its_keys():
                    for start, view in ((first, 301 - first), (0, 400), (max(0, first - 7), 350 - max(0, first - 7)))]
         for other in results[1:]:
             assert np.array_equal(results[0], other), window
+
+
+@pytest.mark.parametrize("n", [1, 7, 64, 20000, 262144])
+def test_argmax_picks_what_jnp_argmax_picks(n):
+    """Ties go to the first, a NaN wins (the first of them), -inf rows still pick their first; rows long
+    enough to be split over threads are merged in order."""
+    rng = np.random.default_rng(n)
+    rows = rng.standard_normal((6, n)).astype(np.float32)
+    rows[1] = np.round(rows[1])  # many ties
+    rows[1, -1] = rows[1].max()  # the largest value again, at the end
+    rows[2, n // 2] = np.nan
+    rows[2, -1] = np.nan
+    rows[3] = -np.inf
+    rows[4, -1] = 100.0  # the largest in the last part
+    rows[5, : n // 3] = 5.0  # ties spanning a split
+    x = jnp.asarray(rows)
+    np.testing.assert_array_equal(np.asarray(kernels.argmax(x)), np.asarray(jnp.argmax(x, axis=-1)))
+    np.testing.assert_array_equal(np.asarray(kernels.argmax(x.reshape(2, 3, n))),
+                                  np.asarray(jnp.argmax(x, axis=-1)).reshape(2, 3))
