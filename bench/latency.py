@@ -66,11 +66,11 @@ class Ours:
     name = "ours"
 
     def __init__(self, args):
-        from jupyter_codegemma.backends.local import Engine, EngineOptions
+        from jupyter_codegemma.backends.local import EngineOptions, load
 
         speculative = {"on": True, "off": False}.get(args.speculative)
         options = EngineOptions(dtype=args.dtype, **({} if speculative is None else {"speculative": speculative}))
-        self.engine = Engine.load(None, options)
+        self.engine = load(None, options)  # as the kernel loads it (backends.load_backend)
         self.check = args.check == "on"  # the suggestion check and its alternatives (backends/candidates.py)
         self.info = self.engine.info()
         params = self.engine._sampler.params

@@ -41,10 +41,10 @@ def load_backend(spec: BackendSpec, progress: Callable[[str], None] | None = Non
                                                api_key_env=spec.api_key_env, fim=spec.server_fim,
                                                context_len=spec.context_len,
                                                allow_insecure_http=spec.allow_insecure_http), progress=progress)
-    from .local import Engine, EngineOptions
+    from .local import EngineOptions, load
 
     options = EngineOptions(dtype=spec.dtype, cache_len=spec.context_len, devices=spec.devices)
-    return Engine.load(spec.model or None, options, progress=progress)
+    return load(spec.model or None, options, progress=progress)
 
 
 __all__ = ["Backend", "BackendSpec", "load_backend"]

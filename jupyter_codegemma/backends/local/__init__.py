@@ -11,6 +11,17 @@ from ..errors import CheckpointError, CodeGemmaError, PromptError, SettingsError
 from .options import EngineOptions
 
 
+def load(model=None, options: EngineOptions = EngineOptions(), progress=None):
+    """`Engine.load`, begun before JAX is imported: the memory for the int8 weights is faulted in on
+    another core while the import runs (prefetch.py). What the kernel calls."""
+    from .prefetch import reserve_arena
+
+    arena = reserve_arena(model, options)
+    from .engine import Engine
+
+    return Engine.load(model, options, progress, arena=arena)
+
+
 def __getattr__(name: str):
     # The engine imports JAX (about a second). Importing it on first use keeps the light submodules
     # (default_model, options) light: a process that only needs the model's path does not pay for JAX.
@@ -21,6 +32,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
-    "Engine", "EngineOptions", "Generation", "GenerationResult", "SamplingParams",
+    "Engine", "EngineOptions", "load", "Generation", "GenerationResult", "SamplingParams",
     "CodeGemmaError", "CheckpointError", "PromptError", "SettingsError",
 ]

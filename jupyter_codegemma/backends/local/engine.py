@@ -28,12 +28,12 @@ from .config import GemmaConfig, count_params
 from .dtypes import resolve_dtype, resolve_prefill_dtype
 from .options import EngineOptions
 from .tokenizer import IncrementalDecoder, Tokenizer
-from .weights_on_device import weights_to_device
+from .weights_on_device import HostArena, weights_to_device
 
 
 class Engine:
     def __init__(self, checkpoint: Checkpoint, options: EngineOptions = EngineOptions(),
-                 load_seconds: float = 0.0):
+                 load_seconds: float = 0.0, arena: HostArena | None = None):
         import jax
         import jax.numpy as jnp
 
@@ -62,7 +62,7 @@ class Engine:
                                                    native_int8=native_int8)
         self.context_len = min(options.cache_len, self.config.max_context)
         if self.dtype == "int8":
-            self._sampler = self._int8_sampler(checkpoint, platform)
+            self._sampler = self._int8_sampler(checkpoint, platform, arena)
         else:
             dtype = jnp.float32 if self.dtype == "float32" else jnp.bfloat16
             if self.mesh is not None:
@@ -86,9 +86,10 @@ class Engine:
         self.last_prompt = ""  # prompts are ids here; a server backend keeps the text it sent
         self._warm_up: threading.Thread | None = None
 
-    def _int8_sampler(self, checkpoint: Checkpoint, platform: str):
+    def _int8_sampler(self, checkpoint: Checkpoint, platform: str, arena: HostArena | None):
         """Decode with int8 weights; prefill with float weights of `prefill_dtype` (or the same
-        int8 ones). The int8 tree is kept in the converted-weights cache next to the float one."""
+        int8 ones). The int8 tree is kept in the converted-weights cache next to the float one.
+        On the CPU the int8 matrices go into `arena` if they fit (prefetch.py), else a new one."""
         import jax.numpy as jnp
 
         from . import native, quantize
@@ -114,7 +115,7 @@ class Engine:
         if self.options.layer_loop and self.prefill_dtype == "int8" and native.native_enabled():
             period = layer_period(self.config)
             quantized = stack_layers(quantized, self.config, period)
-        params = weights_to_device(quantized, act, huge_pages=platform == "cpu")
+        params = weights_to_device(quantized, act, huge_pages=platform == "cpu", arena=arena)
         model = Transformer(self.config, dtype=act, layer_period=period)
         prefill_model = prefill_params = None
         if self.prefill_dtype != "int8":
@@ -140,12 +141,29 @@ class Engine:
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, options: EngineOptions = EngineOptions(),
-             progress: Callable[[str], None] | None = None) -> "Engine":
-        """Load a model file, or the default model (Gemma 3 270M) when `model` is None."""
-        from . import default_model
+             progress: Callable[[str], None] | None = None, *, arena: HostArena | None = None) -> "Engine":
+        """Load a model file, or the default model (Gemma 3 270M) when `model` is None.
+
+        `arena`: memory for the int8 weights reserved before JAX was imported (`backends.local.load`
+        does that); without one, the load reserves it here, so that its pages are faulted in while
+        the tokenizer loads."""
+        from .prefetch import reserve_arena
 
         say = progress or (lambda message: None)
         started = time.perf_counter()
+        if arena is None:
+            arena = reserve_arena(model, options)
+        try:
+            return cls._load(model, options, say, started, arena)
+        finally:
+            if arena is not None:
+                arena.release_if_unused()
+
+    @classmethod
+    def _load(cls, model, options: EngineOptions, say: Callable[[str], None], started: float,
+              arena: HostArena | None) -> "Engine":
+        from . import default_model
+
         cache = WeightsCache(options.cache_dir)
         if options.compilation_cache:
             process.configure_compilation_cache(cache.root / "xla")
@@ -161,7 +179,7 @@ class Engine:
         else:
             say(f"loading {model}")
             checkpoint = load_checkpoint(model, cache=cache)
-        engine = cls(checkpoint, options, load_seconds=0.0)
+        engine = cls(checkpoint, options, load_seconds=0.0, arena=arena)
         engine.load_seconds = time.perf_counter() - started
         if options.warm_up:
             engine.warm_up_in_background()

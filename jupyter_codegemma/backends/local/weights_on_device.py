@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import mmap
+import platform
 import sys
+import threading
 
 import numpy as np
 
@@ -11,7 +14,7 @@ HUGE_PAGE = 2 << 20  # bytes in one x86-64 / ARM64 transparent huge page
 _ALIGN = 4096  # each matrix starts on a page: the CPU device uses page-aligned host memory in place
 
 
-def weights_to_device(params, float_dtype, *, huge_pages: bool = False):
+def weights_to_device(params, float_dtype, *, huge_pages: bool = False, arena: "HostArena | None" = None):
     """numpy tree -> device arrays: int8 matrices stay int8, scales (of norms and of int8 rows)
     stay float32 (norms compute in float32 anyway), the other weights become float_dtype.
 
@@ -20,14 +23,21 @@ def weights_to_device(params, float_dtype, *, huge_pages: bool = False):
     layers (model.LayerStack) is written there layer by layer, and each memory-mapped source's
     pages are let go once copied: loading holds the arena and one matrix, not a second copy of
     the weights (memory-mapped pages that were read count in the process's resident memory until
-    the mapping closes)."""
+    the mapping closes).
+
+    `arena`, an empty one made earlier (`HostArena(..., populate=True)`, see prefetch.py), is used
+    when the matrices fit in it; otherwise a new one is made."""
     import jax
     import jax.numpy as jnp
 
-    arena = None
     if huge_pages and sys.platform.startswith("linux"):
-        sizes = [a.nbytes for a in jax.tree_util.tree_leaves(params) if a.dtype == np.int8]
-        arena = HostArena(sum(_aligned(n) for n in sizes)) if sizes else None
+        needed = sum(aligned(a.nbytes) for a in jax.tree_util.tree_leaves(params) if a.dtype == np.int8)
+        if not needed:
+            arena = None
+        elif arena is None or not arena.fits(needed):
+            arena = HostArena(needed)
+    else:
+        arena = None
 
     def put(path, a):
         if a.dtype == np.int8 and arena is not None:
@@ -50,9 +60,13 @@ class HostArena:
     270M's 18 layers in one decode step: 9.2-10.5 -> 8.2-8.6 ms. `jax.device_put` of page-aligned host
     memory makes a CPU device array that uses it in place, without a copy, and keeps the numpy view
     (and through it the mapping) alive as long as the array lives. Where the kernel ignores the
-    advice (transparent huge pages set to "never"), these are ordinary pages."""
+    advice (transparent huge pages set to "never"), these are ordinary pages.
 
-    def __init__(self, nbytes: int):
+    With `populate`, a thread faults the pages in at once (the kernel zeroes them, and compacts
+    memory to find huge pages): started before JAX is imported, that work, most of the time it
+    takes to fill the arena, runs on another core while the import runs (prefetch.py)."""
+
+    def __init__(self, nbytes: int, *, populate: bool = False):
         # One huge page more than needed, so the first matrix can start on a huge-page boundary.
         self._map = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         if hasattr(mmap, "MADV_HUGEPAGE"):
@@ -61,7 +75,26 @@ class HostArena:
             except OSError:
                 pass  # a kernel without transparent huge pages: ordinary pages
         self._bytes = np.frombuffer(self._map, np.uint8)
-        self._offset = -self._bytes.ctypes.data % HUGE_PAGE  # the first matrix starts on a huge page
+        self._first = self._offset = -self._bytes.ctypes.data % HUGE_PAGE  # the first matrix starts on a huge page
+        self._end = self._first + nbytes
+        self._populating: threading.Thread | None = None
+        if populate:
+            self._populating = threading.Thread(target=_populate, args=(self._bytes.ctypes.data + self._first, nbytes),
+                                                name="codegemma-arena", daemon=True)
+            self._populating.start()
+
+    def fits(self, nbytes: int) -> bool:
+        """Whether `nbytes` more fit in the bytes asked for when the arena was made."""
+        return self._offset + nbytes <= self._end
+
+    def release_if_unused(self) -> None:
+        """Give the memory back if nothing was put here (the model turned out not to use it)."""
+        if self._offset != self._first or self._map.closed:
+            return
+        if self._populating is not None:
+            self._populating.join()  # its madvise must not touch whatever is mapped here next
+        del self._bytes  # the mapping cannot close while an array views it
+        self._map.close()
 
     def put(self, a):
         """A copy of `a` (an array, or a model.LayerStack written layer by layer) in the arena, as a
@@ -75,8 +108,27 @@ class HostArena:
             if not _read_from_file(place, part):
                 place[...] = part
                 _let_go(part)
-        self._offset += _aligned(a.nbytes)
+        self._offset += aligned(a.nbytes)
         return jax.device_put(view)
+
+
+# Linux 5.14+: fault the range in as if written, without changing what it holds (so `put` may
+# write into pages the thread has not reached). The value is the same on x86-64 and ARM64.
+_MADV_POPULATE_WRITE = 23
+
+
+def _populate(address: int, nbytes: int) -> None:
+    """Fault in [address, address + nbytes) ahead of its first writes. ctypes lets go of the GIL
+    for the call, so the thread that started it goes on importing. Where the kernel is older or
+    the CPU another, nothing happens: the writes fault the pages in, as without it."""
+    if not sys.platform.startswith("linux") or platform.machine() not in ("x86_64", "aarch64"):
+        return
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return
+    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    madvise(address, nbytes, _MADV_POPULATE_WRITE)  # a failure (EINVAL: an old kernel) costs nothing
 
 
 def _read_from_file(place: np.ndarray, part) -> bool:
@@ -131,5 +183,6 @@ def _memmap_of(a) -> np.memmap | None:
     return a
 
 
-def _aligned(nbytes: int) -> int:
+def aligned(nbytes: int) -> int:
+    """`nbytes` rounded up to the start of the next page: where the next matrix in an arena starts."""
     return -(-nbytes // _ALIGN) * _ALIGN

@@ -31,6 +31,12 @@ def default_cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "jupyter-codegemma"
 
 
+def _stamp(path: Path) -> str:
+    """What a remembered hash is filed under: the file's path, size and modification time."""
+    stat = path.stat()
+    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
 def _flatten(tree: Params, prefix: str = "") -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for key, value in tree.items():
@@ -61,13 +67,9 @@ class WeightsCache:
 
     def file_sha256(self, path: str | os.PathLike) -> str:
         path = Path(path).resolve()
-        stat = path.stat()
         index_path = self.root / "hashes.json"
-        stamp = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-        try:
-            index = json.loads(index_path.read_text())
-        except (OSError, ValueError):
-            index = {}
+        stamp = _stamp(path)
+        index = self._hashes()
         if stamp in index:
             return index[stamp]
         digest = hashlib.sha256()
@@ -77,6 +79,19 @@ class WeightsCache:
         index[stamp] = digest.hexdigest()
         self._write_atomic(index_path, json.dumps(index, indent=0).encode())
         return index[stamp]
+
+    def remembered_sha256(self, path: str | os.PathLike) -> str | None:
+        """The file's sha256 if it was hashed before and has not changed since; never reads the file."""
+        try:
+            return self._hashes().get(_stamp(Path(path).resolve()))
+        except OSError:
+            return None
+
+    def _hashes(self) -> dict[str, str]:
+        try:
+            return json.loads((self.root / "hashes.json").read_text())
+        except (OSError, ValueError):
+            return {}
 
     # --- entries -------------------------------------------------------------------------------
 
@@ -120,6 +135,17 @@ class WeightsCache:
         """The stored tree, memory-mapped, in the dtypes it was stored with."""
         return _unflatten({p.stem: np.load(p, mmap_mode="r")
                            for p in sorted(self.variant_dir(sha256, variant).glob("*.npy"))})
+
+    def variant_array_sizes(self, sha256: str, variant: str, dtype) -> list[int]:
+        """The byte sizes of the stored variant's arrays of `dtype`, read from the files' headers alone."""
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        sizes = []
+        for path in sorted(self.variant_dir(sha256, variant).glob("*.npy")):
+            with open(path, "rb") as f:
+                shape, _, stored = read_header[np.lib.format.read_magic(f)](f)
+            if stored == np.dtype(dtype):
+                sizes.append(int(np.prod(shape, dtype=np.int64)) * stored.itemsize)
+        return sizes
 
     def store_variant(self, sha256: str, variant: str, params: Params) -> None:
         def write(tmp: Path) -> None:
