@@ -21,8 +21,10 @@ def init_cache(config: GemmaConfig, batch_size: int, cache_len: int, dtype=jnp.f
     or one per run of the period (see layer_runs), stacked over the run's layers of every group."""
     shape = (batch_size, cache_len, config.num_kv_heads, config.head_dim)
     stacks = [(config.num_layers // period) * length for _, length in layer_runs(config, period)] if period else []
-    return [{"k": jnp.zeros((*lead, *shape), dtype), "v": jnp.zeros((*lead, *shape), dtype)}
-            for lead in ([(n,) for n in stacks] if period else [()] * config.num_layers)]
+    leads = [(n,) for n in stacks] if period else [()] * config.num_layers
+    # One program for the whole cache: each jnp.zeros outside a jit compiles a program of its own.
+    return jax.jit(lambda: [{"k": jnp.zeros((*lead, *shape), dtype), "v": jnp.zeros((*lead, *shape), dtype)}
+                            for lead in leads])()
 
 
 def write_cache(buffer: jax.Array, new: jax.Array, write_index: jax.Array, group: jax.Array | None) -> jax.Array:

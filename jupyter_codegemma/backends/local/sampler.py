@@ -66,9 +66,11 @@ class Sampler:
         self._place_cache = place_cache or (lambda cache: jax.device_put(cache, jax.devices()[0]))
         # Greedy decoding checks prompt-lookup drafts (speculative.py): same ids, fewer passes.
         self.speculative = speculative
-        # The key greedy steps are given, and ignore: made once (a key is a dispatched computation, ~1 ms).
-        # Every other argument of a step goes to it as a numpy value, for the same reason.
-        self.greedy_key = jax.random.PRNGKey(0)
+        # The key greedy steps are given, and ignore: made once, and of zeros in the keys' shape, not by
+        # jax.random.PRNGKey (a program compiled at every load: 0.06-0.07 s of it). Every other argument
+        # of a step goes to it as a numpy value, for the same reason.
+        key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
+        self.greedy_key = jax.device_put(np.zeros(key.shape, key.dtype))
         self.prefill_buckets = tuple(sorted(prefill_buckets))
         self.params = params
         self.config: GemmaConfig = model.config

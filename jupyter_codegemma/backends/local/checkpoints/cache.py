@@ -31,6 +31,13 @@ def default_cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "jupyter-codegemma"
 
 
+def _mapped(path: Path) -> np.memmap:
+    """The .npy file's array, memory-mapped read-only. Named by a str: np.memmap resolves a Path
+    through every symlink of its directories (a system call per component), 0.08 s over the ~440
+    files of Gemma 3 270M's float and int8 entries."""
+    return np.load(str(path), mmap_mode="r")
+
+
 def _stamp(path: Path) -> str:
     """What a remembered hash is filed under: the file's path, size and modification time."""
     stat = path.stat()
@@ -108,7 +115,7 @@ class WeightsCache:
         entry = self.entry_dir(sha256)
         meta = json.loads((entry / "config.json").read_text())
         config = GemmaConfig.from_dict(meta["config"])
-        flat = {p.stem: np.load(p, mmap_mode="r") for p in sorted(entry.glob("*.npy"))}
+        flat = {p.stem: _mapped(p) for p in sorted(entry.glob("*.npy"))}
         tokenizer = Tokenizer.from_serialized((entry / "tokenizer.model").read_bytes(), source=source)
         return Checkpoint(config=config, params=_unflatten(flat), tokenizer=tokenizer, source=source,
                           format=meta["format"], sha256=sha256)
@@ -133,8 +140,7 @@ class WeightsCache:
 
     def load_variant(self, sha256: str, variant: str) -> Params:
         """The stored tree, memory-mapped, in the dtypes it was stored with."""
-        return _unflatten({p.stem: np.load(p, mmap_mode="r")
-                           for p in sorted(self.variant_dir(sha256, variant).glob("*.npy"))})
+        return _unflatten({p.stem: _mapped(p) for p in sorted(self.variant_dir(sha256, variant).glob("*.npy"))})
 
     def variant_array_sizes(self, sha256: str, variant: str, dtype) -> list[int]:
         """The byte sizes of the stored variant's arrays of `dtype`, read from the files' headers alone."""
