@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "avx2_sum.h"
 #include "int8_matmul_signature.h"
 #include "parallel_for.h"
 #include "quantize_block.h"
@@ -83,13 +84,6 @@ Quantized QuantizeRows(const float* x, int64_t m_rows, int64_t k) {
     }
   }
   return out;
-}
-
-inline float HorizontalSum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
 }
 
 inline __m256i Load(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
@@ -190,7 +184,7 @@ inline void Tile(const Problem& p, int64_t r, int64_t m) {
     }
   }
   for (int j = 0; j < R; ++j)
-    for (int t = 0; t < T; ++t) p.y[(m + t) * p.n + r + j] = p.scale[r + j] * HorizontalSum(acc[j][t]);
+    for (int t = 0; t < T; ++t) p.y[(m + t) * p.n + r + j] = p.scale[r + j] * codegemma::HorizontalSum(acc[j][t]);
 }
 
 // Weight rows r … r+R-1 times activation rows [m_begin, m_end).

@@ -28,6 +28,7 @@
 #include <limits>
 #include <vector>
 
+#include "avx2_sum.h"
 #include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -50,11 +51,7 @@ float Dot(const float* a, const float* b, int64_t n) {
     s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
     s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
   }
-  __m256 s = _mm256_add_ps(s0, s1);
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_add_ss(h, _mm_movehdup_ps(h));
-  float total = _mm_cvtss_f32(h);
+  float total = codegemma::HorizontalSum(_mm256_add_ps(s0, s1));
   for (; i < n; ++i) total += a[i] * b[i];
   return total;
 }
@@ -112,15 +109,23 @@ ffi::Error DecodeAttention(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::B
   const float* queries = q.typed_data();
   const int64_t chunk_first = first / kChunk, chunks = last / kChunk - chunk_first + 1;
   const int64_t units = heads * chunks;
-  std::vector<Partial> partial(units * rows);
-  std::vector<float> weighted(units * rows * dim, 0.0f);
+  // Kept per calling thread from step to step: a global layer's 256 KB would otherwise be mapped,
+  // faulted in and unmapped again at every step (glibc maps allocations above 128 KB).
+  // The worker threads get the calling thread's buffers as pointers (named inside the lambda, a
+  // thread_local would be the worker's own).
+  static thread_local std::vector<Partial> partial_buffer;
+  static thread_local std::vector<float> weighted_buffer;
+  partial_buffer.resize(units * rows);
+  weighted_buffer.assign(units * rows * dim, 0.0f);
+  Partial* const partial = partial_buffer.data();
+  float* const weighted = weighted_buffer.data();
 
   codegemma::ParallelFor(pool, units, [&](int64_t unit) {
     const int64_t head = unit / chunks, c = chunk_first + unit % chunks;
     const int64_t begin = std::max(first, c * kChunk), end = std::min(last + 1, (c + 1) * kChunk);
     const float* qh = queries + head * rows * dim;
     float logits[kMaxRows][kChunk];
-    Partial* p = partial.data() + unit * rows;
+    Partial* p = partial + unit * rows;
     for (int64_t r = 0; r < rows; ++r) p[r] = {-std::numeric_limits<float>::infinity(), 0.0f};
     for (int64_t j = begin; j < end; ++j) {
       const float* key = keys + (j * heads + head) * dim;
@@ -131,7 +136,7 @@ ffi::Error DecodeAttention(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::B
         p[r].max = std::max(p[r].max, logit);
       }
     }
-    float* w = weighted.data() + unit * rows * dim;
+    float* w = weighted + unit * rows * dim;
     for (int64_t j = begin; j < end; ++j) {
       const float* value = values + (j * heads + head) * dim;
       for (int64_t r = 0; r < rows; ++r) {
@@ -155,7 +160,7 @@ ffi::Error DecodeAttention(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::B
         const Partial& p = partial[unit * rows + r];
         const float factor = std::exp(p.max - top);
         total += factor * p.sum;
-        Axpy(factor, weighted.data() + (unit * rows + r) * dim, o, dim);
+        Axpy(factor, weighted + (unit * rows + r) * dim, o, dim);
       }
       const float inverse = 1.0f / total;
       for (int64_t i = 0; i < dim; ++i) o[i] *= inverse;
