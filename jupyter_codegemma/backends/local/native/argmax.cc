@@ -59,19 +59,22 @@ ffi::Error Argmax(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::ResultBuff
   const auto d = x.dimensions();
   if (d.size() != 2 || d[1] < 1) return ffi::Error::InvalidArgument("argmax: expected x [R, V] with V >= 1");
   const int64_t rows = d[0], n = d[1];
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  const int64_t parts = std::clamp<int64_t>(n / kMinPart, 1, threads);
+  const int64_t size = (n + parts - 1) / parts;
+  // Every row's parts in one parallel loop (a draft check's rows share the threads' start-up).
+  std::vector<Best> best(rows * parts, Best{0.0f, -1, false});
+  const float* data = x.typed_data();
+  codegemma::ParallelFor(pool, rows * parts, [&](int64_t unit) {
+    const int64_t r = unit / parts, p = unit % parts;
+    best[unit] = BestOf(data + r * n, p * size, std::min(n, (p + 1) * size));
+  });
   for (int64_t r = 0; r < rows; ++r) {
-    const float* row = x.typed_data() + r * n;
-    const int64_t threads = std::max<int64_t>(1, pool.num_threads());
-    const int64_t parts = std::clamp<int64_t>(n / kMinPart, 1, threads);
-    const int64_t size = (n + parts - 1) / parts;
-    std::vector<Best> best(parts, Best{0.0f, -1, false});
-    codegemma::ParallelFor(pool, parts, [&](int64_t p) {
-      best[p] = BestOf(row, p * size, std::min(n, (p + 1) * size));
-    });
     // The parts in order: a later part wins only with a NaN (if none came before) or a larger value.
-    Best winner = best[0];
+    const Best* row = best.data() + r * parts;
+    Best winner = row[0];
     for (int64_t p = 1; p < parts; ++p) {
-      const Best& b = best[p];
+      const Best& b = row[p];
       if (b.index < 0 || winner.nan) continue;
       if (b.nan || winner.index < 0 || b.value > winner.value) winner = b;
     }
