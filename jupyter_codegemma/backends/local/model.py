@@ -172,7 +172,7 @@ class Attention(nn.Module):
         q = q.reshape(batch, length, c.num_kv_heads, groups, c.head_dim).transpose(0, 2, 1, 3, 4)
         q = q.reshape(batch, c.num_kv_heads, length * groups, c.head_dim)  # [B, K, T·G, H]
         int8 = self.qkv.variables["params"]["w"].dtype == jnp.int8  # the native kernels' model (quantize.py)
-        if int8 and length == 1 and native.decode_attention_fits(q, cache["k"]):
+        if native.decode_attention_fits(q, cache["k"], positions=length, int8_weights=int8):
             # A decode step: the native kernel reads the view where it lies in the cache.
             encoded = native.decode_attention(q, cache["k"], cache["v"], group, start, positions[0], view=view,
                                               window=c.sliding_window if local else None,

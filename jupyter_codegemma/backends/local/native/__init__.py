@@ -289,12 +289,13 @@ def int8_matmul(x: jax.Array, w: jax.Array, scale: jax.Array, isa: str | None = 
     return y.reshape(*lead, n).astype(x.dtype)
 
 
-def decode_attention_fits(q: jax.Array, cache: jax.Array) -> bool:
-    """Whether decode_attention takes this step: native kernels loaded, float32, one position of one
-    sequence, at most 16 query heads per KV head."""
+def decode_attention_fits(q: jax.Array, cache: jax.Array, *, positions: int, int8_weights: bool) -> bool:
+    """Whether decode_attention takes this step: the native kernels' model (int8 weights, the kernels
+    loaded), a decode step (one position of one sequence), float32, at most 16 query heads per KV head.
+    Prompt chunks, draft checks, float and sharded models attend in XLA."""
     batch, heads, rows, _ = q.shape
-    return (native_enabled() and q.dtype == jnp.float32 and cache.dtype == jnp.float32 and batch == 1
-            and cache.shape[-4] == 1 and rows <= 16)
+    return (int8_weights and positions == 1 and native_enabled() and q.dtype == jnp.float32
+            and cache.dtype == jnp.float32 and batch == 1 and cache.shape[-4] == 1 and rows <= 16)
 
 
 def decode_attention(q: jax.Array, k: jax.Array, v: jax.Array, layer: jax.Array | None, start: jax.Array,
