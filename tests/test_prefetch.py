@@ -1,5 +1,6 @@
 """The head start a load takes before JAX is imported (prefetch.py): an arena for the int8 weights
-whose pages a thread faults in, used by the load when the weights fit, given back when not."""
+whose pages a thread faults in, used by the load when the weights fit, given back when not; the
+tokenizer, loaded by another thread."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from jupyter_codegemma.backends.local import EngineOptions
-from jupyter_codegemma.backends.local.prefetch import reserve_arena
+from jupyter_codegemma.backends.local import prefetch
 from jupyter_codegemma.backends.local.weights_on_device import HUGE_PAGE, HostArena
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the host arena is for Linux")
@@ -53,32 +54,37 @@ def test_an_arena_that_is_too_small_is_not_used_and_is_given_back():
     assert isinstance(jax.tree.leaves(on_device)[0], jax.Array)
 
 
-def test_no_arena_where_the_load_would_not_use_one(tmp_path):
-    """float weights; a model file whose hash was never taken (finding it would read the file)."""
-    assert reserve_arena(None, EngineOptions(dtype="float32")) is None
+def test_no_head_start_where_the_load_could_not_use_one(tmp_path):
+    """A model file whose hash was never taken (finding it would read the file); nothing converted
+    yet; float weights (no arena, but the tokenizer)."""
     model = tmp_path / "model.gguf"
     model.write_bytes(b"GGUF")
-    assert reserve_arena(str(model), EngineOptions(cache_dir=str(tmp_path / "cache"))) is None
-    assert reserve_arena(None, EngineOptions(cache_dir=str(tmp_path / "empty"))) is None  # nothing converted yet
+    for head_start in (prefetch.start(str(model), EngineOptions(cache_dir=str(tmp_path / "cache"))),
+                       prefetch.start(None, EngineOptions(cache_dir=str(tmp_path / "empty")))):
+        assert head_start.arena is None and head_start.sha256 is None
+        assert head_start.tokenizer("0" * 64) is None
+    assert prefetch.start(None, EngineOptions(dtype="float32")).arena is None
 
 
 @linux_only
-def test_the_default_model_loads_into_the_arena_reserved_before_jax_is_imported(engine):
-    """In a new process, as the kernel loads it (backends.local.load): the arena is reserved before
-    JAX is imported, sized from the converted-weights cache alone, and holds every int8 matrix."""
+def test_the_default_model_loads_with_the_head_start_it_got_before_jax_is_imported(engine):
+    """In a new process, as the kernel loads it (backends.local.load): the head start begins before
+    JAX is imported, sized from the converted-weights cache alone; its arena holds every int8 matrix
+    and its tokenizer is the engine's."""
     del engine  # the session's engine has put the int8 variant in the converted-weights cache
     script = textwrap.dedent("""
         import sys
-        from jupyter_codegemma.backends.local import EngineOptions
-        from jupyter_codegemma.backends.local.prefetch import reserve_arena
+        from jupyter_codegemma.backends.local import EngineOptions, prefetch
 
-        arena = reserve_arena(None, EngineOptions())
+        head_start = prefetch.start(None, EngineOptions())
+        arena = head_start.arena
         assert arena is not None and "jax" not in sys.modules, sorted(m for m in sys.modules if "jax" in m)[:5]
         start, size = arena._bytes.ctypes.data, len(arena._bytes)
         from jupyter_codegemma.backends.local import Engine
         import jax
 
-        engine = Engine.load(None, EngineOptions(warm_up=False), arena=arena)
+        engine = Engine.load(None, EngineOptions(warm_up=False), head_start=head_start)
+        assert engine.tokenizer is head_start.tokenizer(head_start.sha256)
         matrices = [a for a in jax.tree.leaves(engine._sampler.params) if a.dtype == jax.numpy.int8]
         inside = [start <= a.unsafe_buffer_pointer() < start + size for a in matrices]
         assert matrices and all(inside), inside
@@ -87,3 +93,29 @@ def test_the_default_model_loads_into_the_arena_reserved_before_jax_is_imported(
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("ok")
+
+
+def test_a_model_file_loaded_before_gets_a_head_start(tmp_path):
+    """A GGUF file's second load: its hash is remembered, so the head start finds its converted
+    entry without reading the file; the engine takes its tokenizer and its arena (int8 on the
+    CPU) and gives back nothing it used."""
+    from gguf_writer import write_gguf
+
+    from jupyter_codegemma.backends.local import Engine
+    from jupyter_codegemma.backends.local import config as configs
+    from jupyter_codegemma.backends.local.model import init_params
+
+    config = configs.tiny_gemma3()
+    path = write_gguf(tmp_path / "tiny.gguf", config, init_params(config, seed=4))
+    options = EngineOptions(cache_dir=str(tmp_path / "cache"), warm_up=False, compilation_cache=False)
+    first = Engine.load(str(path), options)  # converts it, remembers its hash, stores the int8 variant
+    head_start = prefetch.start(str(path), options)
+    assert head_start.sha256 is not None
+    second = Engine.load(str(path), options, head_start=head_start)
+    assert second.tokenizer is head_start.tokenizer(head_start.sha256)
+    assert second.tokenizer.source == first.tokenizer.source
+    if head_start.arena is not None:  # int8 on the CPU: the arena holds the weights, so it stays
+        assert not head_start.arena._map.closed and head_start.arena.used > 0
+    ids = second.tokenize("def f(x):")
+    assert second.complete_text(ids, max_new_tokens=4, stop_ids=()).ids == \
+        first.complete_text(ids, max_new_tokens=4, stop_ids=()).ids

@@ -12,14 +12,14 @@ from .options import EngineOptions
 
 
 def load(model=None, options: EngineOptions = EngineOptions(), progress=None):
-    """`Engine.load`, begun before JAX is imported: the memory for the int8 weights is faulted in on
-    another core while the import runs (prefetch.py). What the kernel calls."""
-    from .prefetch import reserve_arena
+    """`Engine.load`, begun before JAX is imported: the memory for the int8 weights is faulted in and
+    the tokenizer loaded on another core while the import runs (prefetch.py). What the kernel calls."""
+    from . import prefetch
 
-    arena = reserve_arena(model, options)
+    head_start = prefetch.start(model, options)
     from .engine import Engine
 
-    return Engine.load(model, options, progress, arena=arena)
+    return Engine.load(model, options, progress, head_start=head_start)
 
 
 def __getattr__(name: str):

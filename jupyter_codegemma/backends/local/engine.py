@@ -22,7 +22,7 @@ from ..base import (COMPLETION_STOPS, GENERATION_STOPS, CancelToken, Completion,
                     suggestion_shape)
 from ..chat import chat_prompt, has_chat_template
 from ..errors import PromptError, SettingsError
-from . import alternatives, constraint, healing, native, process, vocabulary
+from . import alternatives, constraint, healing, native, prefetch, process, vocabulary
 from .checkpoints import Checkpoint, WeightsCache, load_checkpoint
 from .config import GemmaConfig, count_params
 from .dtypes import resolve_dtype, resolve_prefill_dtype
@@ -89,7 +89,7 @@ class Engine:
     def _int8_sampler(self, checkpoint: Checkpoint, platform: str, arena: HostArena | None):
         """Decode with int8 weights; prefill with float weights of `prefill_dtype` (or the same
         int8 ones). The int8 tree is kept in the converted-weights cache next to the float one.
-        On the CPU the int8 matrices go into `arena` if they fit (prefetch.py), else a new one."""
+        On the CPU the int8 matrices go into `arena` if they fit (prefetch.HeadStart), else a new one."""
         import jax.numpy as jnp
 
         from . import native, quantize
@@ -141,27 +141,22 @@ class Engine:
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, options: EngineOptions = EngineOptions(),
-             progress: Callable[[str], None] | None = None, *, arena: HostArena | None = None) -> "Engine":
+             progress: Callable[[str], None] | None = None, *, head_start: prefetch.HeadStart | None = None) -> "Engine":
         """Load a model file, or the default model (Gemma 3 270M) when `model` is None.
 
-        `arena`: memory for the int8 weights reserved before JAX was imported (`backends.local.load`
-        does that); without one, the load reserves it here, so that its pages are faulted in while
-        the tokenizer loads."""
-        from .prefetch import reserve_arena
-
-        say = progress or (lambda message: None)
+        `head_start`: what `prefetch.start` began before JAX was imported (`backends.local.load` does
+        that); without one, the load begins it here, so that the weights' pages are faulted in and the
+        tokenizer loaded while the rest of the checkpoint is opened."""
         started = time.perf_counter()
-        if arena is None:
-            arena = reserve_arena(model, options)
+        head_start = head_start or prefetch.start(model, options)
         try:
-            return cls._load(model, options, say, started, arena)
+            return cls._load(model, options, progress or (lambda message: None), started, head_start)
         finally:
-            if arena is not None:
-                arena.release_if_unused()
+            head_start.release()
 
     @classmethod
     def _load(cls, model, options: EngineOptions, say: Callable[[str], None], started: float,
-              arena: HostArena | None) -> "Engine":
+              head_start: prefetch.HeadStart) -> "Engine":
         from . import default_model
 
         cache = WeightsCache(options.cache_dir)
@@ -171,15 +166,15 @@ class Engine:
             digest = default_model.default_model_sha256()
             if cache.has(digest):
                 say("loading the default model (Gemma 3 270M) from the converted-weights cache")
-                checkpoint = cache.load(digest, source=default_model.PACKAGE)
+                checkpoint = cache.load(digest, source=default_model.PACKAGE, tokenizer=head_start.tokenizer(digest))
             else:
                 say("converting the default model (Gemma 3 270M) once; later loads use the cache")
                 checkpoint = load_checkpoint(default_model.default_model_path(), cache=cache, sha256=digest)
                 checkpoint.source = default_model.PACKAGE
         else:
             say(f"loading {model}")
-            checkpoint = load_checkpoint(model, cache=cache)
-        engine = cls(checkpoint, options, load_seconds=0.0, arena=arena)
+            checkpoint = load_checkpoint(model, cache=cache, cached_tokenizer=head_start.tokenizer)
+        engine = cls(checkpoint, options, load_seconds=0.0, arena=head_start.arena)
         engine.load_seconds = time.perf_counter() - started
         if options.warm_up:
             engine.warm_up_in_background()

@@ -87,9 +87,14 @@ class HostArena:
         """Whether `nbytes` more fit in the bytes asked for when the arena was made."""
         return self._offset + nbytes <= self._end
 
+    @property
+    def used(self) -> int:
+        """Bytes taken by what was put here (each matrix rounded up to a page)."""
+        return self._offset - self._first
+
     def release_if_unused(self) -> None:
         """Give the memory back if nothing was put here (the model turned out not to use it)."""
-        if self._offset != self._first or self._map.closed:
+        if self.used or self._map.closed:
             return
         if self._populating is not None:
             self._populating.join()  # its madvise must not touch whatever is mapped here next

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any, Callable
 
 from ...errors import CheckpointError
 from .base import Checkpoint, Params
@@ -73,8 +74,11 @@ def directory_key(path: str | os.PathLike, fmt: str, overrides: dict | None = No
 
 
 def load_checkpoint(path: str | os.PathLike, *, cache: WeightsCache | None = None,
-                    sha256: str | None = None, overrides: dict | None = None) -> Checkpoint:
+                    sha256: str | None = None, overrides: dict | None = None,
+                    cached_tokenizer: Callable[[str], Any] | None = None) -> Checkpoint:
     """Load any supported checkpoint. `sha256`, when the caller knows it, skips hashing the file.
+    `cached_tokenizer(sha256)`: the tokenizer of that converted-weights entry if it is already
+    loaded (prefetch.HeadStart.tokenizer), else None.
 
     `overrides` replaces config fields a Kaggle orbax checkpoint cannot carry (it has no config;
     see `orbax.infer_config`), e.g. `{"sliding_window": 8}`; other formats ignore it.
@@ -90,7 +94,7 @@ def load_checkpoint(path: str | os.PathLike, *, cache: WeightsCache | None = Non
     except OSError as e:
         raise CheckpointError(path, f"cannot read the file: {e.strerror}") from None
     if cache.has(digest):
-        return cache.load(digest, source=str(path))
+        return cache.load(digest, source=str(path), tokenizer=cached_tokenizer and cached_tokenizer(digest))
     if fmt == "gguf":
         checkpoint = load_gguf(path)
     elif fmt == "safetensors":

@@ -108,15 +108,17 @@ class WeightsCache:
     def has(self, sha256: str) -> bool:
         return (self.entry_dir(sha256) / "done").exists()
 
-    def load(self, sha256: str, source: str) -> Checkpoint:
-        """Arrays are memory-mapped: they are read when they are first copied to the device."""
+    def load(self, sha256: str, source: str, tokenizer=None) -> Checkpoint:
+        """Arrays are memory-mapped: they are read when they are first copied to the device.
+        `tokenizer`: the entry's, already loaded (prefetch.py); else it is loaded here."""
         from ..tokenizer import Tokenizer
 
         entry = self.entry_dir(sha256)
         meta = json.loads((entry / "config.json").read_text())
         config = GemmaConfig.from_dict(meta["config"])
         flat = {p.stem: _mapped(p) for p in sorted(entry.glob("*.npy"))}
-        tokenizer = Tokenizer.from_serialized((entry / "tokenizer.model").read_bytes(), source=source)
+        if tokenizer is None:
+            tokenizer = Tokenizer.from_serialized((entry / "tokenizer.model").read_bytes(), source=source)
         return Checkpoint(config=config, params=_unflatten(flat), tokenizer=tokenizer, source=source,
                           format=meta["format"], sha256=sha256)
 
