@@ -95,25 +95,32 @@ def test_the_default_model_loads_with_the_head_start_it_got_before_jax_is_import
     assert done.stdout.startswith("ok")
 
 
-def test_a_model_file_loaded_before_gets_a_head_start(tmp_path):
-    """A GGUF file's second load: its hash is remembered, so the head start finds its converted
-    entry without reading the file; the engine takes its tokenizer and its arena (int8 on the
-    CPU) and gives back nothing it used."""
-    from gguf_writer import write_gguf
-
+@pytest.mark.parametrize("layout", ["gguf", "hugging-face"])
+def test_a_model_loaded_before_gets_a_head_start(tmp_path, layout):
+    """The second load of a GGUF file (its hash is remembered) or of a Hugging Face directory (keyed by
+    its files' names, sizes and times): the head start finds the converted entry without reading the
+    model; the engine takes its tokenizer and its arena (int8 on the CPU) and answers as the first load."""
     from jupyter_codegemma.backends.local import Engine
     from jupyter_codegemma.backends.local import config as configs
     from jupyter_codegemma.backends.local.model import init_params
 
     config = configs.tiny_gemma3()
-    path = write_gguf(tmp_path / "tiny.gguf", config, init_params(config, seed=4))
+    params = init_params(config, seed=4)
+    if layout == "gguf":
+        from gguf_writer import write_gguf
+
+        path = write_gguf(tmp_path / "tiny.gguf", config, params)
+    else:
+        from checkpoint_writers import build_hf_model, write_hf
+
+        path = write_hf(tmp_path / "tiny-hf", build_hf_model(config, params))
     options = EngineOptions(cache_dir=str(tmp_path / "cache"), warm_up=False, compilation_cache=False)
-    first = Engine.load(str(path), options)  # converts it, remembers its hash, stores the int8 variant
+    first = Engine.load(str(path), options)  # converts it (and remembers a file's hash), stores the int8 variant
     head_start = prefetch.start(str(path), options)
     assert head_start.sha256 is not None
     second = Engine.load(str(path), options, head_start=head_start)
     assert second.tokenizer is head_start.tokenizer(head_start.sha256)
-    assert second.tokenizer.source == first.tokenizer.source
+    assert second.tokenizer.source == str(path)  # as a load from the cache names it
     if head_start.arena is not None:  # int8 on the CPU: the arena holds the weights, so it stays
         assert not head_start.arena._map.closed and head_start.arena.used > 0
     ids = second.tokenize("def f(x):")

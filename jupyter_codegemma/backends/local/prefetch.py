@@ -1,7 +1,7 @@
 """The part of loading a local model that can begin before JAX is imported.
 
 Importing JAX and Flax takes 1.2-2 s of one core, and nothing in it needs the other. Meanwhile, for a
-model loaded before (the default model, or a file whose hash is remembered), a head start:
+model loaded before, a head start:
 
 - the memory the int8 weights will be read into (weights_on_device.HostArena) is faulted in by a
   thread: zeroing ~260 MB, and compacting memory to find huge pages for it, is most of what
@@ -11,8 +11,9 @@ model loaded before (the default model, or a file whose hash is remembered), a h
   model): 0.13-0.19 s that no longer follow the import.
 
 Neither slows the import measurably. This module imports neither JAX nor the engine, and finds what
-it needs without reading the model: the converted-weights cache's entry and its int8 variant. For
-any other model it does nothing, and the load does all of it itself.
+it needs without reading the model: the converted-weights cache's entry and its int8 variant (a
+GGUF file's entry once its hash is remembered, after its first load; a checkpoint directory's by its
+files' names, sizes and times). For any other model it does nothing, and the load does all of it itself.
 """
 
 from __future__ import annotations
@@ -66,10 +67,14 @@ def start(model: str | os.PathLike | None, options: EngineOptions) -> HeadStart:
 
             sha256, source = default_model.default_model_sha256(), default_model.PACKAGE
         else:
+            from .checkpoints import detect_format, directory_key
+
             path = Path(model).expanduser()
-            if not path.is_file():
-                return HeadStart()  # a directory: its key means detecting its format; not worth it here
-            sha256, source = cache.remembered_sha256(path), str(path)  # the source load_checkpoint names
+            source = str(path)  # what load_checkpoint names it
+            fmt = detect_format(path)  # file names and a GGUF file's first bytes only
+            # The key load_checkpoint files it under: a file's remembered hash (None until it was
+            # hashed once), a directory's from its files' names, sizes and times.
+            sha256 = cache.remembered_sha256(path) if fmt == "gguf" else directory_key(path, fmt)
         if sha256 is None or not cache.has(sha256):
             return HeadStart()
         tokenizer = _in_thread(_load_tokenizer, cache.entry_dir(sha256) / "tokenizer.model", source)
