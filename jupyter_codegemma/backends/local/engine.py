@@ -23,8 +23,9 @@ from ..base import (COMPLETION_STOPS, GENERATION_STOPS, CancelToken, Completion,
 from ..chat import chat_prompt, has_chat_template
 from ..errors import PromptError, SettingsError
 from . import alternatives, constraint, healing, native, prefetch, process, vocabulary
-from .checkpoints import Checkpoint, WeightsCache, load_checkpoint
+from .checkpoints import Checkpoint, WeightsCache
 from .config import GemmaConfig, count_params
+from .model_source import open_checkpoint
 from .dtypes import resolve_dtype, resolve_prefill_dtype
 from .options import EngineOptions
 from .tokenizer import IncrementalDecoder, Tokenizer
@@ -150,31 +151,13 @@ class Engine:
         started = time.perf_counter()
         head_start = head_start or prefetch.start(model, options)
         try:
-            return cls._load(model, options, progress or (lambda message: None), started, head_start)
+            cache = WeightsCache(options.cache_dir)
+            if options.compilation_cache:
+                process.configure_compilation_cache(cache.root / "xla")
+            checkpoint = open_checkpoint(model, cache, progress or (lambda message: None), head_start.tokenizer)
+            engine = cls(checkpoint, options, load_seconds=0.0, arena=head_start.arena)
         finally:
             head_start.release()
-
-    @classmethod
-    def _load(cls, model, options: EngineOptions, say: Callable[[str], None], started: float,
-              head_start: prefetch.HeadStart) -> "Engine":
-        from . import default_model
-
-        cache = WeightsCache(options.cache_dir)
-        if options.compilation_cache:
-            process.configure_compilation_cache(cache.root / "xla")
-        if model is None:
-            digest = default_model.default_model_sha256()
-            if cache.has(digest):
-                say("loading the default model (Gemma 3 270M) from the converted-weights cache")
-                checkpoint = cache.load(digest, source=default_model.PACKAGE, tokenizer=head_start.tokenizer(digest))
-            else:
-                say("converting the default model (Gemma 3 270M) once; later loads use the cache")
-                checkpoint = load_checkpoint(default_model.default_model_path(), cache=cache, sha256=digest)
-                checkpoint.source = default_model.PACKAGE
-        else:
-            say(f"loading {model}")
-            checkpoint = load_checkpoint(model, cache=cache, cached_tokenizer=head_start.tokenizer)
-        engine = cls(checkpoint, options, load_seconds=0.0, arena=head_start.arena)
         engine.load_seconds = time.perf_counter() - started
         if options.warm_up:
             engine.warm_up_in_background()
