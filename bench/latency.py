@@ -69,7 +69,8 @@ class Ours:
         from jupyter_codegemma.backends.local import EngineOptions, load
 
         speculative = {"on": True, "off": False}.get(args.speculative)
-        options = EngineOptions(dtype=args.dtype, **({} if speculative is None else {"speculative": speculative}))
+        options = EngineOptions(dtype=args.dtype, cache_dtype=args.cache_dtype,
+                                **({} if speculative is None else {"speculative": speculative}))
         self.engine = load(None, options)  # as the kernel loads it (backends.load_backend)
         self.check = args.check == "on"  # the suggestion check and its alternatives (backends/candidates.py)
         self.info = self.engine.info()
@@ -235,7 +236,7 @@ def _percentile(values, q: float) -> float:
 # --- the parent: run both, print ratios --------------------------------------------------------
 
 def run_child(args, engine: str, startup: bool = False) -> dict:
-    cmd = [sys.executable, __file__, "--child", engine, "--dtype", args.dtype, "--speculative", args.speculative,
+    cmd = [sys.executable, __file__, "--child", engine, "--dtype", args.dtype, "--cache-dtype", args.cache_dtype, "--speculative", args.speculative,
            "--check", args.check, "--requests", str(args.requests), "--repeats", str(args.repeats), "--spawned-at", repr(time.time())]
     if startup:
         cmd.append("--startup")
@@ -285,6 +286,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40, help="completion requests in the session (default 40)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of the speed figures (default 3)")
     parser.add_argument("--dtype", default="auto", help="our engine's dtype (EngineOptions.dtype)")
+    parser.add_argument("--cache-dtype", default="auto", help="our KV cache's dtype (EngineOptions.cache_dtype)")
     parser.add_argument("--speculative", default="auto", choices=("auto", "on", "off"),
                         help="our engine's prompt-lookup decoding (auto: the engine's default)")
     parser.add_argument("--check", default="on", choices=("on", "off"),
@@ -334,7 +336,8 @@ def main() -> None:
     print(f"\nkeystroke-to-suggestion benchmark — Gemma 3 270M, {os.cpu_count()} CPUs, {THREADS} threads, "
           f"load average {load_before[0]:.1f} before / {load_after[0]:.1f} after")
     if ours:
-        print(f"ours: dtype {ours['info']['dtype']} (prefill {ours['info'].get('prefill_dtype', '-')}), "
+        print(f"ours: dtype {ours['info']['dtype']} (prefill {ours['info'].get('prefill_dtype', '-')}, "
+              f"KV cache {ours['info'].get('cache_dtype', '-')}), "
               f"ISA class {ours['info'].get('isa', '-')}, kernels {ours['info'].get('kernels', '-')}, "
               f"suggestion check {args.check}, session: {len(ours['latencies_ms'])} requests over {ours['typed_chars']} typed characters, "
               f"{ours['mean_prompt_tokens']:.0f} prompt tokens on average")

@@ -1,5 +1,6 @@
-"""The native decode-step kernels against the XLA operations they replace: the attention read where the
-KV cache holds it (native/decode_attention.cc, against attention.py), and the greedy argmax (native/argmax.cc)."""
+"""The native decode-step kernels against the XLA operations they replace: the attention of decode steps and
+draft checks read where the KV cache holds it, float32 or float16 (native/decode_attention.cc, against
+attention.py), and the greedy argmax (native/argmax.cc)."""
 
 from __future__ import annotations
 
@@ -24,11 +25,11 @@ def _cache(rng, stacked: bool, length: int = 200, heads: int = 2, dim: int = 32)
     return (jnp.asarray(rng.standard_normal(shape, np.float32)), jnp.asarray(rng.standard_normal(shape, np.float32)))
 
 
-def _xla(q, k, v, layer, start, position, view, window, softcap):
-    keys = (k if layer is None else k[layer])[:, start:start + view]
-    values = (v if layer is None else v[layer])[:, start:start + view]
+def _xla(q, k, v, layer, start, position, view, window, softcap, positions: int = 1):
+    keys = (k if layer is None else k[layer])[:, start:start + view].astype(jnp.float32)
+    values = (v if layer is None else v[layer])[:, start:start + view].astype(jnp.float32)
     config = types.SimpleNamespace(attn_logit_softcap=softcap, sliding_window=window)
-    return attention._attend(config, window is not None, q, keys, values, jnp.array([position]),
+    return attention._attend(config, window is not None, q, keys, values, position + jnp.arange(positions),
                              start + jnp.arange(view))
 
 
@@ -62,6 +63,54 @@ def test_a_rows_attention_has_the_same_bits_in_every_view_that_holds_its_keys():
                    for start, view in ((first, 301 - first), (0, 400), (max(0, first - 7), 350 - max(0, first - 7)))]
         for other in results[1:]:
             assert np.array_equal(results[0], other), window
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float16])
+@pytest.mark.parametrize("window,softcap", [(None, None), (8, None), (8, 50.0)])
+def test_a_draft_check_attends_as_the_xla_attention_does_over_either_cache_dtype(dtype, window, softcap):
+    """A draft check's 8 positions (4 query heads each: 32 rows per KV head), each row over the keys its own
+    position sees; over a float16 cache the keys and values are widened exactly, so it matches XLA on them."""
+    rng = np.random.default_rng(2)
+    k, v = (a.astype(dtype) for a in _cache(rng, stacked=True))
+    q = jnp.asarray(rng.standard_normal((1, 2, 8 * 4, 32), np.float32))
+    for position, start, view in ((0, 0, 64), (120, 0, 192), (130, 114, 24), (190, 136, 64)):
+        out = kernels.decode_attention(q, k, v, jnp.int32(2), jnp.int32(start), jnp.int32(position), view=view,
+                                       window=window, softcap=softcap, positions=8)
+        expected = _xla(q, k, v, 2, start, position, view, window, softcap, positions=8)
+        np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5, rtol=1e-5,
+                                   err_msg=f"{dtype.__name__}, positions [{position}, {position + 8}), view [{start}, {start + view})")
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float16])
+def test_a_draft_checks_rows_have_the_bits_of_decode_steps_at_their_positions(dtype):
+    """Each row's sums see only its own keys, so a draft check of 8 positions gives, position by position,
+    what 8 decode steps over the same cache give."""
+    rng = np.random.default_rng(3)
+    k, v = (a.astype(dtype) for a in _cache(rng, stacked=False, length=300))
+    q = jnp.asarray(rng.standard_normal((1, 2, 8 * 4, 32), np.float32))
+    for window in (None, 40):
+        start, view, first = (100, 140, 200) if window else (0, 240, 200)
+        check = np.asarray(kernels.decode_attention(q, k, v, None, jnp.int32(start), jnp.int32(first), view=view,
+                                                    window=window, softcap=None, positions=8))
+        for t in range(8):
+            step = np.asarray(kernels.decode_attention(q[:, :, 4 * t:4 * t + 4], k, v, None, jnp.int32(start),
+                                                       jnp.int32(first + t), view=view, window=window, softcap=None))
+            assert np.array_equal(check[:, :, 4 * t:4 * t + 4], step), (window, t)
+
+
+def test_the_kv_cache_is_float16_where_the_native_attention_reads_it():
+    from jupyter_codegemma.backends.errors import SettingsError
+    from jupyter_codegemma.backends.local import EngineOptions
+    from jupyter_codegemma.backends.local.dtypes import resolve_cache_dtype
+
+    assert resolve_cache_dtype("auto", "int8", "int8", "cpu", native_attention=True) == "float16"
+    assert resolve_cache_dtype("auto", "int8", "int8", "cpu", native_attention=False) == "float32"
+    assert resolve_cache_dtype("auto", "int8", "float32", "cpu", native_attention=True) == "float32"
+    assert resolve_cache_dtype("auto", "float32", "float32", "cpu", native_attention=True) == "float32"
+    assert resolve_cache_dtype("auto", "bfloat16", "bfloat16", "gpu") == "bfloat16"
+    assert resolve_cache_dtype("float32", "int8", "int8", "cpu", native_attention=True) == "float32"
+    with pytest.raises(SettingsError, match="cache_dtype"):
+        EngineOptions(cache_dtype="int4")
 
 
 @pytest.mark.parametrize("n", [1, 7, 64, 20000, 262144])

@@ -114,7 +114,9 @@ class GenerationResult:
 
 @dataclasses.dataclass
 class CompletionResult(GenerationResult):
-    raw_text: str = ""  # what the model wrote, before shaping to the mode
+    # What the model wrote, before shaping to the mode (with `ids`: of the first candidate; when the
+    # check replaced it, `text` is another candidate's, and `checked` says so).
+    raw_text: str = ""
     mode: str = "line"  # the mode used ("auto" resolved)
     layout: str = "psm"  # the prompt layout: "psm", "spm" or "prefix-only"
     # The check of backends/candidates.py: "passed", "replaced" (by an alternative), "ranked" (another
@@ -126,7 +128,8 @@ class CompletionResult(GenerationResult):
     candidates: int = 0
 
     def to_json(self) -> dict:
-        return {**super().to_json(), "raw_text": self.raw_text, "mode": self.mode, "layout": self.layout}
+        return {**super().to_json(), "raw_text": self.raw_text, "mode": self.mode, "layout": self.layout,
+                "checked": self.checked, "candidates": self.candidates}
 
 
 class Generation:

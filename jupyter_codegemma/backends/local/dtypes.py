@@ -4,6 +4,7 @@ from __future__ import annotations
 
 WEIGHT_DTYPES = ("auto", "float32", "bfloat16", "int8")
 PREFILL_DTYPES = ("auto", "float32", "bfloat16", "int8")
+CACHE_DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
 def resolve_dtype(dtype: str, platform: str | None = None, native_int8: bool | None = None) -> str:
@@ -35,3 +36,19 @@ def resolve_prefill_dtype(prefill_dtype: str, dtype: str, platform: str, native_
     if dtype == "int8" and platform == "cpu":
         return "int8" if native_int8 else "float32"
     return dtype
+
+
+def resolve_cache_dtype(cache_dtype: str, dtype: str, prefill_dtype: str, platform: str,
+                        native_attention: bool = False) -> str:
+    """The KV cache's dtype. "auto": float16 for the int8 model on the CPU kernels (prompts on the
+    int8 weights too), whose attention kernel reads float16 where it lies (as llama.cpp keeps its
+    cache: half the memory, 72 MB less for Gemma 3 270M's 4 096 positions); else the activations'
+    dtype (float32 on CPU, where XLA widens a float16 cache slowly in every step; bfloat16 on
+    accelerators). Explicit names pass through."""
+    if cache_dtype != "auto":
+        return cache_dtype
+    if dtype != "int8":
+        return dtype  # float weights: the cache in the activations' dtype
+    if platform != "cpu":
+        return "bfloat16"
+    return "float16" if prefill_dtype == "int8" and native_attention else "float32"

@@ -26,7 +26,7 @@ from . import alternatives, constraint, healing, native, prefetch, process, voca
 from .checkpoints import Checkpoint, WeightsCache
 from .config import GemmaConfig, count_params
 from .model_source import open_checkpoint
-from .dtypes import resolve_dtype, resolve_prefill_dtype
+from .dtypes import resolve_cache_dtype, resolve_dtype, resolve_prefill_dtype
 from .options import EngineOptions
 from .tokenizer import IncrementalDecoder, Tokenizer
 from .weights_on_device import HostArena, weights_to_device
@@ -61,6 +61,8 @@ class Engine:
             raise SettingsError("dtype int8 runs on one device; use dtype bfloat16 (or float32) with several devices")
         self.prefill_dtype = resolve_prefill_dtype(options.prefill_dtype, self.dtype, platform,
                                                    native_int8=native_int8)
+        self.cache_dtype = resolve_cache_dtype(options.cache_dtype, self.dtype, self.prefill_dtype, platform,
+                                               native_attention=native_int8)
         self.context_len = min(options.cache_len, self.config.max_context)
         if self.dtype == "int8":
             self._sampler = self._int8_sampler(checkpoint, platform, arena)
@@ -76,8 +78,8 @@ class Engine:
                 params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), dtype=dtype), checkpoint.params)
                 place_cache = None
             self._sampler = Sampler(Transformer(self.config, dtype=dtype), params, self.context_len,
-                                    cache_dtype=dtype, place_cache=place_cache, speculative=options.speculative,
-                                    programs=self._programs())
+                                    cache_dtype=jnp.dtype(self.cache_dtype), place_cache=place_cache,
+                                    speculative=options.speculative, programs=self._programs())
         self.device = str(jax.devices()[0].platform)
         self.load_seconds = load_seconds
         self.stop_ids = stop_ids(self.tokenizer, GENERATION_STOPS)
@@ -126,11 +128,8 @@ class Engine:
             prefill_params = {**weights_to_device(quantize.dense_layers(checkpoint.params), dense),
                               "embedder": params["embedder"]}
             prefill_model = Transformer(self.config, dtype=dense)
-        # The KV cache stays float32 on CPU: a float16 one (as llama.cpp keeps it) would halve its 151 MB,
-        # but XLA's CPU backend converts it slowly (decoding with drafts after the 2 600-token notebook
-        # 63-68 -> 41-48 tok/s in `make bench`; bfloat16 15 tok/s).
-        return Sampler(model, params, self.context_len, cache_dtype=act, speculative=self.options.speculative,
-                       prefill_model=prefill_model, prefill_params=prefill_params, programs=self._programs())
+        return Sampler(model, params, self.context_len, cache_dtype=jnp.dtype(self.cache_dtype),
+                       speculative=self.options.speculative, prefill_model=prefill_model, prefill_params=prefill_params, programs=self._programs())
 
     def _programs(self):
         """Saved steps (programs.py) beside the compilation cache, for one device; None otherwise."""
@@ -239,6 +238,7 @@ class Engine:
             "device": self.device,
             "dtype": self.dtype,
             "prefill_dtype": self.prefill_dtype,
+            "cache_dtype": self.cache_dtype,
             **native.report(self.dtype == "int8"),  # isa, kernels, kernels_from
             "devices": self.num_devices,
             "parameters": count_params(self.config),

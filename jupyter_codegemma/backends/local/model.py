@@ -173,10 +173,10 @@ class Attention(nn.Module):
         q = q.reshape(batch, c.num_kv_heads, length * groups, c.head_dim)  # [B, K, T·G, H]
         int8 = self.qkv.variables["params"]["w"].dtype == jnp.int8  # the native kernels' model (quantize.py)
         if native.decode_attention_fits(q, cache["k"], positions=length, int8_weights=int8):
-            # A decode step: the native kernel reads the view where it lies in the cache.
+            # A decode step or a draft check: the native kernel reads the view where it lies in the cache.
             encoded = native.decode_attention(q, cache["k"], cache["v"], group, start, positions[0], view=view,
                                               window=c.sliding_window if local else None,
-                                              softcap=c.attn_logit_softcap)
+                                              softcap=c.attn_logit_softcap, positions=length)
         else:
             keys = read_cache(cache["k"], start, view, group).astype(x.dtype)  # [B, L, K, H]
             values = read_cache(cache["v"], start, view, group).astype(x.dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..errors import SettingsError
-from .dtypes import PREFILL_DTYPES, WEIGHT_DTYPES
+from .dtypes import CACHE_DTYPES, PREFILL_DTYPES, WEIGHT_DTYPES
 
 DEFAULT_CACHE_LEN = 4096
 
@@ -25,6 +25,10 @@ class EngineOptions:
     # weights (400 MB in float32 for 270M).
     prefill_dtype: str = "auto"
     cache_len: int = DEFAULT_CACHE_LEN  # KV cache positions: the longest prompt + completion
+    # The KV cache's dtype. "auto": float16 for int8 weights on the native CPU kernels (their attention
+    # reads it where it lies: half the memory), else the activations' dtype (float32 on CPU, bfloat16
+    # on accelerators). See dtypes.resolve_cache_dtype.
+    cache_dtype: str = "auto"
     cache_dir: str | None = None  # converted weights and compiled programs; default ~/.cache/jupyter-codegemma
     compilation_cache: bool = True
     # How many devices to spread the model over (a "model" mesh axis, see backends/local/sharding.py).
@@ -50,6 +54,8 @@ class EngineOptions:
         if self.prefill_dtype not in PREFILL_DTYPES:
             raise SettingsError(f"prefill_dtype must be one of {', '.join(PREFILL_DTYPES)}, "
                                 f"got {self.prefill_dtype!r}")
+        if self.cache_dtype not in CACHE_DTYPES:
+            raise SettingsError(f"cache_dtype must be one of {', '.join(CACHE_DTYPES)}, got {self.cache_dtype!r}")
         if self.cache_len < 64:
             raise SettingsError(f"cache_len must be at least 64, got {self.cache_len}")
         if self.devices is not None and self.devices < 1:

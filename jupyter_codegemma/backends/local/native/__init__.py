@@ -16,9 +16,10 @@ process runs on (cpuid, `cpu_features.cc`), best first:
 `CODEGEMMA_AVX512=0` AMX with it, whose CPUs decode with the AVX-512 kernel), so the next path
 down can be forced and tested on any machine; `CODEGEMMA_NATIVE_KERNELS=0` removes them all.
 
-`decode_attention(q, k, v, ...)` is a decode step's attention for the int8 model, read where the keys
-and values lie in the KV cache (`decode_attention.cc`, AVX2 + FMA, on every class above "xla"): XLA
-copies the cache's view out before multiplying it. Prompt chunks and draft checks attend in XLA.
+`decode_attention(q, k, v, ...)` is the attention of a decode step or a draft check for the int8 model,
+read where the keys and values lie in the KV cache, float32 or float16 (`decode_attention.cc`, AVX2 +
+FMA + F16C, on every class above "xla"): XLA copies the cache's view out before multiplying it (and
+widens a float16 one slowly). Prompt chunks attend in XLA.
 `argmax(x)` picks greedy tokens (`argmax.cc`), as jnp.argmax does, at the memory's speed.
 
 The library is built without `-m` flags: each kernel enables its own instruction set for its
@@ -59,10 +60,14 @@ _SOURCES, _HEADERS = build.SOURCES, build.HEADERS  # what the library is built f
 _TARGET = "codegemma_int8_matmul"  # AVX-512 VNNI
 _AMX_TARGET = "codegemma_amx_int8_matmul"
 _AVX2_TARGET = "codegemma_avx2_int8_matmul"
-_ATTENTION_TARGET = "codegemma_decode_attention"  # AVX2 + FMA, every class above "xla"
+_ATTENTION_TARGET = "codegemma_decode_attention"  # AVX2 + FMA + F16C, every class above "xla"
+_ATTENTION_F16_TARGET = "codegemma_decode_attention_f16"  # the same over a float16 cache
 _ARGMAX_TARGET = "codegemma_argmax"  # likewise
 # What a traced program may call (programs.py exports them).
-FFI_TARGETS = (_TARGET, _AMX_TARGET, _AVX2_TARGET, _ATTENTION_TARGET, _ARGMAX_TARGET)
+FFI_TARGETS = (_TARGET, _AMX_TARGET, _AVX2_TARGET, _ATTENTION_TARGET, _ATTENTION_F16_TARGET, _ARGMAX_TARGET)
+# decode_attention's limits (decode_attention.cc): query rows per KV head (a draft check's 8
+# positions of 4 query heads for Gemma 3 270M) and head_dim.
+ATTENTION_MAX_ROWS, ATTENTION_MAX_DIM = 32, 512
 # Bits of CodegemmaCpuFeatures() (cpu_features.cc).
 _AVX2_FMA, _AVX512_VNNI, _AMX_INT8 = 1, 2, 4
 ISA_CLASSES = ("amx", "avx512-vnni", "avx2", "xla")  # best first
@@ -187,8 +192,9 @@ def enable_native(cache_dir: Path | None = None) -> bool:
                 runnable = [c for c in (isa, *lower) if c != "xla" and c in cpu_isa_classes()]
                 for c in runnable:
                     _register(loaded, *_KERNEL_SYMBOLS[c])
-                if runnable:  # every class above "xla" has AVX2 and FMA
+                if runnable:  # every class above "xla" has AVX2, FMA and F16C
                     _register(loaded, _ATTENTION_TARGET, "CodegemmaDecodeAttention")
+                    _register(loaded, _ATTENTION_F16_TARGET, "CodegemmaDecodeAttentionF16")
                     _register(loaded, _ARGMAX_TARGET, "CodegemmaArgmax")
                 _state["runnable"] = (*runnable, "xla")
                 _state["ok"], _state["isa"] = isa != "xla", isa
@@ -291,24 +297,30 @@ def int8_matmul(x: jax.Array, w: jax.Array, scale: jax.Array, isa: str | None = 
 
 def decode_attention_fits(q: jax.Array, cache: jax.Array, *, positions: int, int8_weights: bool) -> bool:
     """Whether decode_attention takes this step: the native kernels' model (int8 weights, the kernels
-    loaded), a decode step (one position of one sequence), float32, at most 16 query heads per KV head.
-    Prompt chunks, draft checks, float and sharded models attend in XLA."""
-    batch, heads, rows, _ = q.shape
-    return (int8_weights and positions == 1 and native_enabled() and q.dtype == jnp.float32
-            and cache.dtype == jnp.float32 and batch == 1 and cache.shape[-4] == 1 and rows <= 16)
+    loaded), a decode step or a draft check of one sequence (at most ATTENTION_MAX_ROWS query rows per
+    KV head), float32 queries over a float32 or float16 cache. Prompt chunks, float and sharded models
+    attend in XLA."""
+    batch, heads, rows, dim = q.shape
+    return (int8_weights and native_enabled() and q.dtype == jnp.float32
+            and cache.dtype in (jnp.float32, jnp.float16) and batch == 1 and cache.shape[-4] == 1
+            and rows <= ATTENTION_MAX_ROWS and dim <= ATTENTION_MAX_DIM and rows % positions == 0)
 
 
 def decode_attention(q: jax.Array, k: jax.Array, v: jax.Array, layer: jax.Array | None, start: jax.Array,
-                     position: jax.Array, *, view: int, window: int | None, softcap: float | None) -> jax.Array:
-    """One decode step's attention read where the keys and values lie in the cache
-    (decode_attention.cc): q [1, K, G, H] (one position's query heads per KV head, scaled) over the
-    cache positions [start, start + view) that `position` sees (the last `window` of them for a
-    sliding-window layer), k and v the cache [B, S, K, H] or a stack [L, B, S, K, H] with `layer`.
-    Returns [1, K, G, H]. Check decode_attention_fits first."""
-    out = jax.ffi.ffi_call(_ATTENTION_TARGET, jax.ShapeDtypeStruct(q.shape[1:], jnp.float32))(
+                     position: jax.Array, *, view: int, window: int | None, softcap: float | None,
+                     positions: int = 1) -> jax.Array:
+    """The attention of `positions` consecutive query positions from `position` on (a decode step: 1;
+    a draft check: several), read where the keys and values lie in the cache (decode_attention.cc):
+    q [1, K, T·G, H] (each position's query heads per KV head, position-major, scaled) over the cache
+    positions [start, start + view) that each row's position sees (the last `window` of them for a
+    sliding-window layer); k and v the cache [B, S, K, H] or a stack [L, B, S, K, H] with `layer`,
+    float32 or float16. Returns [1, K, T·G, H] float32. Check decode_attention_fits first."""
+    target = _ATTENTION_F16_TARGET if k.dtype == jnp.float16 else _ATTENTION_TARGET
+    out = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(q.shape[1:], jnp.float32))(
         q[0], k, v, jnp.asarray(0 if layer is None else layer, jnp.int32).reshape(()),
         jnp.asarray(start, jnp.int32).reshape(()), jnp.asarray(position, jnp.int32).reshape(()),
-        view=np.int64(view), window=np.int64(window or 0), softcap=np.float32(softcap or 0.0))
+        view=np.int64(view), positions=np.int64(positions), window=np.int64(window or 0),
+        softcap=np.float32(softcap or 0.0))
     return out[None]
 
 

@@ -6,7 +6,10 @@
 extern "C" int CodegemmaCpuFeatures() {
   __builtin_cpu_init();
   int features = 0;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) features |= 1;
+  // F16C (widening a float16 KV cache) came before AVX2 in every x86 line, so it rides on this bit.
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+    features |= 1;
+  }
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) {
     features |= 2;
