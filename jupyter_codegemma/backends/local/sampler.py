@@ -5,7 +5,8 @@ generated ids. Static shapes keep the number of compiled programs small:
 
 - a prompt is prefilled in chunks whose lengths are padded up to `PREFILL_BUCKETS`;
 - each step attends over a power-of-two prefix of the cache (`kv_len`), so a short prompt does
-  not pay for a long cache;
+  not pay for a long cache; steps whose attention the native kernel reads from the cache (it reads
+  only the keys each row sees) take the whole cache, one program for every length;
 - decoding feeds one token at a time; its logits are computed for that position only.
 
 The cache survives between calls together with the ids it holds, so a prompt that extends the
@@ -76,6 +77,9 @@ class Sampler:
         self.config: GemmaConfig = model.config
         self.cache_len = cache_len
         self.cache_dtype = cache_dtype
+        # Query rows per KV head up to which each model's steps attend on the native kernel (0: never).
+        self._native_rows = {"decode": self._native_attention_rows(model, params),
+                             "prefill": self._native_attention_rows(self.prefill_model, self.prefill_params)}
         self._cache: Cache | None = None
         self._cached_ids: list[int] = []  # ids whose keys and values are in the cache, in order
         self._lock = threading.Lock()
@@ -101,6 +105,28 @@ class Sampler:
     def new_cache(self, length: int) -> Cache:
         """An empty KV cache of `length` positions for this sampler's models (not yet placed)."""
         return init_cache(self.config, 1, length, self.cache_dtype, period=self.model.layer_period)
+
+    def _native_attention_rows(self, model: Transformer, params) -> int:
+        """How many query rows per KV head `model`'s steps may have for the native attention to read
+        the cache (native.decode_attention_fits), 0 where it never does."""
+        from . import native
+
+        int8 = any(getattr(a, "dtype", None) == jnp.int8 for a in jax.tree.leaves(params))
+        fits = (int8 and native.native_enabled() and jnp.dtype(model.dtype) == jnp.float32
+                and jnp.dtype(self.cache_dtype) in (jnp.float32, jnp.float16)
+                and self.config.head_dim <= native.ATTENTION_MAX_DIM)
+        return native.ATTENTION_MAX_ROWS if fits else 0
+
+    def kv_len(self, positions: int, end: int, *, prefill: bool = False) -> int:
+        """The view of the cache a step of `positions` positions ending before `end` attends over: the
+        shortest power-of-two prefix that holds them (kv_bucket); the whole cache where the native
+        attention reads it (a decode step, a draft check, the shortest prompt chunk of the int8 model:
+        it reads only the keys each row sees, so the view costs nothing, and one program serves every
+        position instead of one per view length)."""
+        rows = positions * (self.config.num_heads // self.config.num_kv_heads)
+        if rows <= self._native_rows["prefill" if prefill else "decode"]:
+            return self.cache_len
+        return kv_bucket(end, self.cache_len)
 
     def _take_cache(self) -> Cache:
         cache, self._cache = self._ensure_cache(), None  # donated to the next step: never reuse the old handle
@@ -162,7 +188,7 @@ class Sampler:
             chunk = min(n - start, self.prefill_buckets[-1])
             # Near the end of the cache the padding must fit too: use an exact-length chunk there.
             padded = min(bucket(chunk, self.prefill_buckets), self.cache_len - start)
-            yield start, chunk, padded, kv_bucket(start + padded, self.cache_len)
+            yield start, chunk, padded, self.kv_len(padded, start + padded, prefill=True)
             start += chunk
 
     def _announce(self, reused: int, n: int) -> None:
@@ -171,11 +197,12 @@ class Sampler:
         (a masked first step, the next keystroke's request) — compiled beside the first chunk's run
         instead of after it. The first it compiles itself, if no one has."""
         plan = [("prefill", padded, kv_len) for _, _, padded, kv_len in self._chunks(reused, n)]
-        plan.append(("decode", 1, kv_bucket(n + 1, self.cache_len)))
+        plan.append(("decode", 1, self.kv_len(1, n + 1)))
         if self.speculative:
-            plan.append(("verify", VERIFY_LEN, kv_bucket(n + VERIFY_LEN, self.cache_len)))
+            plan.append(("verify", VERIFY_LEN, self.kv_len(VERIFY_LEN, n + VERIFY_LEN)))
         if n < self.cache_len:
-            plan.append(("prefill", self.prefill_buckets[0], kv_bucket(n + self.prefill_buckets[0], self.cache_len)))
+            smallest = self.prefill_buckets[0]
+            plan.append(("prefill", smallest, self.kv_len(smallest, n + smallest, prefill=True)))
         self._compiles.claim(plan[0])
         self._compiles.want(plan[1:])
 
@@ -227,7 +254,7 @@ class Sampler:
                     key = base_key if shape.greedy else jax.random.fold_in(base_key, position + 1)
                     extra = (recent, penalty) if shape.penalty_window else ()
                     pending = self._run(decode_step, self.model, self.params, token, cache, np.int32(position), key,
-                                        temperature, top_p, *extra, kv_len=kv_bucket(position + 1, self.cache_len),
+                                        temperature, top_p, *extra, kv_len=self.kv_len(1, position + 1),
                                         shape=shape)
                     self._cache = pending[2]
                     if shape.penalty_window:
@@ -277,11 +304,11 @@ class Sampler:
         """(step, positions, kv_len) of what a first, short request runs, in the order it runs them: a
         prompt of up to 32 positions (one chunk), decoding, and (greedy) draft checks, over the shortest
         view."""
-        shortest = kv_bucket(1, self.cache_len)
-        programs = [("prefill", b, shortest) for b in self.prefill_buckets if b <= max(32, self.prefill_buckets[0])]
-        programs.append(("decode", 1, shortest))
+        programs = [("prefill", b, self.kv_len(b, b, prefill=True))
+                    for b in self.prefill_buckets if b <= max(32, self.prefill_buckets[0])]
+        programs.append(("decode", 1, self.kv_len(1, 1)))
         if self.speculative:
-            programs.append(("verify", VERIFY_LEN, shortest))
+            programs.append(("verify", VERIFY_LEN, self.kv_len(VERIFY_LEN, VERIFY_LEN)))
         return programs
 
     def warm_up_programs(self) -> list[tuple[str, int, int]]:

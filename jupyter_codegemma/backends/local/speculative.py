@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from ..base import CancelToken, StepStats
-from .steps import NO_ID, SamplerShape, decode_step, kv_bucket, read_id, recent_window, verify_step
+from .steps import NO_ID, SamplerShape, decode_step, read_id, recent_window, verify_step
 
 if TYPE_CHECKING:
     from .sampler import Sampler
@@ -99,7 +99,7 @@ def greedy_with_drafts(sampler: Sampler, prompt_ids: Sequence[int], first: int, 
                     decode_step, sampler.model, sampler.params, np.asarray([context[-1]], np.int32), cache,
                     np.int32(position),
                     unused_key, one, one, *extra,
-                    kv_len=kv_bucket(position + 1, sampler.cache_len), shape=shape)
+                    kv_len=sampler.kv_len(1, position + 1), shape=shape)
                 sampler._cache = cache
                 pending = [read_id(token)]
             else:
@@ -114,7 +114,7 @@ def greedy_with_drafts(sampler: Sampler, prompt_ids: Sequence[int], first: int, 
                 cache = sampler._take_cache()
                 choices, cache = sampler._run(verify_step, sampler.model, sampler.params, fed, cache,
                                               np.int32(position), *extra,
-                                              kv_len=kv_bucket(position + VERIFY_LEN, sampler.cache_len), **statics)
+                                              kv_len=sampler.kv_len(VERIFY_LEN, position + VERIFY_LEN), **statics)
                 sampler._cache = cache
                 choices = np.asarray(choices[0]).tolist()
                 pending = [choices[0]]
