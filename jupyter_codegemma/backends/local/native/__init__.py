@@ -19,7 +19,7 @@ down can be forced and tested on any machine; `CODEGEMMA_NATIVE_KERNELS=0` remov
 `decode_attention(q, k, v, ...)` is the attention of a decode step or a draft check for the int8 model,
 read where the keys and values lie in the KV cache, float32 or float16 (`decode_attention.cc`, AVX2 +
 FMA + F16C, on every class above "xla"): XLA copies the cache's view out before multiplying it (and
-widens a float16 one slowly). Prompt chunks attend in XLA.
+widens a float16 one slowly). Longer prompt chunks attend in XLA.
 `argmax(x)` picks greedy tokens (`argmax.cc`), as jnp.argmax does, at the memory's speed.
 
 The library is built without `-m` flags: each kernel enables its own instruction set for its
