@@ -108,14 +108,12 @@ class Sampler:
 
     def _native_attention_rows(self, model: Transformer, params) -> int:
         """How many query rows per KV head `model`'s steps may have for the native attention to read
-        the cache (native.decode_attention_fits), 0 where it never does."""
+        the cache (native.attention_rows), 0 where it never does."""
         from . import native
 
         int8 = any(getattr(a, "dtype", None) == jnp.int8 for a in jax.tree.leaves(params))
-        fits = (int8 and native.native_enabled() and jnp.dtype(model.dtype) == jnp.float32
-                and jnp.dtype(self.cache_dtype) in (jnp.float32, jnp.float16)
-                and self.config.head_dim <= native.ATTENTION_MAX_DIM)
-        return native.ATTENTION_MAX_ROWS if fits else 0
+        return native.attention_rows(int8_weights=int8, dtype=model.dtype, cache_dtype=self.cache_dtype,
+                                     head_dim=self.config.head_dim)
 
     def kv_len(self, positions: int, end: int, *, prefill: bool = False) -> int:
         """The view of the cache a step of `positions` positions ending before `end` attends over: the

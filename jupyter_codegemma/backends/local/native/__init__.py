@@ -295,15 +295,23 @@ def int8_matmul(x: jax.Array, w: jax.Array, scale: jax.Array, isa: str | None = 
     return y.reshape(*lead, n).astype(x.dtype)
 
 
+def attention_rows(*, int8_weights: bool, dtype, cache_dtype, head_dim: int) -> int:
+    """How many query rows per KV head a step may have for decode_attention to take it (0: none): the
+    native kernels' model (int8 weights, the kernels loaded), float32 activations over a float32 or
+    float16 cache, head_dim within the kernel's bound. The sampler sizes its steps' views by it, so it
+    and decode_attention_fits agree."""
+    fits = (int8_weights and native_enabled() and jnp.dtype(dtype) == jnp.float32
+            and jnp.dtype(cache_dtype) in (jnp.float32, jnp.float16) and head_dim <= ATTENTION_MAX_DIM)
+    return ATTENTION_MAX_ROWS if fits else 0
+
+
 def decode_attention_fits(q: jax.Array, cache: jax.Array, *, positions: int, int8_weights: bool) -> bool:
-    """Whether decode_attention takes this step: the native kernels' model (int8 weights, the kernels
-    loaded), a decode step or a draft check of one sequence (at most ATTENTION_MAX_ROWS query rows per
-    KV head), float32 queries over a float32 or float16 cache. Prompt chunks, float and sharded models
-    attend in XLA."""
+    """Whether decode_attention takes this step: one sequence, at most attention_rows() query rows per
+    KV head (a decode step, a draft check, the shortest prompt chunk). Longer prompt chunks, float and
+    sharded models attend in XLA."""
     batch, heads, rows, dim = q.shape
-    return (int8_weights and native_enabled() and q.dtype == jnp.float32
-            and cache.dtype in (jnp.float32, jnp.float16) and batch == 1 and cache.shape[-4] == 1
-            and rows <= ATTENTION_MAX_ROWS and dim <= ATTENTION_MAX_DIM and rows % positions == 0)
+    limit = attention_rows(int8_weights=int8_weights, dtype=q.dtype, cache_dtype=cache.dtype, head_dim=dim)
+    return batch == 1 and cache.shape[-4] == 1 and rows <= limit and rows % positions == 0
 
 
 def decode_attention(q: jax.Array, k: jax.Array, v: jax.Array, layer: jax.Array | None, start: jax.Array,

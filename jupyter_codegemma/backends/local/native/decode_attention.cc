@@ -93,11 +93,14 @@ ffi::Error Attend(ffi::ThreadPool& pool, const float* queries, int64_t heads, in
                   float* result) {
   const int64_t cache_len = kd[kd.size() - 3];
   const int64_t group = rows / positions;  // query heads per KV head
-  // Row r's position and the keys it sees, within the view: [First(r), Last(r)].
-  auto row_position = [&](int64_t r) { return position + r / group; };
-  auto first_key = [&](int64_t r) { return std::max(start, window > 0 ? row_position(r) - window + 1 : int64_t{0}); };
-  auto last_key = [&](int64_t r) { return std::min(row_position(r), start + view - 1); };
-  const int64_t first = first_key(0), last = last_key(rows - 1);
+  // The keys each row sees, within the view: [first_key[r], last_key[r]] (row r is at position + r / G).
+  int64_t first_key[kMaxRows], last_key[kMaxRows];
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t row_position = position + r / group;
+    first_key[r] = std::max(start, window > 0 ? row_position - window + 1 : int64_t{0});
+    last_key[r] = std::min(row_position, start + view - 1);
+  }
+  const int64_t first = first_key[0], last = last_key[rows - 1];
   const size_t out_size = static_cast<size_t>(heads * rows * dim);
   if (first > last) {  // nothing to see (never for a real step): zeros, as a softmax over no keys gives none
     std::fill(result, result + out_size, 0.0f);
@@ -130,7 +133,7 @@ ffi::Error Attend(ffi::ThreadPool& pool, const float* queries, int64_t heads, in
     for (int64_t j = begin; j < end; ++j) {
       const float* key = AsFloat(keys + (j * heads + head) * dim, dim, scratch);
       for (int64_t r = 0; r < rows; ++r) {
-        if (j < first_key(r) || j > last_key(r)) continue;
+        if (j < first_key[r] || j > last_key[r]) continue;
         float logit = Dot(qh + r * dim, key, dim);
         if (softcap > 0.0f) logit = std::tanh(logit / softcap) * softcap;
         logits[r][j - begin] = logit;
@@ -141,7 +144,7 @@ ffi::Error Attend(ffi::ThreadPool& pool, const float* queries, int64_t heads, in
     for (int64_t j = begin; j < end; ++j) {
       const float* value = AsFloat(values + (j * heads + head) * dim, dim, scratch);
       for (int64_t r = 0; r < rows; ++r) {
-        if (j < first_key(r) || j > last_key(r)) continue;
+        if (j < first_key[r] || j > last_key[r]) continue;
         const float e = std::exp(logits[r][j - begin] - p[r].max);
         p[r].sum += e;
         Axpy(e, value, w + r * dim, dim);
@@ -195,7 +198,8 @@ ffi::Error DecodeAttention(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::B
   const int64_t batch = kd[kd.size() - 4], cache_len = kd[kd.size() - 3];
   const int64_t index = stacked ? layer.typed_data()[0] : 0;
   const int64_t start = start_buf.typed_data()[0], position = position_buf.typed_data()[0];
-  if (batch != 1 || kd[kd.size() - 2] != heads || kd[kd.size() - 1] != dim || rows > kMaxRows || dim > kMaxDim ||
+  if (batch != 1 || kd[kd.size() - 2] != heads || kd[kd.size() - 1] != dim || rows < 1 || rows > kMaxRows ||
+      dim > kMaxDim ||
       positions < 1 || rows % positions != 0 || index < 0 || index >= stack || start < 0 || view < 1 ||
       start + view > cache_len || position < 0) {
     return ffi::Error::InvalidArgument("decode_attention: shapes, layer or view do not fit the cache");
