@@ -14,8 +14,9 @@ from .options import EngineOptions
 def load(model=None, options: EngineOptions = EngineOptions(), progress=None):
     """`Engine.load`, begun before JAX is imported: the memory for the int8 weights is faulted in and
     the tokenizer loaded on another core while the import runs (prefetch.py). What the kernel calls."""
-    from . import prefetch
+    from . import prefetch, process
 
+    process.limit_heap_arenas()
     head_start = prefetch.start(model, options)
     from .engine import Engine
 
