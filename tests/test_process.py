@@ -17,7 +17,7 @@ ARENAS_AFTER_THREADS = r"""
 import ctypes, sys, tempfile, threading
 from jupyter_codegemma.backends.local import process
 if sys.argv[1] == "limit":
-    process.limit_heap_arenas()
+    process.configure_heap()
 barrier = threading.Barrier(8)
 def work():
     barrier.wait()
@@ -36,11 +36,36 @@ with tempfile.NamedTemporaryFile() as f:
 """
 
 
-def _arenas(mode: str, **env) -> int:
-    environ = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"} | env
-    out = subprocess.run([sys.executable, "-c", ARENAS_AFTER_THREADS, mode],
+# A 16 MB block freed, then a 12 MB one: glibc's default serves the second from the heap (freeing the
+# first raised its mmap threshold to 16 MB), where it stays once freed; a fixed threshold maps it.
+MAPPED_AFTER_A_LARGER_BLOCK = r"""
+import ctypes, sys
+from jupyter_codegemma.backends.local import process
+if sys.argv[1] == "limit":
+    process.configure_heap()
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.mallinfo2.restype = MallInfo2
+libc.free(ctypes.c_void_p(libc.malloc(16 << 20)))
+before = libc.mallinfo2().hblks
+block = libc.malloc(12 << 20)
+print(libc.mallinfo2().hblks - before)
+"""
+
+
+def _run(script: str, mode: str, **env) -> int:
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")} | env
+    out = subprocess.run([sys.executable, "-c", script, mode],
                          capture_output=True, text=True, env=environ, timeout=60, check=True)
     return int(out.stdout.strip())
+
+
+def _arenas(mode: str, **env) -> int:
+    return _run(ARENAS_AFTER_THREADS, mode, **env)
 
 
 def test_one_heap_arena_for_all_threads():
@@ -50,3 +75,9 @@ def test_one_heap_arena_for_all_threads():
 
 def test_the_users_malloc_arena_max_is_kept():
     assert _arenas("limit", MALLOC_ARENA_MAX="4") > 1
+
+
+def test_large_blocks_stay_mapped_after_a_larger_one_was_freed():
+    assert _run(MAPPED_AFTER_A_LARGER_BLOCK, "default") == 0  # glibc's moving threshold: from the heap
+    assert _run(MAPPED_AFTER_A_LARGER_BLOCK, "limit") == 1
+    assert _run(MAPPED_AFTER_A_LARGER_BLOCK, "limit", MALLOC_MMAP_THRESHOLD_=str(32 << 20)) == 0

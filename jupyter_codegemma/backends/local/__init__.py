@@ -16,7 +16,7 @@ def load(model=None, options: EngineOptions = EngineOptions(), progress=None):
     the tokenizer loaded on another core while the import runs (prefetch.py). What the kernel calls."""
     from . import prefetch, process
 
-    process.limit_heap_arenas()
+    process.configure_heap()
     head_start = prefetch.start(model, options)
     from .engine import Engine
 

@@ -148,7 +148,7 @@ class Engine:
         that); without one, the load begins it here, so that the weights' pages are faulted in and the
         tokenizer loaded while the rest of the checkpoint is opened."""
         started = time.perf_counter()
-        process.limit_heap_arenas()
+        process.configure_heap()
         head_start = head_start or prefetch.start(model, options)
         try:
             cache = WeightsCache(options.cache_dir)
