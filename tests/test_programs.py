@@ -158,3 +158,47 @@ def test_a_compiled_program_lets_its_jitted_function_go_and_makes_it_again_when_
     gc.collect()
     assert jitted() is None
     assert list(sampler.generate(PROMPT[:12], max_new_tokens=5)) == list(_sampler(None).generate(PROMPT[:12], max_new_tokens=5))
+
+
+# In a fresh process: a sampler's steps saved (first run) and loaded (second run), then whether JAX
+# set up its LAPACK kernels (importing SciPy's linear algebra) on the way.
+_STEPS_IN_A_FRESH_PROCESS = r"""
+import sys
+from jupyter_codegemma.backends.local import config as configs
+from jupyter_codegemma.backends.local.model import Transformer, init_params
+from jupyter_codegemma.backends.local.programs import Programs
+from jupyter_codegemma.backends.local.sampler import Sampler
+config = configs.tiny_gemma3()
+programs = Programs(sys.argv[1])
+sampler = Sampler(Transformer(config), init_params(config, seed=5), 128, prefill_buckets=(16, 32), programs=programs)
+print(list(sampler.generate([2, 5, 6, 7], max_new_tokens=4)), programs.loaded, "scipy.linalg" in sys.modules)
+"""
+
+# A user's own exported function that calls LAPACK, loaded in a process that has set up our steps.
+_USERS_LAPACK_EXPORT = r"""
+import sys
+import jax, numpy as np
+from jupyter_codegemma.backends.local.programs import Programs
+Programs(sys.argv[1])
+exported = jax.export.deserialize(bytearray(open(sys.argv[2], "rb").read()))
+a = np.array([[4.0, 1.0], [2.0, 3.0]], np.float32)
+print(np.allclose(np.asarray(exported.call(a)), np.linalg.inv(a), atol=1e-5))
+"""
+
+
+def _python(*args: str) -> str:
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", *args], capture_output=True, text=True, timeout=300,
+                          check=True).stdout.strip()
+
+
+def test_lowering_a_step_does_not_set_up_lapack_and_a_users_export_still_does(tmp_path):
+    saved = _python(_STEPS_IN_A_FRESH_PROCESS, str(tmp_path))
+    loaded = _python(_STEPS_IN_A_FRESH_PROCESS, str(tmp_path))
+    assert saved.split("]")[0] == loaded.split("]")[0]  # the same tokens
+    assert saved.endswith(" 0 False") and loaded.endswith(" False") and not loaded.endswith(" 0 False")
+    blob = jax.export.export(jax.jit(jnp.linalg.inv))(jax.ShapeDtypeStruct((2, 2), jnp.float32)).serialize()
+    (tmp_path / "inv.bin").write_bytes(blob)
+    assert _python(_USERS_LAPACK_EXPORT, str(tmp_path), str(tmp_path / "inv.bin")) == "True"

@@ -14,6 +14,7 @@ cannot be read is written again; a step that cannot be exported runs as a plain 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -51,11 +52,47 @@ def _signature(tree) -> str:
                                      for a in leaves)
 
 
+_lowering = threading.local()  # .step: this thread lowers one of our steps
+
+
+@contextlib.contextmanager
+def _lowering_a_step():
+    _lowering.step = True
+    try:
+        yield
+    finally:
+        _lowering.step = False
+
+
+def _skip_lapack_set_up_for_steps() -> None:
+    """Lowering a deserialized program first sets up JAX's LAPACK kernels on the CPU, whether or not
+    the program calls them; that imports SciPy's linear algebra (0.25 s of one core, ~10 MB), the
+    largest part of a warm kernel's first completion after the import of JAX. The model's steps call
+    no LAPACK, so while one of them is lowered that set-up is skipped; every other lowering (the
+    user's exported functions) still does it. JAX's private hook: where it is missing or renamed, this
+    does nothing and the set-up runs as before."""
+    try:
+        from jax._src.export import _export
+    except ImportError:
+        return
+    set_up = getattr(_export, "_ensure_backends_initialized", None)
+    if set_up is None or getattr(set_up, "skips_codegemma_steps", False):
+        return
+
+    def set_up_unless_a_step(platforms):
+        if not getattr(_lowering, "step", False):
+            set_up(platforms)
+
+    set_up_unless_a_step.skips_codegemma_steps = True
+    _export._ensure_backends_initialized = set_up_unless_a_step
+
+
 class Programs:
     """Jitted steps by (step, model, static arguments, token shape), each exported to
     `directory` on first use and loaded from there by later processes."""
 
     def __init__(self, directory: str | os.PathLike):
+        _skip_lapack_set_up_for_steps()
         self.directory = Path(directory)
         self.loaded = 0  # programs read from the directory
         self.exported = 0  # programs traced and written
@@ -142,7 +179,8 @@ class Program:
             return self._jitted
 
     def lower(self, params, *args) -> "_Lowered":
-        return _Lowered(self, self._jitted_step().lower(params, *args))
+        with _lowering_a_step():
+            return _Lowered(self, self._jitted_step().lower(params, *args))
 
     def _keep(self, compiled) -> None:
         with self._lock:
@@ -165,7 +203,8 @@ class Program:
                 return compiled(params, *args)
             except TypeError:  # checked before it runs (nothing donated): the calls differ from the warm-up's
                 self._compiled = _MISMATCH
-        return self._jitted_step()(params, *args)
+        with _lowering_a_step():  # traced and lowered in the call
+            return self._jitted_step()(params, *args)
 
 
 _MISMATCH = object()  # a Program whose calls go through the jitted function
