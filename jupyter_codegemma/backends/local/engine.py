@@ -38,7 +38,7 @@ class Engine:
         import jax
         import jax.numpy as jnp
 
-        from .model import Transformer
+        from .model_spec import TransformerSpec
         from .sampler import Sampler
 
         self.options = options
@@ -77,7 +77,7 @@ class Engine:
             else:
                 params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), dtype=dtype), checkpoint.params)
                 place_cache = None
-            self._sampler = Sampler(Transformer(self.config, dtype=dtype), params, self.context_len,
+            self._sampler = Sampler(TransformerSpec(self.config, dtype=dtype), params, self.context_len,
                                     cache_dtype=jnp.dtype(self.cache_dtype), place_cache=place_cache,
                                     speculative=options.speculative, programs=self._programs())
         self.device = str(jax.devices()[0].platform)
@@ -96,7 +96,8 @@ class Engine:
         import jax.numpy as jnp
 
         from . import native, quantize
-        from .model import Transformer, layer_period, stack_layers
+        from .layer_stacks import layer_period, stack_layers
+        from .model_spec import TransformerSpec
         from .sampler import Sampler
 
         store = WeightsCache(self.options.cache_dir) if checkpoint.sha256 else None
@@ -119,7 +120,7 @@ class Engine:
             period = layer_period(self.config)
             quantized = stack_layers(quantized, self.config, period)
         params = weights_to_device(quantized, act, huge_pages=platform == "cpu", arena=arena)
-        model = Transformer(self.config, dtype=act, layer_period=period)
+        model = TransformerSpec(self.config, dtype=act, layer_period=period)
         prefill_model = prefill_params = None
         if self.prefill_dtype != "int8":
             dense = jnp.float32 if self.prefill_dtype == "float32" else jnp.bfloat16
@@ -127,7 +128,7 @@ class Engine:
             # last position's logits and to look up the prompt's rows.
             prefill_params = {**weights_to_device(quantize.dense_layers(checkpoint.params), dense),
                               "embedder": params["embedder"]}
-            prefill_model = Transformer(self.config, dtype=dense)
+            prefill_model = TransformerSpec(self.config, dtype=dense)
         return Sampler(model, params, self.context_len, cache_dtype=jnp.dtype(self.cache_dtype),
                        speculative=self.options.speculative, prefill_model=prefill_model, prefill_params=prefill_params, programs=self._programs())
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -25,12 +25,15 @@ import numpy as np
 
 from ..base import CancelToken, SamplingParams, StepStats
 from .config import GemmaConfig
-from .model import Cache, Transformer, init_cache
+from .kv_cache import Cache, init_cache
 from .compile_queue import CompileQueue
 from .programs import Programs
 from .steps import (PREFILL_BUCKETS, SamplerShape, bucket, decode_step, full_forward, kv_bucket, prefill_step,
                     read_id, recent_window, verify_step)
 from .speculative import VERIFY_LEN, greedy_with_drafts
+
+if TYPE_CHECKING:
+    from .model_spec import Model
 
 # The KV cache holds one position more than a prompt and its completion may use, so that attention's
 # longest view (cache_len) is a slice of it, never all of it. Over all of it, XLA copied the updated
@@ -43,10 +46,10 @@ _GREEDY = SamplerShape(True, None, False)  # the shape the warm-up compiles (com
 class Sampler:
     """Owns the compiled steps and the KV cache of one model (batch size 1, one thread at a time)."""
 
-    def __init__(self, model: Transformer, params, cache_len: int, cache_dtype=jnp.float32,
+    def __init__(self, model: Model, params, cache_len: int, cache_dtype=jnp.float32,
                  prefill_buckets: Sequence[int] = PREFILL_BUCKETS,
                  place_cache: Callable[[Cache], Cache] | None = None, speculative: bool = False,
-                 prefill_model: Transformer | None = None, prefill_params=None, programs: Programs | None = None):
+                 prefill_model: Model | None = None, prefill_params=None, programs: Programs | None = None):
         """`place_cache` puts a fresh KV cache onto devices (e.g. sharded over a mesh, see sharding.py).
 
         `prefill_model`/`prefill_params`, when given, run every prompt chunk (many positions per
@@ -106,7 +109,7 @@ class Sampler:
         """An empty KV cache of `length` positions for this sampler's models (not yet placed)."""
         return init_cache(self.config, 1, length, self.cache_dtype, period=self.model.layer_period)
 
-    def _native_attention_rows(self, model: Transformer, params) -> int:
+    def _native_attention_rows(self, model: Model, params) -> int:
         """How many query rows per KV head `model`'s steps may have for the native attention to read
         the cache (native.attention_rows), 0 where it never does."""
         from . import native

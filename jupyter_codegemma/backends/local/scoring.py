@@ -22,14 +22,16 @@ once per machine: programs.py saves the traced program, and XLA's cache the comp
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .model import Transformer
+if TYPE_CHECKING:
+    from .model_spec import Model
+
 
 __all__ = ["continuation_logprob", "score_ids", "score_texts"]
 
@@ -52,7 +54,7 @@ def _target_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("model", "rows", "span"), donate_argnames=("cache",))
-def suffix_logprobs(model: Transformer, params, prefix, cache, suffix, write_index, *, rows: int, span: int):
+def suffix_logprobs(model: Model, params, prefix, cache, suffix, write_index, *, rows: int, span: int):
     """prefix [1, T] (its first write_index ids shared by all rows) into a fresh cache [1, T], then suffix
     [rows, span + 1] from write_index -> (log p(suffix[:, j + 1] | all before it) for j < span: [rows, span],
     the prefix's cache). The cache is the third argument, as in every step (programs.py donates it)."""
@@ -63,7 +65,7 @@ def suffix_logprobs(model: Transformer, params, prefix, cache, suffix, write_ind
 
     def row(args):
         h, targets = args  # [S, D], [S]
-        return _target_logprobs(model.apply({"params": params}, h, method=Transformer.logits), targets)
+        return _target_logprobs(model.apply({"params": params}, h, method="logits"), targets)
 
     return lax.map(row, (hidden, suffix[:, 1:])), cache
 
@@ -116,11 +118,11 @@ def score_texts(sampler, texts_ids: Sequence[Sequence[int]], max_len: int) -> li
 
 
 @functools.partial(jax.jit, static_argnames=("model", "kv_len"), donate_argnames=("cache",))
-def chunk_logprobs(model: Transformer, params, tokens, cache, write_index, targets, *, kv_len: int):
+def chunk_logprobs(model: Model, params, tokens, cache, write_index, targets, *, kv_len: int):
     """A prompt chunk as the sampler prefills it (tokens [1, T] at write_index) -> (log p(targets[0, j] |
     the context up to tokens[0, j]) [1, T], cache)."""
     hidden, cache = model.apply({"params": params}, tokens, cache, write_index, kv_len)
-    return _target_logprobs(model.apply({"params": params}, hidden, method=Transformer.logits), targets), cache
+    return _target_logprobs(model.apply({"params": params}, hidden, method="logits"), targets), cache
 
 
 def continuation_logprob(sampler, ids: Sequence[int], start: int) -> float:

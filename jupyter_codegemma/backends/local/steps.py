@@ -2,8 +2,9 @@
 a full forward pass; how the next token is picked; the static shapes they are compiled for; and, on the
 host, a step's window of recent ids and the reading back of the token it picked.
 
-The steps are module-level, with the model (a hashable Flax module) as a static argument, so samplers
-of the same model share compiled programs. The cache argument is donated: XLA updates it in place.
+The steps are module-level, with the model (a hashable Flax module, or the engine's TransformerSpec that builds
+one when a step is traced) as a static argument, so samplers of the same model share compiled programs.
+The cache argument is donated: XLA updates it in place.
 
 The repetition penalty's arguments (the recent ids, the penalty) are passed only when it is on
 (`SamplerShape.penalty_window` > 0): without it every step is traced exactly as it was before the
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +24,9 @@ from jax import lax
 
 from ..base import SamplingParams
 from . import native
-from .model import Transformer
+
+if TYPE_CHECKING:
+    from .model_spec import Model
 
 # A keystroke adds a word or two to a cached prompt: 1-3 tokens, padded to 4 positions. Every position
 # of a chunk goes through every weight matrix, so padding them to 16 cost a 3-token extension ~100 ms
@@ -124,18 +127,18 @@ def read_id(token: jax.Array) -> int:
 
 
 @functools.partial(jax.jit, static_argnames=("model", "kv_len", "shape"), donate_argnames=("cache",))
-def prefill_step(model: Transformer, params, tokens, cache, write_index, last_index, key, temperature, top_p,
+def prefill_step(model: Model, params, tokens, cache, write_index, last_index, key, temperature, top_p,
                   recent=None, penalty=None, *, kv_len: int, shape: SamplerShape):
     """tokens [B, T] at write_index -> (next token [B], its logits [B, V], cache). With a penalty
     window, `recent` [B, W] holds the last W ids up to the chunk's last real token."""
     hidden, cache = model.apply({"params": params}, tokens, cache, write_index, kv_len)
     last = lax.dynamic_index_in_dim(hidden, last_index, axis=1, keepdims=False)  # [B, D]
-    logits = model.apply({"params": params}, last, method=Transformer.logits)
+    logits = model.apply({"params": params}, last, method="logits")
     return sample_token(logits, key, temperature, top_p, shape, recent, penalty), logits, cache
 
 
 @functools.partial(jax.jit, static_argnames=("model", "kv_len", "shape"), donate_argnames=("cache",))
-def decode_step(model: Transformer, params, token, cache, position, key, temperature, top_p,
+def decode_step(model: Model, params, token, cache, position, key, temperature, top_p,
                  recent=None, penalty=None, *, kv_len: int, shape: SamplerShape):
     """token [B] at position -> (next token [B], its logits [B, V], cache).
 
@@ -143,7 +146,7 @@ def decode_step(model: Transformer, params, token, cache, position, key, tempera
     `token` to it on the device and returns the window too, (next, logits, cache, window): the
     next step can be dispatched before `token` is read back."""
     hidden, cache = model.apply({"params": params}, token[:, None], cache, position, kv_len)
-    logits = model.apply({"params": params}, hidden[:, 0], method=Transformer.logits)
+    logits = model.apply({"params": params}, hidden[:, 0], method="logits")
     if not shape.penalty_window:
         return sample_token(logits, key, temperature, top_p, shape), logits, cache
     recent = jnp.concatenate([recent[:, 1:], token[:, None].astype(recent.dtype)], axis=1)
@@ -151,14 +154,14 @@ def decode_step(model: Transformer, params, token, cache, position, key, tempera
 
 
 @functools.partial(jax.jit, static_argnames=("model", "kv_len", "shape"), donate_argnames=("cache",))
-def verify_step(model: Transformer, params, tokens, cache, write_index, windows=None, penalty=None,
+def verify_step(model: Model, params, tokens, cache, write_index, windows=None, penalty=None,
                 *, kv_len: int, shape: SamplerShape | None = None):
     """tokens [B, T] at write_index -> (greedy choice after each of them [B, T], cache).
 
     With a penalised greedy `shape`, `windows` [B, T, W] holds, for each position, the last W ids up
     to the token fed there, and each choice is the penalised argmax (as decode_step picks it)."""
     hidden, cache = model.apply({"params": params}, tokens, cache, write_index, kv_len)
-    logits = model.apply({"params": params}, hidden, method=Transformer.logits)
+    logits = model.apply({"params": params}, hidden, method="logits")
     if shape is None or not shape.penalty_window:
         return native.argmax(logits), cache
     b, t, v = logits.shape
@@ -167,6 +170,6 @@ def verify_step(model: Transformer, params, tokens, cache, write_index, windows=
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
-def full_forward(model: Transformer, params, tokens, cache):
+def full_forward(model: Model, params, tokens, cache):
     hidden, _ = model.apply({"params": params}, tokens, cache, jnp.int32(0), tokens.shape[1])
-    return model.apply({"params": params}, hidden, method=Transformer.logits), None
+    return model.apply({"params": params}, hidden, method="logits"), None
