@@ -4,8 +4,11 @@ Code repeats itself: names, calls, whole lines recur within a file. When the las
 also occur earlier in the context, the tokens that followed them there are a cheap guess at
 what comes next. The sampler checks a whole guess in one forward pass — which costs about as
 much as decoding one token, since decoding is bound by reading the weights — and keeps the
-longest prefix on which the model's own greedy choices agree. Output is unchanged; only the
-number of passes drops.
+longest prefix on which the model's own greedy choices agree: the same ids as one token per pass,
+up to rounding. (A draft check runs the layers over 8 rows where a decode step runs 1, and XLA rounds
+some fused row operations differently by shape; with int8 weights the kernels round activations to
+8 bits, which now and then turns such a last-bit difference into a logit difference of up to ~1, and
+at a near tie into another token. docs/correctness-and-speed.md, "A draft check's rounding".)
 
 `draft_from_context` makes the guesses; `greedy_with_drafts` is the sampler's greedy loop that checks
 them (verify_step, steps.py).
