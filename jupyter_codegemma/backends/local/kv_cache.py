@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from .config import GemmaConfig
@@ -22,7 +23,14 @@ def init_cache(config: GemmaConfig, batch_size: int, cache_len: int, dtype=jnp.f
     shape = (batch_size, cache_len, config.num_kv_heads, config.head_dim)
     stacks = [(config.num_layers // period) * length for _, length in layer_runs(config, period)] if period else []
     leads = [(n,) for n in stacks] if period else [()] * config.num_layers
-    # One program for the whole cache: each jnp.zeros outside a jit compiles a program of its own.
+    if jax.default_backend() == "cpu":
+        # Host zeros, copied in: no program to lower and fetch from the compilation cache (the cache of
+        # Gemma 3 270M in 0.03 s instead of 0.06 s of a kernel's start; np.zeros' pages are the system's
+        # zeroed ones, never written).
+        return [{"k": jax.device_put(np.zeros((*lead, *shape), dtype)),
+                 "v": jax.device_put(np.zeros((*lead, *shape), dtype))} for lead in leads]
+    # One program for the whole cache: each jnp.zeros outside a jit compiles a program of its own, and
+    # host zeros would cross to the accelerator.
     return jax.jit(lambda: [{"k": jnp.zeros((*lead, *shape), dtype), "v": jnp.zeros((*lead, *shape), dtype)}
                             for lead in leads])()
 
