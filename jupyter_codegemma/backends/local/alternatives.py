@@ -233,7 +233,7 @@ def _ranked(engine, search: _Search, choice: str, label: str, following: str, ve
     if max(len(ids) for ids in scored) > sampler.cache_len:
         return choice, label  # the context is full: nothing to rank in
     scores = []
-    with sampler._lock:  # one request at a time uses the sampler's cache
+    with sampler.locked():  # one request at a time uses the sampler's cache
         for ids in scored:
             if search.cancelled():
                 return choice, label
@@ -258,7 +258,7 @@ def _branches(engine, context: list[int], exclude: Sequence[int], mask: np.ndarr
     """The BRANCHES likeliest next tokens after `context` (the model's logits), without `exclude`, among
     those `mask` allows (all when None)."""
     sampler = engine._sampler
-    with sampler._lock:  # the sampler's own lock: one request at a time uses its cache
+    with sampler.locked():  # the sampler's own lock: one request at a time uses its cache
         _, logits = sampler.prefill(context)
         logits = np.asarray(logits[0], np.float32)
     if mask is not None:

@@ -85,7 +85,7 @@ def generate(sampler, prompt_ids: Sequence[int], trie: NameTrie, *, max_new_toke
         if cancel is not None and cancel.is_set():
             stats.finish_reason = "cancelled"
             return
-        with sampler._lock:  # the sampler's own lock: its cache is in use by one request at a time
+        with sampler.locked():  # the sampler's own lock: its cache is in use by one request at a time
             _, logits = sampler.prefill(list(prompt_ids) + chosen, stats=stats if not chosen else None)
             logits = np.asarray(logits[0], np.float32)
         if sampling.penalised:

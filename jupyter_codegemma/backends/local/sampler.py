@@ -16,6 +16,7 @@ previous one is only prefilled from the first token that differs.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import threading
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
@@ -24,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..base import CancelToken, SamplingParams, StepStats
+from . import process
 from .config import GemmaConfig
 from .kv_cache import Cache, init_cache
 from .compile_queue import CompileQueue
@@ -90,6 +92,13 @@ class Sampler:
         # What precompile lowers with: the cache's shapes, dtypes and placement (no request holds it yet).
         self._cache_shapes: Cache = jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), self._ensure_cache())
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """The sampler to oneself: its lock (one request at a time uses the cache), and glibc's heap set
+        for the model's scratch memory while it is held (process.model_heap)."""
+        with self._lock, process.model_heap():
+            yield
 
     # --- cache bookkeeping -----------------------------------------------------------------------
 
@@ -221,7 +230,7 @@ class Sampler:
         if max_new_tokens < 1:
             stats.finish_reason = "length"
             return
-        with self._lock:
+        with self.locked():
             yield from self._generate_locked(prompt_ids, max_new_tokens, sampling, frozenset(stop_ids),
                                              cancel, stats, on_logits)
 
@@ -373,7 +382,7 @@ class Sampler:
         For tests and notebooks, not for generation: it computes the head at every position.
         """
         n = len(ids)
-        with self._lock:
+        with self.locked():
             cache = self._place_cache(self.new_cache(max(n, 1)))
             hidden, _ = full_forward(self.prefill_model, self.prefill_params, jnp.asarray([list(ids)], jnp.int32),
                                       cache)

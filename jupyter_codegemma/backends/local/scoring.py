@@ -113,7 +113,7 @@ def score_ids(sampler, texts_ids: Sequence[Sequence[int]], max_len: int) -> list
 
 def score_texts(sampler, texts_ids: Sequence[Sequence[int]], max_len: int) -> list[float]:
     """`score_ids` holding the sampler's lock (one thread uses the model at a time)."""
-    with sampler._lock:
+    with sampler.locked():
         return score_ids(sampler, texts_ids, max_len)
 
 
