@@ -31,7 +31,7 @@ SUFFIX = ".jaxexport"
 # Every step takes (model, params, tokens, cache, ...) and donates the cache: once the static
 # model is bound, the cache is dynamic argument 2.
 _CACHE_ARG = 2
-_SOURCES = ("model.py", "attention.py", "layer_stacks.py", "kv_cache.py", "sampler.py", "steps.py", "programs.py", "native/__init__.py")  # and the kernels' own sources
+_SOURCES = ("model.py", "model_spec.py", "attention.py", "layer_stacks.py", "kv_cache.py", "sampler.py", "steps.py", "programs.py", "native/__init__.py")  # and the kernels' own sources
 
 
 def _runtime_fingerprint() -> bytes:
