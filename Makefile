@@ -27,6 +27,9 @@ LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/src/*/*.ts labex
 $(STAMP): pyproject.toml $(LABEXT_SOURCES) | $(BIN)/python
 	rm -rf jupyter_codegemma/labextension
 	$(BIN)/python -m pip install -e ".[test,lab]"
+	@# Bytecode for the package, as pip writes it for what it installs; an editable install has none,
+	@# and an environment with PYTHONDONTWRITEBYTECODE never writes it: every kernel start would compile ours.
+	$(BIN)/python -m compileall -q jupyter_codegemma > /dev/null
 	@# An editable install does not write the wheel's shared data: install the "CodeGemma (JAX)"
 	@# kernelspec (the one the notebooks name) into the venv explicitly.
 	$(BIN)/codegemma kernel install

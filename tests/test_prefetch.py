@@ -126,3 +126,25 @@ def test_a_model_loaded_before_gets_a_head_start(tmp_path, layout):
     ids = second.tokenize("def f(x):")
     assert second.complete_text(ids, max_new_tokens=4, stop_ids=()).ids == \
         first.complete_text(ids, max_new_tokens=4, stop_ids=()).ids
+
+
+def test_the_arena_is_sized_from_the_variants_list_of_shapes_or_else_from_its_files_headers(tmp_path):
+    """Sizing the arena at a kernel's start reads one list, not ~250 files' headers; an entry stored
+    before the list was (or with a damaged list) is sized from the headers, and the list written."""
+    from jupyter_codegemma.backends.local.checkpoints import WeightsCache
+
+    cache, key = WeightsCache(tmp_path), "ab" * 32
+    params = {"layer_0": {"w": np.ones((3, 5), np.int8), "scale": np.ones(3, np.float32)},
+              "embedding": np.ones((7, 2), np.int8)}
+    cache.store_variant(key, "int8", params)
+    shapes = cache.variant_dir(key, "int8") / "shapes.json"
+    assert shapes.exists()
+    assert sorted(cache.variant_array_sizes(key, "int8", np.int8)) == [14, 15]
+    assert cache.variant_array_sizes(key, "int8", np.float32) == [12]
+    for damage in (shapes.unlink, lambda: shapes.write_text("{not json")):
+        damage()
+        assert sorted(cache.variant_array_sizes(key, "int8", np.int8)) == [14, 15]
+        assert shapes.exists()
+    assert sorted(cache.variant_array_sizes(key, "int8", np.int8)) == [14, 15]  # from the list written
+    assert sorted(p.name for p in cache.variant_dir(key, "int8").iterdir()) == \
+        ["done", "embedding.npy", "layer_0.scale.npy", "layer_0.w.npy", "shapes.json"]

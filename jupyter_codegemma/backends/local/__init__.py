@@ -14,10 +14,11 @@ from .options import EngineOptions
 def load(model=None, options: EngineOptions = EngineOptions(), progress=None):
     """`Engine.load`, begun before JAX is imported: the memory for the int8 weights is faulted in and
     the tokenizer loaded on another core while the import runs (prefetch.py). What the kernel calls."""
-    from . import prefetch, process
+    from . import jax_import, prefetch, process
 
     process.configure_heap()
     head_start = prefetch.start(model, options)
+    jax_import.import_jax()
     from .engine import Engine
 
     return Engine.load(model, options, progress, head_start=head_start)
@@ -27,6 +28,9 @@ def __getattr__(name: str):
     # The engine imports JAX (about a second). Importing it on first use keeps the light submodules
     # (default_model, options) light: a process that only needs the model's path does not pay for JAX.
     if name == "Engine":
+        from .jax_import import import_jax
+
+        import_jax()
         from .engine import Engine
 
         return Engine

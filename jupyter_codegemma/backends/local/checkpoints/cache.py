@@ -21,6 +21,7 @@ from ..config import GemmaConfig
 from .base import Checkpoint, Params
 
 FORMAT_VERSION = 2  # bump when the stored layout or the conversion changes
+_SHAPES = "shapes.json"  # a variant's arrays: name -> (dtype, shape)
 
 
 def default_cache_dir() -> Path:
@@ -145,20 +146,39 @@ class WeightsCache:
         return _unflatten({p.stem: _mapped(p) for p in sorted(self.variant_dir(sha256, variant).glob("*.npy"))})
 
     def variant_array_sizes(self, sha256: str, variant: str, dtype) -> list[int]:
-        """The byte sizes of the stored variant's arrays of `dtype`, read from the files' headers alone."""
+        """The byte sizes of the stored variant's arrays of `dtype`, without reading the arrays: from
+        its list of shapes, or, in an entry stored before the list was, the files' headers (~250 files
+        opened, 0.1-0.13 s at a kernel's start), writing the list for the next time."""
+        shapes = self._variant_shapes(sha256, variant)
+        return [int(np.prod(shape, dtype=np.int64)) * np.dtype(stored).itemsize
+                for stored, shape in shapes.values() if np.dtype(stored) == np.dtype(dtype)]
+
+    def _variant_shapes(self, sha256: str, variant: str) -> dict[str, tuple[str, list[int]]]:
+        directory = self.variant_dir(sha256, variant)
+        try:
+            return {name: (stored, shape) for name, (stored, shape) in json.loads((directory / _SHAPES).read_text()).items()}
+        except (OSError, ValueError, TypeError):
+            pass
         read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-        sizes = []
-        for path in sorted(self.variant_dir(sha256, variant).glob("*.npy")):
+        shapes = {}
+        for path in sorted(directory.glob("*.npy")):
             with open(path, "rb") as f:
                 shape, _, stored = read_header[np.lib.format.read_magic(f)](f)
-            if stored == np.dtype(dtype):
-                sizes.append(int(np.prod(shape, dtype=np.int64)) * stored.itemsize)
-        return sizes
+            shapes[path.stem] = (stored.str, list(shape))
+        try:
+            self._write_atomic(directory / _SHAPES, json.dumps(shapes).encode())
+        except OSError:
+            pass  # a read-only cache: the headers are read again next time
+        return shapes
 
     def store_variant(self, sha256: str, variant: str, params: Params) -> None:
         def write(tmp: Path) -> None:
+            shapes = {}
             for name, array in _flatten(params).items():
-                np.save(tmp / f"{name}.npy", np.asarray(array))
+                array = np.asarray(array)
+                np.save(tmp / f"{name}.npy", array)
+                shapes[name] = (array.dtype.str, list(array.shape))
+            (tmp / _SHAPES).write_text(json.dumps(shapes))
 
         self._write_dir_atomic(self.variant_dir(sha256, variant), write)
 
