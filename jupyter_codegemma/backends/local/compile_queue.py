@@ -3,8 +3,8 @@
 A kernel's warm-up compiles (or reads from XLA's cache) a dozen programs, ~0.5–1 s each on two cores.
 Run blindly beside a request, it takes the cores the request needs: a first short completion waited
 for programs of long prompts it never used. So while a request runs, the warm-up compiles only what
-that request announced it will need next — the later chunks of a long prompt, the decode step and
-draft check over the longer view of the cache — and the rest of its list once no request runs.
+that request announced it will need next — the later chunks of a long prompt and the decode step
+over the longer view of the cache — and the rest of its list once no request runs.
 
 A program is (step, positions, kv_len), as `Sampler.warm_up_programs` names them.
 """

@@ -167,7 +167,7 @@ class Engine:
     def warm_up_in_background(self) -> threading.Thread:
         """Start compiling the usual buckets' programs in a daemon thread (Sampler.precompile).
         While a request runs, the warm-up compiles only the programs it announced (its later prompt
-        chunks, decoding, draft checks: compile_queue.py), and the rest once it is over. Stopped,
+        chunks and decoding: compile_queue.py), and the rest once it is over. Stopped,
         and waited for, when the process exits."""
         if self._warm_up is not None:
             return self._warm_up

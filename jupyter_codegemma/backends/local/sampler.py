@@ -203,16 +203,15 @@ class Sampler:
 
     def _announce(self, reused: int, n: int) -> None:
         """Tell the warm-up which programs this request runs after its first: its other prompt chunks,
-        then decoding and draft checks over the view the prompt ends in, and the smallest chunk there
-        (a masked first step, the next keystroke's request) — compiled beside the first chunk's run
-        instead of after it. The first it compiles itself, if no one has."""
+        then decoding over the view the prompt ends in — compiled beside the first chunk's run instead
+        of after it. The first it compiles itself, if no one has.
+
+        Not what it only may run (draft checks: where a draft is found; the smallest chunk: the next
+        keystroke's request): on two cores, lowering and compiling those beside a short request took
+        the cores and the interpreter from it (a first completion of one token 0.56-0.68 -> 0.45-0.60
+        s without them; one that checks drafts no slower). The warm-up prepares them once it is over."""
         plan = [("prefill", padded, kv_len) for _, _, padded, kv_len in self._chunks(reused, n)]
         plan.append(("decode", 1, self.kv_len(1, n + 1)))
-        if self.speculative:
-            plan.append(("verify", VERIFY_LEN, self.kv_len(VERIFY_LEN, n + VERIFY_LEN)))
-        if n < self.cache_len:
-            smallest = self.prefill_buckets[0]
-            plan.append(("prefill", smallest, self.kv_len(smallest, n + smallest, prefill=True)))
         self._compiles.claim(plan[0])
         self._compiles.want(plan[1:])
 
