@@ -157,7 +157,7 @@ class WeightsCache:
         directory = self.variant_dir(sha256, variant)
         try:
             return {name: (stored, shape) for name, (stored, shape) in json.loads((directory / _SHAPES).read_text()).items()}
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, AttributeError):  # none yet, or damaged: read the headers
             pass
         read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
         shapes = {}
