@@ -142,7 +142,8 @@ def test_the_arena_is_sized_from_the_variants_list_of_shapes_or_else_from_its_fi
     assert sorted(cache.variant_array_sizes(key, "int8", np.int8)) == [14, 15]
     assert cache.variant_array_sizes(key, "int8", np.float32) == [12]
     for damage in (shapes.unlink, lambda: shapes.write_text("{not json"), lambda: shapes.write_text("[1, 2]"),
-                   lambda: shapes.write_text('{"layer_0.w": 5}')):
+                   lambda: shapes.write_text('{"layer_0.w": 5}'),
+                   lambda: shapes.write_text('{"layer_0.w": ["zz9", "abc"]}')):
         damage()
         assert sorted(cache.variant_array_sizes(key, "int8", np.int8)) == [14, 15]
         assert shapes.exists()

@@ -149,14 +149,15 @@ class WeightsCache:
         """The byte sizes of the stored variant's arrays of `dtype`, without reading the arrays: from
         its list of shapes, or, in an entry stored before the list was, the files' headers (~250 files
         opened, 0.1-0.13 s at a kernel's start), writing the list for the next time."""
-        shapes = self._variant_shapes(sha256, variant)
-        return [int(np.prod(shape, dtype=np.int64)) * np.dtype(stored).itemsize
-                for stored, shape in shapes.values() if np.dtype(stored) == np.dtype(dtype)]
+        wanted = np.dtype(dtype)
+        return [int(np.prod(shape, dtype=np.int64)) * stored.itemsize
+                for stored, shape in self._variant_shapes(sha256, variant).values() if stored == wanted]
 
-    def _variant_shapes(self, sha256: str, variant: str) -> dict[str, tuple[str, list[int]]]:
+    def _variant_shapes(self, sha256: str, variant: str) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
         directory = self.variant_dir(sha256, variant)
         try:
-            return {name: (stored, shape) for name, (stored, shape) in json.loads((directory / _SHAPES).read_text()).items()}
+            listed = json.loads((directory / _SHAPES).read_text())
+            return {name: (np.dtype(stored), tuple(int(n) for n in shape)) for name, (stored, shape) in listed.items()}
         except (OSError, ValueError, TypeError, AttributeError):  # none yet, or damaged: read the headers
             pass
         read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -164,9 +165,10 @@ class WeightsCache:
         for path in sorted(directory.glob("*.npy")):
             with open(path, "rb") as f:
                 shape, _, stored = read_header[np.lib.format.read_magic(f)](f)
-            shapes[path.stem] = (stored.str, list(shape))
+            shapes[path.stem] = (stored, tuple(shape))
         try:
-            self._write_atomic(directory / _SHAPES, json.dumps(shapes).encode())
+            listed = {name: (stored.str, list(shape)) for name, (stored, shape) in shapes.items()}
+            self._write_atomic(directory / _SHAPES, json.dumps(listed).encode())
         except OSError:
             pass  # a read-only cache: the headers are read again next time
         return shapes
