@@ -101,13 +101,13 @@ class Engine:
         from .sampler import Sampler
 
         store = WeightsCache(self.options.cache_dir) if checkpoint.sha256 else None
-        if store is not None and store.has_variant(checkpoint.sha256, "int8"):
-            quantized = store.load_variant(checkpoint.sha256, "int8")
+        if store is not None and store.has_variant(checkpoint.sha256, quantize.VARIANT):
+            quantized = store.load_variant(checkpoint.sha256, quantize.VARIANT)
         else:
             quantized = quantize.quantize_int8(checkpoint.params)
             if store is not None:
                 try:
-                    store.store_variant(checkpoint.sha256, "int8", quantized)
+                    store.store_variant(checkpoint.sha256, quantize.VARIANT, quantized)
                 except OSError:
                     pass  # a read-only or full cache directory only costs speed next time
         # Activations stay float32 on CPU: the int8 kernel takes float32 and XLA's CPU

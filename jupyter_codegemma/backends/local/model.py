@@ -78,8 +78,12 @@ class Embedder(nn.Module):
     embed_dim: int
 
     def setup(self):
-        self.input_embedding = self.param(
-            "input_embedding", nn.initializers.normal(), (self.vocab_size, self.embed_dim))
+        if self.has_variable("params", "input_embedding"):
+            # As given: int8 rows may come as two planes of 4-bit halves, [2, V, D/2] (quantize.py).
+            self.input_embedding = self.get_variable("params", "input_embedding")
+        else:
+            self.input_embedding = self.param(
+                "input_embedding", nn.initializers.normal(), (self.vocab_size, self.embed_dim))
         if self.input_embedding.dtype == jnp.int8:  # quantized (see quantize.py): one scale per row
             self.input_embedding_scale = self.param("input_embedding_scale", nn.initializers.ones_init(),
                                                     (self.vocab_size,))
@@ -88,8 +92,16 @@ class Embedder(nn.Module):
     def quantized(self) -> bool:
         return self.input_embedding.dtype == jnp.int8
 
+    @property
+    def in_planes(self) -> bool:
+        """int8 rows held as two planes of 4-bit halves [2, V, D/2] (quantize.py, native.to_nibble_planes)."""
+        return self.quantized and self.input_embedding.ndim == 3
+
     def encode(self, tokens: jax.Array, dtype) -> jax.Array:
-        x = jnp.take(self.input_embedding, tokens, axis=0).astype(dtype)  # [B, T, D]
+        if self.in_planes:
+            x = native.from_nibble_planes(jnp.take(self.input_embedding, tokens, axis=1)).astype(dtype)  # [B, T, D]
+        else:
+            x = jnp.take(self.input_embedding, tokens, axis=0).astype(dtype)  # [B, T, D]
         if self.quantized:
             x = x * jnp.take(self.input_embedding_scale, tokens, axis=0)[..., None].astype(dtype)
         # The scale is rounded to the activation dtype first, as the reference implementations do.
@@ -97,9 +109,18 @@ class Embedder(nn.Module):
 
     def decode(self, x: jax.Array) -> jax.Array:
         """The output head is tied to the embedding: [..., D] -> [..., V]."""
+        if self.in_planes:
+            return native.nibble_matmul(x, self.input_embedding, self.input_embedding_scale)
         if self.quantized:
             return native.int8_matmul(x, self.input_embedding, self.input_embedding_scale)
         return jnp.einsum("...D,VD->...V", x, self.input_embedding.astype(x.dtype))
+
+    def greedy(self, x: jax.Array) -> jax.Array:
+        """argmax(decode(x)) as int32 [...]: for planes, from the high plane with the likeliest
+        candidates checked exactly (native.nibble_argmax), reading half the head."""
+        if self.in_planes:
+            return native.nibble_argmax(x, self.input_embedding, self.input_embedding_scale)
+        return native.argmax(self.decode(x).astype(jnp.float32))
 
 
 class Linear(nn.Module):
@@ -313,6 +334,13 @@ class Transformer(nn.Module):
         logits = self.embedder.decode(hidden).astype(jnp.float32)
         cap = self.config.final_logit_softcap
         return jnp.tanh(logits / cap) * cap if cap is not None else logits
+
+    def greedy(self, hidden: jax.Array) -> jax.Array:
+        """The greedy token after each hidden state, int32 [...]: argmax(logits(hidden)) (the softcap,
+        where there is one, keeps the order), without forming the logits where the head allows."""
+        if self.config.final_logit_softcap is not None:
+            return native.argmax(self.logits(hidden))
+        return self.embedder.greedy(hidden)
 
 
 def init_params(config: GemmaConfig, seed: int = 0, scale: float = 0.2) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoints.cache import WeightsCache
+from .checkpoints.cache import INT8_VARIANT, WeightsCache
 from .options import EngineOptions
 from .weights_on_device import HostArena, aligned
 
@@ -90,9 +90,9 @@ def _arena(cache: WeightsCache, sha256: str, options: EngineOptions) -> HostAren
         return None
     if os.environ.get("JAX_PLATFORMS", "cpu").split(",")[0].strip() not in ("", "cpu"):
         return None  # an accelerator: the weights go to its memory
-    if not cache.has_variant(sha256, "int8"):
+    if not cache.has_variant(sha256, INT8_VARIANT):
         return None
-    nbytes = sum(aligned(n) for n in cache.variant_array_sizes(sha256, "int8", np.int8))
+    nbytes = sum(aligned(n) for n in cache.variant_array_sizes(sha256, INT8_VARIANT, np.int8))
     return HostArena(nbytes, populate=True) if nbytes else None
 
 

@@ -7,6 +7,10 @@ a matrix-vector product streams, and one scale per row costs nothing there. The 
 embedding [V, D] is quantized the same way; it is the largest matrix (the output head reads
 all of it for every token). Norm scales stay in float32.
 
+The embedding's int8 rows are stored as two planes of 4-bit halves, int8 [2, V, D/2]
+(native.to_nibble_planes): greedy decoding then reads the high plane alone for every row and both
+only for its likeliest tokens (native/nibble_head.cc), half the bytes of the head.
+
 The model (model.py) recognises int8 weights by their dtype and multiplies them with
 native.int8_matmul.
 """
@@ -16,9 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from .checkpoints.base import Params
-from .native import quantize_rows
+from .checkpoints.cache import INT8_VARIANT
+from .native import BLOCK, quantize_rows, to_nibble_planes
 
 EMBEDDING = "input_embedding"
+VARIANT = INT8_VARIANT  # the converted-weights cache's name for the tree quantize_int8 gives
 
 
 def quantize_int8(params: Params) -> Params:
@@ -33,6 +39,8 @@ def quantize_int8(params: Params) -> Params:
                 out["w"], out["scale"] = quantize_rows(value)
             elif key == EMBEDDING:
                 out[key], out[EMBEDDING + "_scale"] = quantize_rows(value)
+                if out[key].shape[1] % BLOCK == 0:  # the output head, in the planes its kernels read
+                    out[key] = to_nibble_planes(out[key])
             else:
                 out[key] = np.asarray(value, dtype=np.float32)
         return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import threading
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
@@ -250,6 +251,8 @@ class Sampler:
             return
         # With the penalty, the window of recent ids lives on the device: each decode step adds the
         # token it is fed and returns the window, so steps are still dispatched before reading back.
+        if on_logits is not None:
+            shape = dataclasses.replace(shape, logits=True)  # the decode steps return them
         recent = penalty = None
         if shape.penalty_window:
             recent = recent_window(prompt_ids, shape.penalty_window)[None]

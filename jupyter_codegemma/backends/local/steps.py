@@ -50,6 +50,15 @@ class SamplerShape:
     use_top_p: bool
     # How many recent ids the repetition penalty looks at (the window's length); 0: no penalty.
     penalty_window: int = 0
+    # Whether a decode step returns its logits (someone reads them: `Sampler.generate(on_logits=...)`).
+    # A greedy step without the penalty that returns none never forms them: its token comes from
+    # Model.greedy, which for an int8 head in planes reads half of it.
+    logits: bool = False
+
+    @property
+    def head_greedy(self) -> bool:
+        """Whether a decode step picks its token with Model.greedy and returns no logits."""
+        return self.greedy and not self.penalty_window and not self.logits
 
     @classmethod
     def of(cls, params: SamplingParams) -> "SamplerShape":
@@ -140,12 +149,14 @@ def prefill_step(model: Model, params, tokens, cache, write_index, last_index, k
 @functools.partial(jax.jit, static_argnames=("model", "kv_len", "shape"), donate_argnames=("cache",))
 def decode_step(model: Model, params, token, cache, position, key, temperature, top_p,
                  recent=None, penalty=None, *, kv_len: int, shape: SamplerShape):
-    """token [B] at position -> (next token [B], its logits [B, V], cache).
+    """token [B] at position -> (next token [B], its logits [B, V] (None for `shape.head_greedy`), cache).
 
     With a penalty window, `recent` [B, W] holds the last W ids before `token`; the step adds
     `token` to it on the device and returns the window too, (next, logits, cache, window): the
     next step can be dispatched before `token` is read back."""
     hidden, cache = model.apply({"params": params}, token[:, None], cache, position, kv_len)
+    if shape.head_greedy:
+        return model.apply({"params": params}, hidden[:, 0], method="greedy"), None, cache
     logits = model.apply({"params": params}, hidden[:, 0], method="logits")
     if not shape.penalty_window:
         return sample_token(logits, key, temperature, top_p, shape), logits, cache
@@ -161,9 +172,9 @@ def verify_step(model: Model, params, tokens, cache, write_index, windows=None, 
     With a penalised greedy `shape`, `windows` [B, T, W] holds, for each position, the last W ids up
     to the token fed there, and each choice is the penalised argmax (as decode_step picks it)."""
     hidden, cache = model.apply({"params": params}, tokens, cache, write_index, kv_len)
-    logits = model.apply({"params": params}, hidden, method="logits")
     if shape is None or not shape.penalty_window:
-        return native.argmax(logits), cache
+        return model.apply({"params": params}, hidden, method="greedy"), cache
+    logits = model.apply({"params": params}, hidden, method="logits")
     b, t, v = logits.shape
     flat = penalise(logits.reshape(b * t, v), windows.reshape(b * t, -1), penalty)
     return native.argmax(flat).reshape(b, t), cache

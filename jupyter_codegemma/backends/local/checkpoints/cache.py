@@ -22,6 +22,9 @@ from .base import Checkpoint, Params
 
 FORMAT_VERSION = 2  # bump when the stored layout or the conversion changes
 _SHAPES = "shapes.json"  # a variant's arrays: name -> (dtype, shape)
+# The int8 model's variant (quantize.py): renamed whenever its layout changes, so an entry written by
+# an older version is converted again, not misread. "-planes": the output head in 4-bit planes.
+INT8_VARIANT = "int8-planes"
 
 
 def default_cache_dir() -> Path:

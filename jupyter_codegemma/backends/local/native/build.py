@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 SOURCES = tuple(HERE / name for name in ("int8_matmul.cc", "amx_matmul.cc", "avx2_matmul.cc", "decode_attention.cc",
-                                               "argmax.cc", "cpu_features.cc"))
+                                               "argmax.cc", "nibble_head.cc", "cpu_features.cc"))
 HEADERS = tuple(HERE / name for name in ("parallel_for.h", "quantize_block.h", "int8_matmul_signature.h", "avx2_sum.h"))
 COMPILER = "g++"
 # No instruction-set flags: each source enables its own for its own functions (target pragmas),
