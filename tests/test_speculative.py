@@ -14,6 +14,13 @@ def test_falls_back_to_shorter_ngrams():
     assert draft_from_context(ids, max_ngram=3, max_draft=3) == []  # one id is too weak a match by default
 
 
+def test_a_match_of_two_ids_is_too_weak_by_default():
+    ids = [4, 5, 6, 0, 0, 9, 5, 6]
+    assert draft_from_context(ids, max_draft=3) == []
+    assert draft_from_context(ids, min_ngram=2, max_draft=3) == [0, 0, 9]
+    assert draft_from_context([7] + ids[:3] + [1, 2] + ids[:3], max_draft=2) == [1, 2]  # three ids match
+
+
 def test_no_match_no_draft():
     assert draft_from_context([1, 2, 3, 4]) == []
     assert draft_from_context([1]) == []
