@@ -22,11 +22,9 @@ FMA + F16C, on every class above "xla"): XLA copies the cache's view out before 
 widens a float16 one slowly). Longer prompt chunks attend in XLA.
 `argmax(x)` picks greedy tokens (`argmax.cc`), as jnp.argmax does, at the memory's speed.
 
-The output head (the tied embedding, the largest matrix) is stored in two planes of 4-bit halves
-(`to_nibble_planes`): `nibble_matmul` computes its exact logits (the bits the AVX2 int8 kernel gives
-on the int8 matrix) and `nibble_argmax` a greedy step's token from the high plane alone, checked
-exactly on its likeliest candidates (`nibble_head.cc`, AVX2 + FMA, every class above "xla"); the
-fallback rebuilds the int8 matrix (`from_nibble_planes`).
+The output head (the tied embedding, the largest matrix) is stored in two planes of 4-bit halves:
+`nibble_planes.py` (re-exported here) splits and multiplies it, exactly or for a greedy step's token
+from the high plane alone (`nibble_head.cc`, AVX2 + FMA, every class above "xla").
 
 The library is built without `-m` flags: each kernel enables its own instruction set for its
 own functions (target pragmas), so one library holds every variant and loads on any x86-64 CPU.
@@ -353,68 +351,11 @@ def argmax(x: jax.Array) -> jax.Array:
     return out.reshape(lead)
 
 
-def to_nibble_planes(w: np.ndarray, chunk: int = 16384) -> np.ndarray:
-    """An int8 matrix [N, K] (K a multiple of BLOCK) -> its two planes of 4-bit halves, int8 [2, N, K/2]
-    (numpy; see nibble_head.cc): plane 0 holds (w >> 4) + 8, plane 1 w & 15; in each block of 64
-    columns, byte j holds column j's nibble (bits 0-3) and column j + 32's (bits 4-7)."""
-    n, k = w.shape
-    if k % BLOCK:
-        raise ValueError(f"to_nibble_planes: K = {k} is not a multiple of {BLOCK}")
-    planes = np.empty((2, n, k // 2), np.uint8)
-    for begin in range(0, n, chunk):
-        rows = np.asarray(w[begin:begin + chunk], np.int8).view(np.uint8).reshape(-1, k // BLOCK, 2, BLOCK // 2)
-        for plane, nibble in ((0, (rows >> 4) ^ 8), (1, rows & 15)):
-            planes[plane, begin:begin + chunk] = (nibble[:, :, 0] | (nibble[:, :, 1] << 4)).reshape(-1, k // 2)
-    return planes.view(np.int8)
-
-
-def from_nibble_planes(planes: jax.Array) -> jax.Array:
-    """to_nibble_planes' inverse, int8 [2, ..., K/2] -> int8 [..., K] (traceable: the fallback, and rows looked up)."""
-    u = jax.lax.bitcast_convert_type(planes, jnp.uint8)
-    *lead, half = u.shape[1:]
-
-    def unpack(p):  # [..., K/2] -> [..., K]: each block's 32 bytes hold columns j (low) and j + 32 (high)
-        p = p.reshape(*lead, half // (BLOCK // 2), BLOCK // 2)
-        return jnp.stack([p & 15, p >> 4], axis=-2).reshape(*lead, 2 * half)
-
-    high = unpack(u[0]).astype(jnp.int8) - 8
-    return (high * 16 + unpack(u[1]).astype(jnp.int8)).astype(jnp.int8)
-
-
-def nibble_head_runs(planes: jax.Array) -> bool:
-    """Whether nibble_matmul and nibble_argmax run natively on these planes (else the fallback)."""
-    return native_enabled() and planes.ndim == 3 and (2 * planes.shape[-1]) % BLOCK == 0
-
-
-def nibble_matmul(x: jax.Array, planes: jax.Array, scale: jax.Array) -> jax.Array:
-    """x [..., K] times the int8 matrix held in `planes` [2, N, K/2] (to_nibble_planes), scaled by scale [N]:
-    [..., N] in x's dtype, the bits the AVX2 int8 kernel gives on the int8 matrix."""
-    if not nibble_head_runs(planes):
-        return int8_matmul(x, from_nibble_planes(planes), scale, isa="xla")
-    *lead, k = x.shape
-    y = jax.ffi.ffi_call(_NIBBLE_MATMUL_TARGET, jax.ShapeDtypeStruct((math.prod(lead), planes.shape[1]), jnp.float32))(
-        x.reshape(-1, k).astype(jnp.float32), planes, scale.astype(jnp.float32))
-    return y.reshape(*lead, planes.shape[1]).astype(x.dtype)
-
-
-def nibble_argmax(x: jax.Array, planes: jax.Array, scale: jax.Array) -> jax.Array:
-    """argmax(nibble_matmul(x, planes, scale)) as int32 [...], reading the high plane for all rows and
-    both planes only for each row's likeliest candidates (see nibble_head.cc)."""
-    if not nibble_head_runs(planes):
-        return argmax(nibble_matmul(x, planes, scale).astype(jnp.float32))
-    *lead, k = x.shape
-    out = jax.ffi.ffi_call(_NIBBLE_ARGMAX_TARGET, jax.ShapeDtypeStruct((math.prod(lead),), jnp.int32))(
-        x.reshape(-1, k).astype(jnp.float32), planes, scale.astype(jnp.float32))
-    return out.reshape(lead)
-
-
 def quantize_rows(w, chunk: int = 16384) -> tuple:
     """A float weight [N, K] -> (int8 [N, K], float32 scale [N]), symmetric per row (numpy).
 
     Works through `chunk` rows at a time, so quantizing a memory-mapped embedding of hundreds
     of MB never holds a second float copy of it."""
-    import numpy as np
-
     n = w.shape[0]
     q = np.empty(w.shape, np.int8)
     scale = np.empty(n, np.float32)
@@ -425,3 +366,9 @@ def quantize_rows(w, chunk: int = 16384) -> tuple:
         q[begin:begin + chunk] = np.clip(np.rint(rows / s[:, None]), -127, 127)
         scale[begin:begin + chunk] = s
     return q, scale
+
+
+# The output head's two planes (nibble_planes.py) call the kernels above: imported last, so the names it
+# takes from this module exist when it loads.
+from .nibble_planes import (from_nibble_planes, nibble_argmax, nibble_head_runs, nibble_matmul,  # noqa: E402
+                            to_nibble_planes)
