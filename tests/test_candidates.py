@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from jupyter_codegemma.backends.candidates import binds, check, names_to_bind, starts_with_name
+from jupyter_codegemma.backends.candidates import binds, check, leaves_open, names_to_bind, starts_with_name
 
 FUNCTION = "def total(values):\n    result = 0\n    for v in values:\n"
 
@@ -54,6 +54,16 @@ def test_unfinished_code_that_was_unparseable_stays_allowed():
     assert check("import os\n", "for name in os.listdir('.'):", "").ok
     # An error elsewhere in the cell (below the cursor) stays; the suggestion adds none.
     assert check("x = 1\ny = ", "x + 1", "\nprint(y))\n").ok
+
+
+def test_a_line_that_leaves_the_code_open_is_told_from_one_that_stands():
+    body = 'def length(text):\n    """The length of text."""\n'
+    assert leaves_open(body, "    if not text:", "\n")  # a block with nothing in it yet
+    assert leaves_open(body, "    return len(", "\n")  # a bracket nothing closes
+    assert not leaves_open(body, "    return len(text)", "\n")
+    # A body below the cursor fills the block the line opens; code that is broken otherwise is not open.
+    assert not leaves_open(body, "    if not text:", "\n        return 0\n")
+    assert not leaves_open(body, "    return )", "\n")
 
 
 def test_a_suggestion_may_not_add_an_error_to_a_cell_that_had_one():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from jupyter_codegemma.backends.base import SamplingParams
-from jupyter_codegemma.backends.candidates import binds, check, names_to_bind
-from jupyter_codegemma.backends.local.alternatives import SCORED_CHARS, SCORED_LINES, _following_code
+from jupyter_codegemma.backends.candidates import binds, check, leaves_open, names_to_bind
+from jupyter_codegemma.backends.local.alternatives import SCORED_CHARS, SCORED_LINES, _following_code, _only_comments
 from jupyter_codegemma.backends.local.constraint import NameTrie, identifier_continuing
 from jupyter_codegemma.backends.local.scoring import continuation_logprob
 from jupyter_codegemma.evaluation.data import load_tasks
@@ -110,6 +110,34 @@ def test_a_module_the_code_after_the_cursor_reads_is_imported_there(engine):
     assert names_to_bind(task.prompt, suffix, ()) == ("re",)
     result = engine.complete(task.prompt, suffix, mode="line", namespace=()).wait()
     assert result.text == "    import re" and result.checked in ("binds", "replaced")
+
+
+def test_a_line_still_to_write_gets_code_rather_than_a_comment_alone(engine):
+    # HumanEval/84, line 0: the function's whole body is one line, and the model's own is a comment.
+    task = load_tasks("single-line", task_ids=("SingleLineInfilling/HumanEval/84/L0",))[0]
+    suffix = "\n" + task.suffix
+    own = engine.complete(task.prompt, suffix, mode="line", namespace=(), check=False).wait().text
+    assert own.strip().startswith("#") and check(task.prompt, own, suffix, namespace=()).ok
+    completion = engine.complete(task.prompt, suffix, mode="line", namespace=())
+    shown = list(completion)
+    result = completion.wait()
+    assert result.checked == "replaced" and result.candidates > 1 and not _only_comments(result.text)
+    assert check(task.prompt, result.text, suffix, namespace=()).ok
+    assert shown == [result.text]  # the comment, passed over, was never shown
+
+
+def test_one_line_asked_for_is_one_that_can_stand(engine):
+    # HumanEval/23, line 0 (`strlen`'s only line): the model's own opens an `if` that nothing after it
+    # fills. Asked for one line, one that stands is shown; asked for a block, the `if` may have its body.
+    task = load_tasks("single-line", task_ids=("SingleLineInfilling/HumanEval/23/L0",))[0]
+    suffix = "\n" + task.suffix
+    own = engine.complete(task.prompt, suffix, mode="line", namespace=(), check=False).wait().text
+    assert own.lstrip().startswith("if ") and leaves_open(task.prompt, own, suffix)
+    result = engine.complete(task.prompt, suffix, mode="line", namespace=()).wait()
+    assert result.checked == "replaced" and result.text.strip() and not leaves_open(task.prompt, result.text, suffix)
+    assert check(task.prompt, result.text, suffix, namespace=()).ok
+    block = engine.complete(task.prompt, suffix, mode="block", namespace=()).wait()
+    assert block.text.lstrip().startswith("if ") and "\n" in block.text
 
 
 def test_names_to_bind_are_sought_only_for_a_line_still_to_write(engine):

@@ -98,6 +98,14 @@ def check(prefix: str, suggestion: str, suffix: str = "", namespace: Collection[
     return verdict
 
 
+def leaves_open(prefix: str, suggestion: str, suffix: str = "") -> bool:
+    """Whether the code with `suggestion` ends too early: a block it opens, or a bracket, that nothing
+    after it fills or closes (what `check` lets pass while the user is still writing)."""
+    before, after = _window(prefix, suffix)
+    status = _parse(before + suggestion + after)
+    return not status.ok and status.incomplete
+
+
 def _on_next_line(after: str, offset: int) -> bool:
     """Whether `offset` (in `after`, which begins at the cursor) is on the first line below the cursor's
     that has code."""

@@ -8,6 +8,12 @@ costs one new prompt token and its continuation. Then, if none passed, the same 
 at its first token. The first alternative that passes is shown (one that is only a comment only when
 no other does, unless the model's own was a comment too); when none does, nothing is (withheld).
 
+A line still to write (the cursor at a line's start) wants code: a suggestion that is only a comment
+(`# Write your code here`) is passed over, like one that fails, for the model's other first words, and
+shown only when no code passes. Asked for one line (mode "line"), so is a line that cannot stand where
+nothing follows it (`if n < 0:` as a function's last line, with no body to come in the suggestion).
+Nothing of such a suggestion streams before the choice.
+
 The code after the cursor may read a name before anything binds it (`return max_depth` with no
 `max_depth = ...` anywhere): a NameError waiting to happen, which the line at the cursor most likely
 should prevent (candidates.names_to_bind). A suggestion that binds none of those names is then passed
@@ -78,6 +84,20 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
     def binds(text: str) -> bool:
         return not needed or candidates.binds(prefix, text, suffix, needed, namespace)
 
+    # A line still to write wants code: a comment alone there (`# Write your code here`, `# check if the
+    # list is empty`) does nothing the code needs, so it is shown only when no code passes. Asked for
+    # one line, a line that cannot stand (`if n < 0:` with nothing after it) likewise.
+    whole_line = at_line_start and result.mode == "line"
+
+    @functools.cache
+    def wanted(text: str) -> bool:
+        if not at_line_start:
+            return True
+        return not _only_comments(text) and not (whole_line and candidates.leaves_open(prefix, text, suffix))
+
+    def shown(text: str) -> candidates.Verdict:
+        return verdict(text) if wanted(text) else _NOT_WANTED
+
     # When another suggestion may be chosen over a first one that passes (ranked, or one that binds
     # what the code below needs), nothing is shown before the choice: the ghost text never changes
     # into a different one under the user's eyes.
@@ -86,20 +106,20 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
         for _ in first:
             pass
     else:
-        yield from candidates.passing(first, verdict)
+        yield from candidates.passing(first, shown)
     if cancel is not None and cancel.is_set():
         return
 
     first_verdict = verdict(result.text)
     result.candidates = 1
-    if first_verdict.ok and not following and binds(result.text):
+    if first_verdict.ok and not following and binds(result.text) and wanted(result.text):
         result.checked = "passed"
         if hold:
             yield result.text
         return
     started = time.perf_counter()
     search = _Search(engine, result, prompt_ids, healed, new_shape, max_new_tokens, stops, cancel)
-    text, label = _choice(search, result.text, first_verdict, verdict, binds, needed, healed)
+    text, label = _choice(search, result.text, first_verdict, verdict, binds, wanted, needed, healed)
     if following and text and not search.cancelled():
         text, label = _ranked(engine, search, text, label, following, verdict, binds, prompt_ids, healed)
     result.candidates, result.checked, result.text = 1 + search.tried, label, text
@@ -156,24 +176,24 @@ class _Search:
         return text
 
 
-def _choice(search: _Search, first: str, first_verdict: candidates.Verdict, verdict, binds,
+def _choice(search: _Search, first: str, first_verdict: candidates.Verdict, verdict, binds, wanted,
             needed: Sequence[str], healed: Healing | None) -> tuple[str, str]:
     """What is shown without ranking, and how it was chosen ("passed", "binds", "replaced", "withheld"):
     the first suggestion if it passes and binds what is needed; else the first alternative that does,
     branching where the first went wrong (the token holding the failure's first character), then at
     its first word, then at its first token; then a line begun with a needed name's assignment."""
-    if first_verdict.ok and binds(first):
+    if first_verdict.ok and binds(first) and wanted(first):
         return first, "passed"
     code = len(first) - len(first.lstrip())
     if first_verdict.ok:  # it passed but binds none of the names needed: another may, else it stays
         positions = [search.token_at(code)]
     else:
         positions = list(dict.fromkeys([search.token_at(first_verdict.offset), search.token_at(code), 0]))
-    found = "binds" if first_verdict.ok else "replaced"
+    found = "binds" if first_verdict.ok and wanted(first) else "replaced"
     fallback, unbinding = "", ""
     for text in search.branches(positions, MAX_ALTERNATIVES):
         if text.strip() and verdict(text).ok:
-            if _only_comments(text) and not _only_comments(first):
+            if not wanted(text) or (_only_comments(text) and not _only_comments(first)):
                 fallback = fallback or text  # says nothing the code needs: shown only if no code passes
                 continue
             if not binds(text):
@@ -240,6 +260,10 @@ def _ranked(engine, search: _Search, choice: str, label: str, following: str, ve
             scores.append(continuation_logprob(sampler, ids, len(context)))
     best = max(range(len(options)), key=lambda i: scores[i])
     return (choice, label) if best == 0 else (options[best], "ranked")
+
+
+# While a suggestion streams, one that is not wanted is not shown: another may replace it.
+_NOT_WANTED = candidates.Verdict(False, "a comment alone, or a line that cannot stand, where a line of code is wanted")
 
 
 def _only_comments(text: str) -> bool:
