@@ -46,9 +46,11 @@ class Verdict:
     ok: bool
     reason: str = ""  # why not, in words
     offset: int = 0  # where in the suggestion the problem starts (its first character when unknown)
+    unfinished: bool = False  # passes as code still being written: it opens what nothing after it closes
 
 
 PASS = Verdict(True)
+UNFINISHED = Verdict(True, unfinished=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +79,7 @@ def check(prefix: str, suggestion: str, suffix: str = "", namespace: Collection[
         cut = prefix[:len(prefix) - len(before)] + suffix[len(after):]  # outside the window
         return _names(new.tree, before + suggestion + after, len(before), suggestion, namespace, cut)
     if new.incomplete and not suffix.strip():
-        return PASS  # the user is still writing: what closes it comes next
+        return UNFINISHED  # the user is still writing: what closes it comes next
     old = _parse(before + after)
     if old.ok:
         start, end = len(before), len(before) + len(suggestion)
@@ -99,11 +101,9 @@ def check(prefix: str, suggestion: str, suffix: str = "", namespace: Collection[
 
 
 def leaves_open(prefix: str, suggestion: str, suffix: str = "") -> bool:
-    """Whether the code with `suggestion` ends too early: a block it opens, or a bracket, that nothing
-    after it fills or closes (what `check` lets pass while the user is still writing)."""
-    before, after = _window(prefix, suffix)
-    status = _parse(before + suggestion + after)
-    return not status.ok and status.incomplete
+    """Whether the code with `suggestion` ends too early, with nothing after it: a block it opens, or a
+    bracket, that is still to be filled or closed (what `check` lets pass while the user is writing)."""
+    return check(prefix, suggestion, suffix).unfinished
 
 
 def _on_next_line(after: str, offset: int) -> bool:

@@ -89,11 +89,8 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
     # one line, a line that cannot stand (`if n < 0:` with nothing after it) likewise.
     whole_line = at_line_start and result.mode == "line"
 
-    @functools.cache
-    def wanted(text: str) -> bool:
-        if not at_line_start:
-            return True
-        return not _only_comments(text) and not (whole_line and candidates.leaves_open(prefix, text, suffix))
+    def wanted(text: str) -> bool:  # the check's own verdict says whether the line is left open
+        return not at_line_start or not (_only_comments(text) or (whole_line and verdict(text).unfinished))
 
     def shown(text: str) -> candidates.Verdict:
         return verdict(text) if wanted(text) else _NOT_WANTED
