@@ -8,7 +8,8 @@ import textwrap
 
 import pytest
 
-from jupyter_codegemma.backends.candidates import binds, check, leaves_open, names_to_bind, starts_with_name
+from jupyter_codegemma.backends.candidates import (binds, block_to_open, check, leaves_open, names_to_bind,
+                                                   starts_with_name)
 
 FUNCTION = "def total(values):\n    result = 0\n    for v in values:\n"
 
@@ -132,6 +133,10 @@ def test_a_comment_where_the_code_below_needs_a_name_bound_is_refused():
     ("\n    for c in s:\n        print(c)\n    return [v for v in s], len(s)\n", ()),
     ("\n    import os\n    f = lambda q: os.sep + q\n    def g():\n        return g\n    return f(s)\n", ()),
     ("\n    return sorted(s)\n", ()),
+    # A name a comprehension or a nested function binds is not bound around it; a parameter is its own.
+    ("\n    evens = [i for i in s if i % 2]\n    return evens, i\n", ("i",)),
+    ("\n    def g(n):\n        for j in range(n):\n            print(j)\n    return g(j)\n", ("j",)),
+    ("\n    class C:\n        k = 1\n        def m(self):\n            return k\n    return C\n", ("k",)),
 ])
 def test_the_names_the_code_after_the_cursor_reads_before_anything_binds_them(suffix, needed):
     prefix = "def f(s):\n"
@@ -141,6 +146,21 @@ def test_the_names_the_code_after_the_cursor_reads_before_anything_binds_them(su
         assert binds(prefix, f"    {name} = 0", suffix, needed, ())
     if needed:
         assert not binds(prefix, "    unrelated = 0", suffix, needed, ())
+
+
+@pytest.mark.parametrize("prefix, suffix, needed, opener", [
+    # The line to write opens the block below it: without it the body has no header.
+    ("def f(n):\n    \"\"\"Doc.\"\"\"\n", "\n        if n % i == 0:\n            return i\n", ("i",), "    "),
+    ("def f(a, b):\n", "\n        if i == j:\n            return 0\n\n    return xor(a, b)\n", ("i", "j", "xor"), "    "),
+    # The line to write is a block's body: without it the `for` above has none.
+    ("def f(xs):\n    for x in xs:\n", "\n    return total\n", ("total",), None),
+    # It parses without the line: a statement in the block (this one could also open a deeper block).
+    ("def f(xs):\n    for x in xs:\n", "\n        print(y)\n", ("y",), None),
+])
+def test_names_to_bind_are_found_where_the_code_parses_only_with_the_line_to_write(prefix, suffix, needed, opener):
+    assert names_to_bind(prefix, suffix, ()) == needed
+    assert block_to_open(prefix, suffix) == opener
+    assert names_to_bind(prefix + "    x = 1", suffix, ()) == ()  # typed on the line: no placeholder, no parse
 
 
 def test_a_name_the_namespace_or_the_cells_around_hold_is_not_needed():

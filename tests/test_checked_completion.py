@@ -112,6 +112,39 @@ def test_a_module_the_code_after_the_cursor_reads_is_imported_there(engine):
     assert result.text == "    import re" and result.checked in ("binds", "replaced")
 
 
+def test_a_line_that_opens_the_block_below_binds_what_the_block_reads(engine):
+    # HumanEval/11, line 0: the block below reads `i` and `j`, and the function's last line calls `xor`;
+    # without the line the body has no header, so the names are found with a placeholder there. The
+    # model's own line is something else (`result = ''`, which fails the check); the header that binds
+    # them all is written: a function, as the code calls it, its parameters the names its block reads.
+    task = load_tasks("single-line", task_ids=("SingleLineInfilling/HumanEval/11/L0",))[0]
+    suffix = "\n" + task.suffix
+    needed = names_to_bind(task.prompt, suffix, ())
+    assert needed == ("i", "j", "xor")
+    own = engine.complete(task.prompt, suffix, mode="line", namespace=(), check=False).wait().text
+    result = engine.complete(task.prompt, suffix, mode="line", namespace=()).wait()
+    assert result.text == "    def xor(i, j):" != own and result.candidates > 1
+    assert names_to_bind(task.prompt + result.text, suffix, ()) == ()
+    # HumanEval/0, line 0: a loop, over both names the block reads (the model's own binds neither).
+    task = load_tasks("single-line", task_ids=("SingleLineInfilling/HumanEval/0/L0",))[0]
+    suffix = "\n" + task.suffix
+    assert names_to_bind(task.prompt, suffix, ()) == ("idx", "elem")
+    result = engine.complete(task.prompt, suffix, mode="line", namespace=()).wait()
+    assert result.text.startswith("    for idx, elem in ") and check(task.prompt, result.text, suffix, namespace=()).ok
+    assert names_to_bind(task.prompt + result.text, suffix, ()) == ()
+
+
+def test_two_names_the_code_after_the_cursor_needs_are_bound_together(engine):
+    # HumanEval/140, line 2: the loop below reads `end` and `start`, and nothing binds either.
+    task = load_tasks("single-line", task_ids=("SingleLineInfilling/HumanEval/140/L2",))[0]
+    suffix = "\n" + task.suffix
+    needed = names_to_bind(task.prompt, suffix, ())
+    assert set(needed) == {"start", "end"}
+    result = engine.complete(task.prompt, suffix, mode="line", namespace=()).wait()
+    assert result.text.startswith(f"    {', '.join(needed)} = ") and check(task.prompt, result.text, suffix, namespace=()).ok
+    assert names_to_bind(task.prompt + result.text, suffix, ()) == ()
+
+
 def test_a_line_still_to_write_gets_code_rather_than_a_comment_alone(engine):
     # HumanEval/84, line 0: the function's whole body is one line, and the model's own is a comment.
     task = load_tasks("single-line", task_ids=("SingleLineInfilling/HumanEval/84/L0",))[0]

@@ -61,16 +61,35 @@ def positions(code: str, end: bool = False) -> Callable[[ast.AST], int]:
     return position
 
 
-def bound_at(tree: ast.Module, code: str) -> dict[str, int]:
-    """Each name's first binding, as the offset in `code` from which it holds: an assignment's targets
-    once its value is computed (the statement's end: `m = max(m, x)` reads `m` first), a comprehension's
-    variables from its start, parameters from the first character, any other binding where it is written."""
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp, ast.SetComp, ast.DictComp,
+           ast.GeneratorExp)
+
+
+def bound_at(tree: ast.Module, code: str) -> Callable[[ast.Name], int]:
+    """For a read, the offset in `code` from which the name it reads is bound in a scope it sees (its
+    own, or one around it: a name a nested function or a comprehension binds is not bound outside it):
+    an assignment's targets once its value is computed (the statement's end: `m = max(m, x)` reads `m`
+    first), a comprehension's variables from its start, parameters from the first character, any other
+    binding where it is written; past the end of `code` where none is."""
     start, end = positions(code), positions(code, end=True)
-    held: dict[str, int] = {}
+    scope_of: dict[int, ast.AST] = {}  # each node's innermost scope: a function, class, comprehension or the module
+    parent_scope: dict[int, ast.AST | None] = {id(tree): None}
+
+    def visit(node: ast.AST, scope: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            scope_of[id(child)] = scope
+            if isinstance(child, _SCOPES):
+                parent_scope[id(child)] = scope
+                visit(child, child)
+            else:
+                visit(child, scope)
+
+    visit(tree, tree)
+    held: dict[tuple[int, str], int] = {}
     placed: set[int] = set()  # the Name nodes bound by the first walk
 
-    def bind(name: str, at: int) -> None:
-        held[name] = min(held.get(name, at), at)
+    def bind(scope: ast.AST, name: str, at: int) -> None:
+        held[id(scope), name] = min(held.get((id(scope), name), at), at)
 
     for node in ast.walk(tree):
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.NamedExpr)):
@@ -82,13 +101,30 @@ def bound_at(tree: ast.Module, code: str) -> dict[str, int]:
         for target in targets:
             for name in ast.walk(target):
                 if isinstance(name, ast.Name):
-                    bind(name.id, at)
+                    # A walrus in a comprehension binds in the scope around it; the rest where they are.
+                    scope = scope_of[id(name)]
+                    if isinstance(node, ast.NamedExpr):
+                        while isinstance(scope, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+                            scope = parent_scope[id(scope)]
+                    bind(scope, name.id, at)
                     placed.add(id(name))
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             if not isinstance(node.ctx, ast.Load) and id(node) not in placed:
-                bind(node.id, start(node))  # a for loop's or with's target, a del
-        else:
+                bind(scope_of[id(node)], node.id, start(node))  # a for loop's or with's target, a del
+        elif node is not tree:
             for name, where in _declared(node):
-                bind(name, 0 if where is None else start(where))
-    return held
+                # A parameter belongs to its function (the arg's scope); a def, class or import to the
+                # scope it is written in; global and nonlocal hold throughout the scope that declares them.
+                bind(scope_of[id(node)], name, 0 if where is None else start(where))
+
+    def at(read: ast.Name) -> int:
+        scope: ast.AST | None = scope_of[id(read)]
+        first, innermost = len(code) + 1, True
+        while scope is not None:
+            if innermost or not isinstance(scope, ast.ClassDef):  # a class's names are not its methods'
+                first = min(first, held.get((id(scope), read.id), first))
+            scope, innermost = parent_scope[id(scope)], False
+        return first
+
+    return at

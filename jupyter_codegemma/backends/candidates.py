@@ -123,6 +123,11 @@ def _compare(before: str, suggestion: str, after: str, old: _Status, new: _Statu
     """Text that did not parse before the suggestion and does not with it: whether it adds an error."""
     start, end = len(before), len(before) + len(suggestion)
     mapped = old.offset if old.offset < start else old.offset + len(suggestion)
+    if old.offset == start and new.offset == mapped:
+        # The code failed right at the cursor (`key = )[0]`: what belongs there is missing) and still
+        # fails at the same character: the suggestion has not supplied it (`lambda x: len(x))`).
+        return Verdict(False, f"the code after it still fails where it begins: {new.message}",
+                       _inside(new.offset, start, end, suggestion))
     if new.offset == mapped and new.message == old.message:
         return PASS  # the error the text already had, unchanged
     if old.ok or new.offset < mapped or start <= new.offset < end:
@@ -335,8 +340,7 @@ def names_to_bind(prefix: str, suffix: str, namespace: Collection[str] | None) -
     before, after = _window(prefix, suffix)
     if before.lstrip().startswith("%%"):
         return ()
-    code = before + after
-    status = _parse(code)
+    code, status = _parsed_around_line_to_write(before, after)
     names = bindings(status.tree) if status.ok else None
     if names is None:
         return ()
@@ -345,8 +349,59 @@ def names_to_bind(prefix: str, suffix: str, namespace: Collection[str] | None) -
     cut = prefix[:len(prefix) - len(before)] + suffix[len(after):]
     known = _known_names(namespace, cut)
     early = sorted((start(node), node.id) for node in read
-                   if _unknown(node.id, known) and start(node) < held.get(node.id, len(code) + 1))
+                   if _unknown(node.id, known) and start(node) < held(node))
     return tuple(dict.fromkeys(name for at, name in early if at >= len(before)))
+
+
+def _parsed_around_line_to_write(before: str, after: str) -> tuple[str, _Status]:
+    """`before + after` parsed; when it does not parse and the cursor is on a line still to write, the
+    same with a statement there that binds and reads nothing (`pass`, or `if True:` where the code after
+    it is indented as a block's body), at the first level that parses: without the line the user has
+    still to write, a block may have no body (`for x in xs:` just above) or a body no header (the line
+    to write opens it), and the names the code after it reads are still worth knowing."""
+    code = before + after
+    status = _parse(code)
+    placeholder = None if status.ok else _placeholder(before, after)
+    if placeholder is None:
+        return code, status
+    # It goes where the cursor is: the reads after the cursor are still those at or past len(before).
+    text = before[:before.rfind("\n") + 1] + "".join(placeholder) + "\n" + after
+    return text, _parse(text)
+
+
+def _placeholder(before: str, after: str) -> tuple[str, str] | None:
+    """(indentation, statement) of the placeholder that makes `before + line + after` parse, or None."""
+    head, _, typed = before.rpartition("\n")
+    if typed.strip() or not head:
+        return None
+    for indent in _levels_to_try(head + "\n", typed):
+        for statement in ("pass", "if True:"):
+            if _parse(f"{head}\n{indent}{statement}\n{after}").ok:
+                return indent, statement
+    return None
+
+
+def block_to_open(prefix: str, suffix: str) -> str | None:
+    """The indentation of the block header the line at the cursor must be, when the code around it
+    parses only with one there (the code after the cursor is a body without its header); else None."""
+    before, after = _window(prefix, suffix)
+    if _parse(before + after).ok:
+        return None
+    placeholder = _placeholder(before, after)
+    return placeholder[0] if placeholder is not None and placeholder[1] == "if True:" else None
+
+
+def _levels_to_try(head: str, typed: str) -> list[str]:
+    """The indentations a line after `head` may have, deepest first: the one typed on it, else each code
+    line's above and one level deeper than a line that opens a block."""
+    if typed:
+        return [typed]
+    lines = [line for line in head.split("\n") if line.strip() and not line.lstrip().startswith("#")]
+    levels = {line[:len(line) - len(line.lstrip())] for line in lines}
+    if lines and lines[-1].rstrip().endswith(":"):
+        last = lines[-1][:len(lines[-1]) - len(lines[-1].lstrip())]
+        levels.add(last + "    ")
+    return sorted(levels, key=len, reverse=True)
 
 
 def binds(prefix: str, suggestion: str, suffix: str, names: Collection[str], namespace: Collection[str]) -> bool:

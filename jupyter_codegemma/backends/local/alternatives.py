@@ -16,12 +16,15 @@ Nothing of such a suggestion streams before the choice.
 
 The code after the cursor may read a name before anything binds it (`return max_depth` with no
 `max_depth = ...` anywhere): a NameError waiting to happen, which the line at the cursor most likely
-should prevent (candidates.names_to_bind). A suggestion that binds none of those names is then passed
-over for one that does: the model's other likeliest first words, each continued, and then a line begun
-with the assignment itself (`max_depth =` -> `max_depth = 0`; `import math` for a module of the
-standard library), continued by the model. Only at a line's start: a line still to write. When none binds, the
-suggestion it would have shown otherwise is shown. A model without FIM cannot see those names. As with
-the ranking below, nothing streams before the choice there.
+should prevent (candidates.names_to_bind; where the code parses only with a line there, a placeholder
+stands in for it: the body of a `for` above, the header of the block below). A suggestion that binds
+fewer of those names than it could is passed over for one that binds them all: the model's other
+likeliest first words, each continued, and then a line begun with the binding itself (`max_depth =` ->
+`max_depth = 0`; `import math` for a module of the standard library; where the line opens the block
+below, `for i` -> `for i in range(len(l)):`, or `def xor(` for a name the code calls), continued by
+the model. Only at a line's start: a line still to write. When none binds them all, the one that binds
+most is shown, the suggestion shown otherwise first among equals. A model without FIM cannot see those
+names. As with the ranking below, nothing streams before the choice there.
 
 A model without FIM sees only the code before the cursor. With `rank_by_suffix`, when code follows the
 cursor, the suggestion the rules above would show is not shown at once: it is weighed against the
@@ -37,6 +40,7 @@ those lines run through the model.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import time
 from typing import Callable, Collection, Iterator, Sequence
@@ -50,6 +54,7 @@ from .scoring import continuation_logprob
 
 BRANCHES = 4  # alternatives tried at one position
 MAX_ALTERNATIVES = 8  # at most, per request, in the search for one that passes
+NONE, SOME, ALL = 0, 1, 2  # how far a suggestion binds the names the code after the cursor needs
 # What the ranking scores after each suggestion: the lines of code that follow the cursor, up to this many
 # holding code and this many characters (whole lines), so its cost does not grow with the cell.
 SCORED_LINES = 3
@@ -81,8 +86,12 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
     needed = candidates.names_to_bind(prefix, suffix, namespace) if at_line_start and suffix.strip() else ()
 
     @functools.cache
-    def binds(text: str) -> bool:
-        return not needed or candidates.binds(prefix, text, suffix, needed, namespace)
+    def binding(text: str) -> int:
+        """How far `text` binds the names needed: ALL of them (or none is needed), SOME, or NONE."""
+        if not needed:
+            return ALL
+        left = set(needed) & set(candidates.names_to_bind(prefix + text, suffix, namespace))
+        return ALL if not left else SOME if len(left) < len(needed) else NONE
 
     # A line still to write wants code: a comment alone there (`# Write your code here`, `# check if the
     # list is empty`) does nothing the code needs, so it is shown only when no code passes. Asked for
@@ -109,16 +118,17 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
 
     first_verdict = verdict(result.text)
     result.candidates = 1
-    if first_verdict.ok and not following and binds(result.text) and wanted(result.text):
+    if first_verdict.ok and not following and binding(result.text) == ALL and wanted(result.text):
         result.checked = "passed"
         if hold:
             yield result.text
         return
     started = time.perf_counter()
     search = _Search(engine, result, prompt_ids, healed, new_shape, max_new_tokens, stops, cancel)
-    text, label = _choice(search, result.text, first_verdict, verdict, binds, wanted, needed, healed)
+    forced = _lines_that_bind(needed, _block_to_open(prefix, suffix, result.text), result.text, suffix) if needed else []
+    text, label = _choice(search, result.text, first_verdict, verdict, binding, wanted, forced, healed)
     if following and text and not search.cancelled():
-        text, label = _ranked(engine, search, text, label, following, verdict, binds, prompt_ids, healed)
+        text, label = _ranked(engine, search, text, label, following, verdict, binding, prompt_ids, healed)
     result.candidates, result.checked, result.text = 1 + search.tried, label, text
     result.total_ms += (time.perf_counter() - started) * 1e3
     yield text
@@ -173,44 +183,102 @@ class _Search:
         return text
 
 
-def _choice(search: _Search, first: str, first_verdict: candidates.Verdict, verdict, binds, wanted,
-            needed: Sequence[str], healed: Healing | None) -> tuple[str, str]:
+def _choice(search: _Search, first: str, first_verdict: candidates.Verdict, verdict, binding, wanted,
+            forced: Sequence[str], healed: Healing | None) -> tuple[str, str]:
     """What is shown without ranking, and how it was chosen ("passed", "binds", "replaced", "withheld"):
-    the first suggestion if it passes and binds what is needed; else the first alternative that does,
-    branching where the first went wrong (the token holding the failure's first character), then at
-    its first word, then at its first token; then a line begun with a needed name's assignment."""
-    if first_verdict.ok and binds(first) and wanted(first):
+    the first suggestion if it passes and binds all the names needed; else the first alternative that
+    does, branching where the first went wrong (the token holding the failure's first character), then
+    at its first word, then at its first token; then a line begun with a needed name's binding. Failing
+    that, the code that passes and binds most of them, the first suggestion before the others; then a
+    comment (or text otherwise not wanted)."""
+    if first_verdict.ok and binding(first) == ALL and wanted(first):
         return first, "passed"
     code = len(first) - len(first.lstrip())
-    if first_verdict.ok:  # it passed but binds none of the names needed: another may, else it stays
+    if first_verdict.ok:  # it passed but binds too little, or is not wanted: another may, else it stays
         positions = [search.token_at(code)]
     else:
         positions = list(dict.fromkeys([search.token_at(first_verdict.offset), search.token_at(code), 0]))
     found = "binds" if first_verdict.ok and wanted(first) else "replaced"
-    fallback, unbinding = "", ""
+    fallback = ""
+    passed = [first] if first_verdict.ok and wanted(first) else []
     for text in search.branches(positions, MAX_ALTERNATIVES):
         if text.strip() and verdict(text).ok:
             if not wanted(text) or (_only_comments(text) and not _only_comments(first)):
                 fallback = fallback or text  # says nothing the code needs: shown only if no code passes
                 continue
-            if not binds(text):
-                unbinding = unbinding or text  # shown only if nothing binds what the code after it needs
-                continue
-            return text, found
+            if binding(text) == ALL:
+                return text, found
+            passed.append(text)  # shown only if nothing binds more
     # The line the code after the cursor needs, begun with the assignment itself: `total =` -> `total =
     # 0` (with the name alone the model went on to lengthen it: `vowels` -> `vowels_count = 0`), or
-    # `import math` for a module of the standard library.
-    indent = first[:code]
-    for name in needed[:2] if healed is None and not search.cancelled() else ():
-        line = f"import {name}" if name in sys.stdlib_module_names else f"{name} ="
-        text = search.forced(search.engine.tokenize(indent + line, add_bos=False))
-        if verdict(text).ok and binds(text):
+    # `import math` for a module of the standard library. Where the line opens the block the code after
+    # it is indented as, the header that binds: `for i` (-> `for i in range(len(l)):`), or `def xor(` for
+    # a name the code calls (_lines_that_bind).
+    for line in forced if healed is None and not search.cancelled() else ():
+        text = search.forced(search.engine.tokenize(line, add_bos=False))
+        if verdict(text).ok and binding(text) == ALL:
             return text, found
+        if verdict(text).ok and binding(text) == SOME:
+            passed.append(text)
+    if passed:
+        best = max(passed, key=binding)  # the first of the best: the first suggestion's where it is one
+        return best, "passed" if best == first else found
     if first_verdict.ok:
         return first, "passed"
-    if unbinding:
-        return unbinding, "replaced"
     return fallback, "replaced" if fallback else "withheld"
+
+
+def _block_to_open(prefix: str, suffix: str, first: str) -> str | None:
+    """The indentation of the block header the line at the cursor must be: where the code around it
+    parses only with one (candidates.block_to_open), or where the first suggestion's line sits shallower
+    than the code after it (`for idx, x in xs:` above, the body's `if idx != j:` below: the line between
+    opens the block that holds it); None when it need not open one."""
+    opener = candidates.block_to_open(prefix, suffix)
+    if opener is not None:
+        return opener
+    below = next((line for line in suffix.split("\n") if line.strip() and not line.lstrip().startswith("#")), "")
+    indent = first[:len(first) - len(first.lstrip())]
+    if "\n" in indent or not first.strip():
+        return None
+    return indent if len(indent) < len(below) - len(below.lstrip()) else None
+
+
+def _lines_that_bind(needed: Sequence[str], opener: str | None, first: str, suffix: str) -> list[str]:
+    """How the forced lines begin (see _choice). Where the line opens the block below, at `opener`'s
+    indentation: for a name the code calls, that function's header, the needed names its block reads
+    as parameters (`def xor(i, j):`); a loop over the names the block reads (`for idx, elem in`). Else,
+    at the first suggestion's indentation: the import of a module of the standard library, and the
+    assignment of the other names, all at once and then the first alone (`start, end =`, `start =`)."""
+    call = r"(?<![\w.]){}\s*\("
+    called = [name for name in needed if re.search(call.format(re.escape(name)), suffix)]
+    if opener is not None:
+        block = _block_below(suffix, opener)
+        at = {name: found.start() for name in needed if (found := re.search(rf"(?<![\w.]){re.escape(name)}\b", block))}
+        reads = sorted(at, key=at.get)
+        lines = [f"{opener}def {name}({', '.join(other for other in reads if other != name)}):" for name in called[:1]]
+        loop = [name for name in reads if name not in called][:3]
+        return lines + ([f"{opener}for {', '.join(loop)} in"] if loop else [])
+    indent = first[:len(first) - len(first.lstrip())]
+    modules = [name for name in needed if name in sys.stdlib_module_names]
+    names = [name for name in needed if name not in modules]
+    lines = [f"{indent}import {name}" for name in modules[:1]]
+    if len(names) > 1:
+        lines.append(f"{indent}{', '.join(names[:3])} =")
+    return lines + [f"{indent}{name} =" for name in names[:1]]
+
+
+def _block_below(suffix: str, opener: str) -> str:
+    """The lines of the block the line at the cursor opens: those after it, from the first with code,
+    while they are blank or indented deeper than `opener`."""
+    lines = suffix.split("\n")[1:]
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    block = []
+    for line in lines:
+        if line.strip() and len(line) - len(line.lstrip()) <= len(opener):
+            break
+        block.append(line)
+    return "\n".join(block)
 
 
 def _following_code(suffix: str) -> str:
@@ -229,7 +297,7 @@ def _following_code(suffix: str) -> str:
     return "\n".join(taken) if code else ""
 
 
-def _ranked(engine, search: _Search, choice: str, label: str, following: str, verdict, binds,
+def _ranked(engine, search: _Search, choice: str, label: str, following: str, verdict, binding,
             prompt_ids: Sequence[int], healed: Healing | None) -> tuple[str, str]:
     """The likeliest, followed by `following`, of `choice` (what would be shown, with its `label`) and the
     other suggestions that pass like it: the check, code rather than only comments, and what the code
@@ -239,9 +307,9 @@ def _ranked(engine, search: _Search, choice: str, label: str, following: str, ve
     code = len(first) - len(first.lstrip())
     for _ in search.branches([search.token_at(code), 0], 2 * BRANCHES):
         pass
-    comments, binding = _only_comments(choice), binds(choice)
+    comments, bound = _only_comments(choice), binding(choice)
     options = [choice] + [text for text in dict.fromkeys(search.texts) if text != choice and text.strip()
-                          and _only_comments(text) == comments and verdict(text).ok and (binds(text) or not binding)]
+                          and _only_comments(text) == comments and verdict(text).ok and binding(text) >= bound]
     if len(options) == 1 or search.cancelled():
         return choice, label
     sampler, context = engine._sampler, list(prompt_ids)
