@@ -9,7 +9,8 @@ import pytest
 
 from jupyter_codegemma.backends.base import SamplingParams
 from jupyter_codegemma.backends.candidates import binds, check, leaves_open, names_to_bind
-from jupyter_codegemma.backends.local.alternatives import SCORED_CHARS, SCORED_LINES, _following_code, _only_comments
+from jupyter_codegemma.backends.local.alternatives import (SCORED_CHARS, SCORED_LINES, _arity, _following_code, _lines_that_bind,
+                                                           _next_code_line, _only_comments)
 from jupyter_codegemma.backends.local.constraint import NameTrie, identifier_continuing
 from jupyter_codegemma.backends.local.scoring import continuation_logprob
 from jupyter_codegemma.evaluation.data import load_tasks
@@ -171,6 +172,33 @@ def test_one_line_asked_for_is_one_that_can_stand(engine):
     assert check(task.prompt, result.text, suffix, namespace=()).ok
     block = engine.complete(task.prompt, suffix, mode="block", namespace=()).wait()
     assert block.text.lstrip().startswith("if ") and "\n" in block.text
+
+
+def test_one_line_asked_for_is_not_the_next_line_again(engine):
+    # HumanEval/20, line 12: the model's own line is the one just below it (`closest_pair = ...`).
+    task = load_tasks("single-line", task_ids=("SingleLineInfilling/HumanEval/20/L12",))[0]
+    suffix = "\n" + task.suffix
+    below = _next_code_line(suffix)
+    assert below == "closest_pair = tuple(sorted([elem, elem2]))"
+    own = engine.complete(task.prompt, suffix, mode="line", namespace=(), check=False).wait().text
+    assert own.strip() == below
+    result = engine.complete(task.prompt, suffix, mode="line", namespace=()).wait()
+    assert result.checked == "replaced" and result.text.strip() not in ("", below)  # the model's next best
+    assert check(task.prompt, result.text, suffix, namespace=()).ok
+
+
+def test_a_function_header_takes_as_many_parameters_as_its_calls_pass():
+    suffix = "\n        return str(n) == str(n)[::-1]\n\n    for i in range(n):\n        if i and is_palindrome(i):\n"
+    assert _arity(suffix, "is_palindrome") == 1
+    assert _arity("\n    return ''.join(xor(x, y) for x, y in zip(a, b))\n", "xor") == 2
+    assert _arity("\n    return f(*args)\n", "f") is None  # not readable: the model writes the parameters
+    # The block reads no name that nothing binds (`n` is the function's around it), while the call
+    # passes one argument: the header is begun, and the model writes the parameters.
+    assert _lines_that_bind(("is_palindrome",), "    ", "    pass", suffix) == ["    def is_palindrome("]
+    block = "\n        if i == j:\n            return 0\n\n    return ''.join(xor(x, y) for x, y in zip(a, b))\n"
+    assert _lines_that_bind(("i", "j", "xor"), "    ", "", block) == ["    def xor(i, j):", "    for i, j in"]
+    assert _lines_that_bind(("start", "end"), None, "    x = 1", "\n") == ["    start, end =", "    start ="]
+    assert _lines_that_bind(("re", "total"), None, "  pass", "\n") == ["  import re", "  total ="]
 
 
 def test_names_to_bind_are_sought_only_for_a_line_still_to_write(engine):

@@ -11,8 +11,9 @@ no other does, unless the model's own was a comment too); when none does, nothin
 A line still to write (the cursor at a line's start) wants code: a suggestion that is only a comment
 (`# Write your code here`) is passed over, like one that fails, for the model's other first words, and
 shown only when no code passes. Asked for one line (mode "line"), so is a line that cannot stand where
-nothing follows it (`if n < 0:` as a function's last line, with no body to come in the suggestion).
-Nothing of such a suggestion streams before the choice.
+nothing follows it (`if n < 0:` as a function's last line, with no body to come in the suggestion), and
+a line that repeats the next line of code (`return False` just above the function's last, `return
+False`). Nothing of such a suggestion streams before the choice.
 
 The code after the cursor may read a name before anything binds it (`return max_depth` with no
 `max_depth = ...` anywhere): a NameError waiting to happen, which the line at the cursor most likely
@@ -39,6 +40,7 @@ those lines run through the model.
 
 from __future__ import annotations
 
+import ast
 import functools
 import re
 import sys
@@ -95,11 +97,14 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
 
     # A line still to write wants code: a comment alone there (`# Write your code here`, `# check if the
     # list is empty`) does nothing the code needs, so it is shown only when no code passes. Asked for
-    # one line, a line that cannot stand (`if n < 0:` with nothing after it) likewise.
+    # one line, a line that cannot stand (`if n < 0:` with nothing after it) likewise, and one that
+    # repeats the next line of code (`return False` just above the function's last, `return False`).
     whole_line = at_line_start and result.mode == "line"
+    next_line = _next_code_line(suffix) if whole_line else ""
 
     def wanted(text: str) -> bool:  # the check's own verdict says whether the line is left open
-        return not at_line_start or not (_only_comments(text) or (whole_line and verdict(text).unfinished))
+        return not at_line_start or not (_only_comments(text) or (whole_line and (
+            verdict(text).unfinished or (next_line and text.strip() == next_line))))
 
     def shown(text: str) -> candidates.Verdict:
         return verdict(text) if wanted(text) else _NOT_WANTED
@@ -255,7 +260,8 @@ def _lines_that_bind(needed: Sequence[str], opener: str | None, first: str, suff
         block = _block_below(suffix, opener)
         at = {name: found.start() for name in needed if (found := re.search(rf"(?<![\w.]){re.escape(name)}\b", block))}
         reads = sorted(at, key=at.get)
-        lines = [f"{opener}def {name}({', '.join(other for other in reads if other != name)}):" for name in called[:1]]
+        lines = [_header_of(opener, name, [other for other in reads if other != name], _arity(suffix, name))
+                 for name in called[:1]]
         loop = [name for name in reads if name not in called][:3]
         return lines + ([f"{opener}for {', '.join(loop)} in"] if loop else [])
     indent = first[:len(first) - len(first.lstrip())]
@@ -265,6 +271,34 @@ def _lines_that_bind(needed: Sequence[str], opener: str | None, first: str, suff
     if len(names) > 1:
         lines.append(f"{indent}{', '.join(names[:3])} =")
     return lines + [f"{indent}{name} =" for name in names[:1]]
+
+
+def _header_of(opener: str, name: str, parameters: list[str], arity: int | None) -> str:
+    """`def name(a, b):` with the names the block reads as parameters, when the code calls it with as
+    many arguments (or its calls cannot be read); else `def name(`, for the model to go on."""
+    if arity is not None and arity != len(parameters):
+        return f"{opener}def {name}("
+    return f"{opener}def {name}({', '.join(parameters)}):"
+
+
+def _arity(suffix: str, name: str) -> int | None:
+    """How many arguments the first call of `name` in `suffix` passes, where its line can be read alone."""
+    for line in suffix.split("\n"):
+        if not re.search(rf"(?<![\w.]){re.escape(name)}\s*\(", line):
+            continue
+        statement = re.sub(r"^(elif|else|while|if)\b", "if", line.strip())
+        for text in (statement, statement + " pass"):
+            try:
+                tree = ast.parse(text)
+            except SyntaxError:
+                continue
+            calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+                     and isinstance(node.func, ast.Name) and node.func.id == name]
+            if calls and not any(isinstance(arg, ast.Starred) for arg in calls[0].args) and not calls[0].keywords:
+                return len(calls[0].args)
+            break
+        return None
+    return None
 
 
 def _block_below(suffix: str, opener: str) -> str:
@@ -279,6 +313,11 @@ def _block_below(suffix: str, opener: str) -> str:
             break
         block.append(line)
     return "\n".join(block)
+
+
+def _next_code_line(suffix: str) -> str:
+    """The first line after the cursor's that holds code, stripped ("" when none does)."""
+    return next((line.strip() for line in suffix.split("\n")[1:] if line.strip() and not line.lstrip().startswith("#")), "")
 
 
 def _following_code(suffix: str) -> str:
