@@ -75,16 +75,14 @@ def bound_at(tree: ast.Module, code: str) -> Callable[[ast.Name], int]:
     scope_of: dict[int, ast.AST] = {}  # each node's innermost scope: a function, class, comprehension or the module
     parent_scope: dict[int, ast.AST | None] = {id(tree): None}
 
-    def visit(node: ast.AST, scope: ast.AST) -> None:
+    stack: list[tuple[ast.AST, ast.AST]] = [(tree, tree)]  # a stack, not recursion: `1+1+...` nests deep
+    while stack:
+        node, scope = stack.pop()
         for child in ast.iter_child_nodes(node):
             scope_of[id(child)] = scope
             if isinstance(child, _SCOPES):
                 parent_scope[id(child)] = scope
-                visit(child, child)
-            else:
-                visit(child, scope)
-
-    visit(tree, tree)
+            stack.append((child, child if isinstance(child, _SCOPES) else scope))
     held: dict[tuple[int, str], int] = {}
     placed: set[int] = set()  # the Name nodes bound by the first walk
 
