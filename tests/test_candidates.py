@@ -73,6 +73,21 @@ def test_a_suggestion_may_not_add_an_error_to_a_cell_that_had_one():
     assert not verdict.ok and "adds an error" in verdict.reason
 
 
+def test_a_suggestion_must_mend_what_the_rest_of_its_line_lacks():
+    """Code after the cursor on its line that fails for want of what belongs at the cursor (a bracket it
+    closes, an expression it goes on from) must parse with the suggestion: the check does not let the
+    same error stand, nor one moved further along that line."""
+    prefix = "def unique(l):\n    return "
+    verdict = check(prefix, "sorted(l)", "set(l)))\n")
+    assert not verdict.ok and "on its line still fails" in verdict.reason and "unmatched ')'" in verdict.reason
+    assert check(prefix, "sorted(list(", "set(l)))\n").ok
+    prefix = "def rescale(numbers, low, high):\n    return ["
+    assert not check(prefix, "low, high]", " for x in numbers]\n").ok  # `[low, high] for x in numbers]`
+    assert check(prefix, "(x - low) / (high - low)", " for x in numbers]\n").ok
+    # An error further down, on another line, is the user's: it does not count against the suggestion.
+    assert check("x = (", "1 + 2", ")\nprint(y))\n").ok
+
+
 def test_made_up_names_are_refused_where_the_namespace_is_known():
     prefix = "import math\n\ndef area(radius):\n    "
     assert check(prefix, "return math.pi * radius ** 2", "", namespace=()).ok

@@ -123,14 +123,18 @@ def _compare(before: str, suggestion: str, after: str, old: _Status, new: _Statu
     """Text that did not parse before the suggestion and does not with it: whether it adds an error."""
     start, end = len(before), len(before) + len(suggestion)
     mapped = old.offset if old.offset < start else old.offset + len(suggestion)
-    if old.offset == start and new.offset == mapped:
-        # The code failed right at the cursor (`key = )[0]`: what belongs there is missing) and still
-        # fails at the same character: the suggestion has not supplied it (`lambda x: len(x))`).
-        return Verdict(False, f"the code after it still fails where it begins: {new.message}",
+    if start <= new.offset < end:
+        return Verdict(False, f"the suggestion adds an error: {new.message}", new.offset - start)
+    line_end = start + (after.find("\n") % (len(after) + 1))
+    if start <= old.offset <= line_end and new.offset <= line_end + len(suggestion):
+        # The code failed right at the cursor or later on its line (`key = )[0]`, `return set(l)))`: what
+        # belongs there is missing, or a bracket the rest of the line closes) and still fails on that
+        # line: the suggestion has not supplied it (`lambda x: len(x))`, `sorted(l)`).
+        return Verdict(False, f"the code after it on its line still fails: {new.message}",
                        _inside(new.offset, start, end, suggestion))
     if new.offset == mapped and new.message == old.message:
         return PASS  # the error the text already had, unchanged
-    if old.ok or new.offset < mapped or start <= new.offset < end:
+    if old.ok or new.offset < mapped:
         return Verdict(False, f"the suggestion adds an error: {new.message}",
                        _inside(new.offset, start, end, suggestion))
     return PASS  # the first error moved later: the suggestion fixed what was wrong before it
