@@ -141,6 +141,11 @@ def test_a_non_stop_token_keeps_generating(tok):
     ("x = foo(", ")\n", "line"),
     ("total = 1", "\n", "line"),
     ("if ok:", "\n", "block"),
+    # The header of a compound statement being written, with no body below it yet: it and its body.
+    ("def f(ops):\n    for op in o", "\n\n    return False\n", "block"),
+    ("    while i < ", "\n", "block"),
+    ("def f(ops):\n    for op in o", "\n        total += op\n", "line"),  # its body is there
+    ("    format_it = ", "\n", "line"),  # a word that starts like a keyword is not one
 ])
 def test_auto_mode(prefix, suffix, expected):
     assert fim.resolve_mode("auto", prefix, suffix) == expected
@@ -156,6 +161,13 @@ def test_auto_mode(prefix, suffix, expected):
     ("    return x\nprint(f(2))\n", "def f(x):\n", "print(f(2))\n", "block", "    return x", True),
     ("1, 2)\nprint(x)\n\nfoo", "x = mul(", "\n", "line", "1, 2)", True),
     ("a = 1\nb = 2\n\nc = 3", "", "", "block", "a = 1\nb = 2", True),  # top level: a blank line ends it
+    # A header written from the cursor: its body, up to the line indented as the header is.
+    ("perations:\n        total += op\n    return total", "def f(ops):\n    for op in o", "\n", "block",
+     "perations:\n        total += op", True),
+    ("perations:  # each\n        total += op\n    return", "    for op in o", "\n", "block",
+     "perations:  # each\n        total += op", True),
+    # ... or the header alone where it ends on its own line (`if not ops: return 0`).
+    (" not ops: return 0\n    total = 0", "    if", "\n", "block", " not ops: return 0", True),
 ])
 def test_shaping(raw, prefix, suffix, mode, expected, complete):
     shaped = fim.shape(raw, prefix, suffix, mode)

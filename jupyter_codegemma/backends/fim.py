@@ -17,6 +17,7 @@ then used to stop and to trim what the model writes that is already there.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Literal, Sequence
 
 Layout = Literal["psm", "spm"]
@@ -97,23 +98,41 @@ def build_prompt(tokenizer, prefix: str, suffix: str = "", *, layout: Layout = "
 # --- from raw model text to a suggestion --------------------------------------------------------
 
 
+# The keywords that begin a compound statement: a line begun with one opens a block (`for op in o` ->
+# `perations:` and its body).
+_OPENS_BLOCK = re.compile(r"\s*(?:async\s+)?(?:for|while|if|elif|else|with|def|class|try|except|finally)\b")
+
+
 def resolve_mode(mode: Mode, prefix: str, suffix: str) -> Literal["line", "block"]:
-    """`auto`: a whole block where one starts (an empty line, or a line ending in ':'), else the line."""
+    """`auto`: a whole block where one starts (an empty line, a line ending in ':', or the header of a
+    compound statement being written whose body is still to come), else the line."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode != "auto":
         return mode
     current_line = prefix.rsplit("\n", 1)[-1]
-    rest_of_line = suffix.split("\n", 1)[0]
+    rest_of_line, _, after = suffix.partition("\n")
     if rest_of_line.strip():
         return "line"  # the cursor is inside a line: only that line can change
     if not current_line.strip() or current_line.rstrip().endswith((":", "{")):
         return "block"
+    if _writes_header(current_line):
+        next_code = next((line for line in after.split("\n") if line.strip()), "")
+        if _indent(next_code) <= _indent(current_line):
+            return "block"  # no body below it yet: the suggestion writes the header's end and the body
     return "line"
 
 
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
+
+
+_ENDS_HEADER = re.compile(r":\s*#[^'\"]*$")  # a ':' with a comment after it
+
+
+def _writes_header(current_line: str) -> bool:
+    """Whether the cursor is in the header of a compound statement, before its ':'."""
+    return _OPENS_BLOCK.match(current_line) is not None and not current_line.rstrip().endswith((":", "{"))
 
 
 def _block_end(lines: list[str], current_line: str, final: bool) -> int | None:
@@ -124,7 +143,10 @@ def _block_end(lines: list[str], current_line: str, final: bool) -> int | None:
     At the top level (no indentation to go back to) a blank line ends the block.
     """
     first = current_line + lines[0]
-    base = _indent(first) + (1 if first.rstrip().endswith(":") else 0) if first.strip() else None
+    opens = first.rstrip().endswith(":") or _ENDS_HEADER.search(first) is not None
+    if len(lines) > 1 and not opens and _writes_header(current_line):
+        return 1  # a header finished on its own line (`if x: return y`) opens no block below it
+    base = _indent(first) + (1 if opens else 0) if first.strip() else None
     for i in range(1, len(lines)):
         growing = i == len(lines) - 1 and not final
         if not lines[i].strip():
