@@ -1,5 +1,5 @@
-"""Token healing (backends/local/healing.py): a cursor after a space gets the suggestion the model writes
-when it writes the space itself, on the real default model."""
+"""Token healing (backends/local/healing.py): a cursor after a space, or inside a word, gets the suggestion
+the model writes when it writes the space, or the whole word, itself; on the real default model."""
 
 from __future__ import annotations
 
@@ -27,6 +27,36 @@ def test_the_blank_after_code_is_taken_off_and_written_again_by_the_first_token(
     for text in ("if x:\n    ", "x = foo(a,", "x"):
         ids = [tokenizer.bos_id] + tokenizer.encode(text, add_bos=False)
         assert healing.heal(tokenizer, ids) == (ids, None), text
+
+
+def test_the_tokens_of_a_begun_word_are_taken_off_and_written_again_by_the_first_token(engine):
+    tokenizer = engine.tokenizer
+    piece = lambda i: healing.piece_text(tokenizer, i)  # noqa: E731
+    for text, taken, word in (("    for op in o", 1, " o"),  # `▁o`, a word of its own token
+                              ("        retu", 2, "retu"),  # `ret` + `u`: the whole begun word
+                              ("    ret", 1, "ret")):
+        ids = [tokenizer.bos_id] + tokenizer.encode(text, add_bos=False)
+        healed_ids, healed = healing.heal(tokenizer, ids)
+        assert healed_ids == ids[:-taken] and healed.text == word, text
+        allowed = [piece(i) for i in np.flatnonzero(healed.mask)]
+        assert allowed and all(t.startswith(word) for t in allowed), text
+    ids = [tokenizer.bos_id] + tokenizer.encode("        retu", add_bos=False)
+    assert " return" not in [piece(i) for i in np.flatnonzero(healing.heal(tokenizer, ids)[1].mask)]
+    assert tokenizer.encode("return", add_bos=False)[0] in np.flatnonzero(healing.heal(tokenizer, ids)[1].mask)
+    # After a bracket, a quote or a newline there is no word to heal.
+    for text in ("print(x)", "x = 'a'", "if x:\n"):
+        ids = [tokenizer.bos_id] + tokenizer.encode(text, add_bos=False)
+        assert healing.heal(tokenizer, ids) == (ids, None), text
+
+
+def test_a_cursor_inside_a_word_gets_the_rest_of_the_word(engine):
+    """Before healing, Gemma 3 270M began a new word after the user's: `ooperations:`, `retu = s[...]`."""
+    prefix = ("def below_zero(operations: list) -> bool:\n    balance = 0\n\n    for op in o")
+    result = engine.complete(prefix, "\n\n    return False\n", mode="line", check=False).wait()
+    assert result.text.startswith("perations"), result.text
+    prefix = "def shift(s: str, n: int) -> str:\n    if n > len(s):\n        retu"
+    result = engine.complete(prefix, "\n", mode="line", check=False).wait()
+    assert result.text.startswith("rn "), result.text
 
 
 def test_a_cursor_after_a_space_gets_code_that_goes_on_after_the_space(engine):
@@ -59,3 +89,7 @@ def test_the_vocabulary_tables_agree_with_each_tokens_text(engine):
         expected = {i for i, t in enumerate(texts) if t.startswith(blanks)} - {tokenizer.bos_id, tokenizer.eos_id}
         assert set(tables.starting_with(blanks).tolist()) == expected, repr(blanks)
     assert tables.starting_with("\n").size == 0
+    words = vocabulary.word_beginnings(tokenizer)
+    for begun in (" ret", "retu", "u", " o", "ma", "_", "é"):
+        expected = {i for i, t in enumerate(texts) if t.startswith(begun)} - {tokenizer.bos_id, tokenizer.eos_id}
+        assert set(words.starting_with(begun).tolist()) == expected, repr(begun)

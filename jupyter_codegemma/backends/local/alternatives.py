@@ -70,7 +70,7 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
             rank_by_suffix: bool = False) -> Iterator[str]:
     """Stream the first suggestion (`first`, which fills `result`); once it has ended, check it and, if
     it fails, replace it with the first alternative that passes, or with nothing. `healed`: the prompt
-    lost its last blanks (healing.py), so a suggestion's first token must write them again. While it
+    lost its last blanks or begun word (healing.py), so a suggestion's first token must write them again. While it
     streams, only the texts that pass are shown (candidates.passing); where another suggestion may be
     chosen over one that passes (ranking, names to bind: see the module), nothing before the choice."""
 
@@ -352,8 +352,8 @@ def _ranked(engine, search: _Search, choice: str, label: str, following: str, ve
     if len(options) == 1 or search.cancelled():
         return choice, label
     sampler, context = engine._sampler, list(prompt_ids)
-    blanks = healed.text if healed is not None else ""
-    scored = [context + engine.tokenize(blanks + option + following, add_bos=False) for option in options]
+    healed_text = healed.text if healed is not None else ""
+    scored = [context + engine.tokenize(healed_text + option + following, add_bos=False) for option in options]
     if max(len(ids) for ids in scored) > sampler.cache_len:
         return choice, label  # the context is full: nothing to rank in
     scores = []

@@ -294,8 +294,8 @@ class Engine:
 
     def _stream(self, prompt_ids, max_new_tokens, sampling, stops, cancel, result, names=None,
                 healed: healing.Healing | None = None) -> Iterator[str]:
-        """`healed`: the prompt lost its last blanks; the first token writes them again (`names` is then
-        unused) and the text yielded starts after them."""
+        """`healed`: the prompt lost its last blanks or begun word; the first token writes them again
+        (`names` is then unused) and the text yielded starts after them."""
         started = time.perf_counter()
         self.last_prompt_ids = list(prompt_ids)
         decoder = IncrementalDecoder(self.tokenizer)
