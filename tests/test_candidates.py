@@ -1,4 +1,5 @@
-"""The check every suggestion passes before it is shown (backends/candidates.py)."""
+"""The check every suggestion passes before it is shown (backends/candidates.py), and the names the
+line still to write must bind (backends/line_to_write.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import textwrap
 
 import pytest
 
-from jupyter_codegemma.backends.candidates import (binds, block_to_open, check, leaves_open, names_to_bind,
-                                                   starts_with_name)
+from jupyter_codegemma.backends.candidates import check, leaves_open, starts_with_name
+from jupyter_codegemma.backends.line_to_write import NONE, LineToWrite, binding, names_to_bind, read
 
 FUNCTION = "def total(values):\n    result = 0\n    for v in values:\n"
 
@@ -158,9 +159,9 @@ def test_the_names_the_code_after_the_cursor_reads_before_anything_binds_them(su
     assert names_to_bind(prefix, suffix, ()) == needed
     assert names_to_bind(prefix, suffix, None) == ()  # namespace unknown: the kernel may hold them
     for name in needed:
-        assert binds(prefix, f"    {name} = 0", suffix, needed, ())
+        assert binding(prefix, f"    {name} = 0", suffix, needed, ()) != NONE
     if needed:
-        assert not binds(prefix, "    unrelated = 0", suffix, needed, ())
+        assert binding(prefix, "    unrelated = 0", suffix, needed, ()) == NONE
 
 
 @pytest.mark.parametrize("prefix, suffix, needed, opener", [
@@ -173,8 +174,7 @@ def test_the_names_the_code_after_the_cursor_reads_before_anything_binds_them(su
     ("def f(xs):\n    for x in xs:\n", "\n        print(y)\n", ("y",), None),
 ])
 def test_names_to_bind_are_found_where_the_code_parses_only_with_the_line_to_write(prefix, suffix, needed, opener):
-    assert names_to_bind(prefix, suffix, ()) == needed
-    assert block_to_open(prefix, suffix) == opener
+    assert read(prefix, suffix, ()) == LineToWrite(needed, opener)
     assert names_to_bind(prefix + "    x = 1", suffix, ()) == ()  # typed on the line: no placeholder, no parse
 
 

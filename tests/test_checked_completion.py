@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from jupyter_codegemma.backends.base import SamplingParams
-from jupyter_codegemma.backends.candidates import binds, check, leaves_open, names_to_bind
-from jupyter_codegemma.backends.local.alternatives import (SCORED_CHARS, SCORED_LINES, _arity, _following_code, _lines_that_bind,
-                                                           _next_code_line, _only_comments)
+from jupyter_codegemma.backends.candidates import check, leaves_open
+from jupyter_codegemma.backends.line_to_write import NONE, _arity, binding, lines_that_bind, names_to_bind
+from jupyter_codegemma.backends.local.alternatives import (SCORED_CHARS, SCORED_LINES, _following_code, _next_code_line,
+                                                           _only_comments)
 from jupyter_codegemma.backends.local.constraint import NameTrie, identifier_continuing
 from jupyter_codegemma.backends.local.scoring import continuation_logprob
 from jupyter_codegemma.evaluation.data import load_tasks
@@ -81,13 +82,15 @@ def test_a_suggestion_that_binds_what_the_code_after_it_reads_is_shown_before_on
     needed = names_to_bind(task.prompt, suffix, ())
     assert needed == ("new_distance",)
     own = engine.complete(task.prompt, suffix, mode="line", namespace=(), check=False).wait().text
-    assert check(task.prompt, own, suffix, namespace=()).ok and not binds(task.prompt, own, suffix, needed, ())
+    assert check(task.prompt, own, suffix, namespace=()).ok
+    assert binding(task.prompt, own, suffix, needed, ()) == NONE
     completion = engine.complete(task.prompt, suffix, mode="line", namespace=())
     shown = list(completion)
     result = completion.wait()
     assert shown == [result.text]  # the first suggestion, passed over, was never shown
     assert result.checked == "binds" and result.candidates > 1 and result.text != own
-    assert check(task.prompt, result.text, suffix, namespace=()).ok and binds(task.prompt, result.text, suffix, needed, ())
+    assert check(task.prompt, result.text, suffix, namespace=()).ok
+    assert binding(task.prompt, result.text, suffix, needed, ()) != NONE
     # Where the namespace is unknown (the kernel may hold the name), the model's own line stays.
     unknown = engine.complete(task.prompt, suffix, mode="line").wait()
     assert unknown.checked == "passed" and unknown.text == own
@@ -102,7 +105,8 @@ def test_a_replacement_binds_what_the_code_after_it_reads_when_one_can(engine):
     assert needed == ("max_depth",)
     result = engine.complete(task.prompt, suffix, mode="line", namespace=()).wait()
     assert result.checked == "replaced" and result.candidates > 1
-    assert check(task.prompt, result.text, suffix, namespace=()).ok and binds(task.prompt, result.text, suffix, needed, ())
+    assert check(task.prompt, result.text, suffix, namespace=()).ok
+    assert binding(task.prompt, result.text, suffix, needed, ()) != NONE
 
 
 def test_a_module_the_code_after_the_cursor_reads_is_imported_there(engine):
@@ -195,11 +199,11 @@ def test_a_function_header_takes_as_many_parameters_as_its_calls_pass():
     assert _arity("\n    return f(*args)\n", "f") is None  # not readable: the model writes the parameters
     # The block reads no name that nothing binds (`n` is the function's around it), while the call
     # passes one argument: the header is begun, and the model writes the parameters.
-    assert _lines_that_bind(("is_palindrome",), "    ", "    pass", suffix) == ["    def is_palindrome("]
+    assert lines_that_bind(("is_palindrome",), "    ", "    pass", suffix) == ["    def is_palindrome("]
     block = "\n        if i == j:\n            return 0\n\n    return ''.join(xor(x, y) for x, y in zip(a, b))\n"
-    assert _lines_that_bind(("i", "j", "xor"), "    ", "", block) == ["    def xor(i, j):", "    for i, j in"]
-    assert _lines_that_bind(("start", "end"), None, "    x = 1", "\n") == ["    start, end =", "    start ="]
-    assert _lines_that_bind(("re", "total"), None, "  pass", "\n") == ["  import re", "  total ="]
+    assert lines_that_bind(("i", "j", "xor"), "    ", "", block) == ["    def xor(i, j):", "    for i, j in"]
+    assert lines_that_bind(("start", "end"), None, "    x = 1", "\n") == ["    start, end =", "    start ="]
+    assert lines_that_bind(("re", "total"), None, "  pass", "\n") == ["  import re", "  total ="]
 
 
 def test_names_to_bind_are_sought_only_for_a_line_still_to_write(engine):

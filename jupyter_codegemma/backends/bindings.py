@@ -1,6 +1,6 @@
 """What a piece of Python binds and reads, and where: pure `ast`, nothing runs. The suggestion check
-(candidates.py) asks which names a suggestion reads that nothing binds, and which names the code after
-the cursor reads before anything binds them."""
+(candidates.py) asks which names a suggestion reads that nothing binds; the line still to write
+(line_to_write.py), which names the code after the cursor reads before anything binds them."""
 
 from __future__ import annotations
 

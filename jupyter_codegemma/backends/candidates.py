@@ -28,15 +28,11 @@ import io
 import keyword
 import re
 import tokenize
-import warnings
 from typing import Callable, Collection, Iterator, Sequence
 
-from .bindings import bindings, bound_at, positions
+from . import parsing
+from .bindings import bindings, positions
 
-# Errors that only say the text stops too early.
-_INCOMPLETE = ("was never closed", "unterminated triple-quoted", "unexpected EOF", "expected an indented block")
-_TOP_LEVEL_START = re.compile(r"[A-Za-z_@]")
-_CONTINUES = re.compile(r"(else|elif|except|finally)\b")  # a clause of the statement above
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 BUILTIN_NAMES = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__", "__builtins__", "__spec__"}
 
@@ -53,34 +49,23 @@ PASS = Verdict(True)
 UNFINISHED = Verdict(True, unfinished=True)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Status:
-    """A text's parse: ok, or the first error's character offset and message."""
-
-    ok: bool
-    offset: int = 0
-    message: str = ""
-    incomplete: bool = False  # the error only says the text ends too early
-    tree: ast.Module | None = None  # the parsed text, when it parses
-
-
 def check(prefix: str, suggestion: str, suffix: str = "", namespace: Collection[str] | None = None) -> Verdict:
     """Whether `suggestion`, inserted between `prefix` and `suffix`, keeps the code as parseable as it was."""
     if not suggestion.strip():
         return PASS
-    before, after = _window(prefix, suffix)
+    before, after = parsing.window(prefix, suffix)
     if before.lstrip().startswith("%%"):
         return PASS  # a cell magic's body is not Python
     verdict = _indentation(before, suggestion)
     if not verdict.ok:
         return verdict
-    new = _parse(before + suggestion + after)
+    new = parsing.parse(before + suggestion + after)
     if new.ok:
         cut = prefix[:len(prefix) - len(before)] + suffix[len(after):]  # outside the window
         return _names(new.tree, before + suggestion + after, len(before), suggestion, namespace, cut)
     if new.incomplete and not suffix.strip():
         return UNFINISHED  # the user is still writing: what closes it comes next
-    old = _parse(before + after)
+    old = parsing.parse(before + after)
     if old.ok:
         start, end = len(before), len(before) + len(suggestion)
         return Verdict(False, f"the cell would no longer parse: {new.message}",
@@ -94,9 +79,9 @@ def check(prefix: str, suggestion: str, suffix: str = "", namespace: Collection[
         # The cell's first error may lie before the suggestion and hide its errors: its line alone too
         # (unless the line continues a statement: inside brackets it cannot stand alone).
         head, tail = before.rsplit("\n", 1)[-1].lstrip(), after.split("\n", 1)[0]
-        line = _parse(head + suggestion + tail)
+        line = parsing.parse(head + suggestion + tail)
         if not line.ok and not line.incomplete:
-            verdict = _compare(head, suggestion, tail, _parse(head + tail), line)
+            verdict = _compare(head, suggestion, tail, parsing.parse(head + tail), line)
     return verdict
 
 
@@ -119,7 +104,7 @@ def _on_next_line(after: str, offset: int) -> bool:
     return False
 
 
-def _compare(before: str, suggestion: str, after: str, old: _Status, new: _Status) -> Verdict:
+def _compare(before: str, suggestion: str, after: str, old: parsing.Parsed, new: parsing.Parsed) -> Verdict:
     """Text that did not parse before the suggestion and does not with it: whether it adds an error."""
     start, end = len(before), len(before) + len(suggestion)
     mapped = old.offset if old.offset < start else old.offset + len(suggestion)
@@ -156,71 +141,6 @@ def _inside(offset: int, start: int, end: int, suggestion: str = "") -> int:
     if offset >= end:
         return len(suggestion) - len(suggestion.lstrip())
     return min(max(offset - start, 0), max(end - start - 1, 0))
-
-
-def _window(prefix: str, suffix: str) -> tuple[str, str]:
-    """The end of `prefix` and the start of `suffix` that are parsed: the top-level statement the cursor
-    is in, from the last line before the cursor's that starts one to the first line after it that starts
-    the next. Python parses each top-level statement alone, and the notebook's cells above can be long:
-    the check runs on every keystroke's suggestion."""
-    lines = prefix.split("\n")
-    starts = [i for i in range(len(lines) - 2, -1, -1) if _starts_statement(lines, i)]
-    if starts:
-        prefix = "\n".join(lines[starts[0]:])
-    lines = suffix.split("\n")
-    ends = [i for i in range(1, len(lines)) if _starts_statement(lines, i)]
-    if ends:
-        suffix = "\n".join(lines[:ends[0]]) + "\n"
-    return _ipython_as_python(prefix), _ipython_as_python(suffix)
-
-
-def _starts_statement(lines: list[str], i: int) -> bool:
-    """Whether line `i` starts a top-level statement (as far as one line and the one before can tell)."""
-    if not _TOP_LEVEL_START.match(lines[i]) or _CONTINUES.match(lines[i]):
-        return False
-    previous = next((line.rstrip() for line in reversed(lines[:i]) if line.strip()), "")
-    return not previous.endswith(("\\", ",", "(", "[", "{"))
-
-
-def _ipython_as_python(text: str) -> str:
-    """Line magics and shell escapes read as `pass` (the same length, so offsets stay true)."""
-    if "%" not in text and "!" not in text:
-        return text
-    lines = text.split("\n")
-    for i, line in enumerate(lines):
-        body = line.lstrip()
-        if body[:1] in ("%", "!") and not body.startswith("%%") and (i > 0 or len(body) > 1):
-            indent = line[:len(line) - len(body)]
-            lines[i] = indent + "pass" + " " * max(len(body) - 4, 0) if len(body) >= 4 else indent + "0" * len(body)
-    return "\n".join(lines)
-
-
-# The file name the check compiles under. Compiling model text and the user's cell can warn
-# (`1if`: "invalid decimal literal", `"\d"`: "invalid escape sequence"); those warnings are about text
-# nobody ran, so they are ignored for this name only, once, without touching any other filter
-# (`warnings.catch_warnings` would change the filters of every thread while the user's code runs).
-_CHECKED = "<codegemma-check>"
-warnings.filterwarnings("ignore", module=re.escape(_CHECKED) + r"\Z")
-
-
-def _parse(text: str) -> _Status:
-    try:
-        return _Status(True, tree=compile(text, _CHECKED, "exec", ast.PyCF_ONLY_AST, dont_inherit=True))
-    except SyntaxError as e:
-        message = e.msg or "invalid syntax"
-        return _Status(False, _offset_of(text, e.lineno, e.offset), message, any(m in message for m in _INCOMPLETE)
-                       and (not message.startswith("expected an indented block") or not text[_offset_of(
-                           text, e.lineno, e.offset):].strip()))
-    except (ValueError, MemoryError, RecursionError) as e:  # a null byte, a too deeply nested text
-        return _Status(False, len(text), str(e))
-
-
-def _offset_of(text: str, lineno: int | None, column: int | None) -> int:
-    if lineno is None:
-        return len(text)
-    lines = text.split("\n")
-    start = sum(len(line) + 1 for line in lines[:max(lineno - 1, 0)])
-    return min(start + max((column or 1) - 1, 0), len(text))
 
 
 # --- indentation ---------------------------------------------------------------------------------
@@ -315,102 +235,22 @@ def _names(tree: ast.Module, code: str, start: int, suggestion: str, namespace: 
     return PASS
 
 
-def _known_names(namespace: Collection[str], outside_text: str) -> frozenset[str]:
+def known_names(namespace: Collection[str], outside_text: str) -> frozenset[str]:
     """The names a read may use without the parsed code binding them: the builtins, the namespace, and
     any word outside the parsed window (the cells above and below may bind it)."""
     return BUILTIN_NAMES | set(namespace) | _words(outside_text)
 
 
-def _unknown(name: str, known: Collection[str]) -> bool:
+def unknown(name: str, known: Collection[str]) -> bool:
     """Whether a read of `name` is of a name that is not `known` and not a keyword."""
     return name not in known and not keyword.iskeyword(name)
 
 
 def _unbound(read: list[ast.Name], bound: set[str], namespace: Collection[str], outside_text: str,
              position: Callable[[ast.AST], int]) -> list[tuple[int, str]]:
-    """(position, name) of the reads that nothing binds: not the code, nor a known name (_known_names)."""
-    known = bound | _known_names(namespace, outside_text)
-    return [(position(node), node.id) for node in read if _unknown(node.id, known)]
-
-
-def names_to_bind(prefix: str, suffix: str, namespace: Collection[str] | None) -> tuple[str, ...]:
-    """The names the code after the cursor reads before anything binds them (with `namespace`, the names
-    the program sees besides its text's; () without it, or when the code around the cursor does not
-    parse or has a star import), in the order they are first read: a NameError or UnboundLocalError
-    waiting to happen. The line at the cursor is the likeliest place for what binds them: where the user
-    removed or has not yet written it."""
-    if namespace is None or not suffix.strip():
-        return ()
-    before, after = _window(prefix, suffix)
-    if before.lstrip().startswith("%%"):
-        return ()
-    code, status = _parsed_around_line_to_write(before, after)
-    names = bindings(status.tree) if status.ok else None
-    if names is None:
-        return ()
-    _, read = names
-    start, held = positions(code), bound_at(status.tree, code)
-    cut = prefix[:len(prefix) - len(before)] + suffix[len(after):]
-    known = _known_names(namespace, cut)
-    early = sorted((start(node), node.id) for node in read
-                   if _unknown(node.id, known) and start(node) < held(node))
-    return tuple(dict.fromkeys(name for at, name in early if at >= len(before)))
-
-
-def _parsed_around_line_to_write(before: str, after: str) -> tuple[str, _Status]:
-    """`before + after` parsed; when it does not parse and the cursor is on a line still to write, the
-    same with a statement there that binds and reads nothing (`pass`, or `if True:` where the code after
-    it is indented as a block's body), at the first level that parses: without the line the user has
-    still to write, a block may have no body (`for x in xs:` just above) or a body no header (the line
-    to write opens it), and the names the code after it reads are still worth knowing."""
-    code = before + after
-    status = _parse(code)
-    placeholder = None if status.ok else _placeholder(before, after)
-    if placeholder is None:
-        return code, status
-    # It goes where the cursor is: the reads after the cursor are still those at or past len(before).
-    text = before[:before.rfind("\n") + 1] + "".join(placeholder) + "\n" + after
-    return text, _parse(text)
-
-
-def _placeholder(before: str, after: str) -> tuple[str, str] | None:
-    """(indentation, statement) of the placeholder that makes `before + line + after` parse, or None."""
-    head, _, typed = before.rpartition("\n")
-    if typed.strip() or not head:
-        return None
-    for indent in _levels_to_try(head + "\n", typed):
-        for statement in ("pass", "if True:"):
-            if _parse(f"{head}\n{indent}{statement}\n{after}").ok:
-                return indent, statement
-    return None
-
-
-def block_to_open(prefix: str, suffix: str) -> str | None:
-    """The indentation of the block header the line at the cursor must be, when the code around it
-    parses only with one there (the code after the cursor is a body without its header); else None."""
-    before, after = _window(prefix, suffix)
-    if _parse(before + after).ok:
-        return None
-    placeholder = _placeholder(before, after)
-    return placeholder[0] if placeholder is not None and placeholder[1] == "if True:" else None
-
-
-def _levels_to_try(head: str, typed: str) -> list[str]:
-    """The indentations a line after `head` may have, deepest first: the one typed on it, else each code
-    line's above and one level deeper than a line that opens a block."""
-    if typed:
-        return [typed]
-    lines = [line for line in head.split("\n") if line.strip() and not line.lstrip().startswith("#")]
-    levels = {line[:len(line) - len(line.lstrip())] for line in lines}
-    if lines and lines[-1].rstrip().endswith(":"):
-        last = lines[-1][:len(lines[-1]) - len(lines[-1].lstrip())]
-        levels.add(last + "    ")
-    return sorted(levels, key=len, reverse=True)
-
-
-def binds(prefix: str, suggestion: str, suffix: str, names: Collection[str], namespace: Collection[str]) -> bool:
-    """Whether `suggestion`, inserted at the cursor, binds one of `names` before the code after it reads it."""
-    return not set(names) <= set(names_to_bind(prefix + suggestion, suffix, namespace))
+    """(position, name) of the reads that nothing binds: not the code, nor a known name (known_names)."""
+    known = bound | known_names(namespace, outside_text)
+    return [(position(node), node.id) for node in read if unknown(node.id, known)]
 
 
 def verdict_for(prefix: str, suggestion: str, suffix: str, namespace: Collection[str] | None,

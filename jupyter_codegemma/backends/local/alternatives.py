@@ -17,7 +17,7 @@ False`). Nothing of such a suggestion streams before the choice.
 
 The code after the cursor may read a name before anything binds it (`return max_depth` with no
 `max_depth = ...` anywhere): a NameError waiting to happen, which the line at the cursor most likely
-should prevent (candidates.names_to_bind; where the code parses only with a line there, a placeholder
+should prevent (line_to_write.py; where the code parses only with a line there, a placeholder
 stands in for it: the body of a `for` above, the header of the block below). A suggestion that binds
 fewer of those names than it could is passed over for one that binds them all: the model's other
 likeliest first words, each continued, and then a line begun with the binding itself (`max_depth =` ->
@@ -40,23 +40,20 @@ those lines run through the model.
 
 from __future__ import annotations
 
-import ast
 import functools
-import re
-import sys
 import time
 from typing import Callable, Collection, Iterator, Sequence
 
 import numpy as np
 
-from .. import candidates
+from .. import candidates, line_to_write
 from ..base import CancelToken, CompletionResult, SamplingParams, Shape
+from ..line_to_write import ALL, SOME
 from .healing import Healing, decoder_of
 from .scoring import continuation_logprob
 
 BRANCHES = 4  # alternatives tried at one position
 MAX_ALTERNATIVES = 8  # at most, per request, in the search for one that passes
-NONE, SOME, ALL = 0, 1, 2  # how far a suggestion binds the names the code after the cursor needs
 # What the ranking scores after each suggestion: the lines of code that follow the cursor, up to this many
 # holding code and this many characters (whole lines), so its cost does not grow with the cell.
 SCORED_LINES = 3
@@ -81,19 +78,18 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
 
     following = _following_code(suffix) if rank_by_suffix else ""
     # Names the code after the cursor reads before anything binds them: what the line at the cursor
-    # most likely binds (candidates.names_to_bind). A model without FIM cannot see them.
+    # most likely binds (line_to_write.read). A model without FIM cannot see them.
     # Only for a cursor at a line's start (a line still to write): inside a line the names a
     # statement binds are mostly elsewhere, and random spans showed no gain for the cost.
     at_line_start = not prefix[prefix.rfind("\n") + 1:].strip()
-    needed = candidates.names_to_bind(prefix, suffix, namespace) if at_line_start and suffix.strip() else ()
+    to_write = (line_to_write.read(prefix, suffix, namespace) if at_line_start and suffix.strip()
+                else line_to_write.LineToWrite())
+    needed = to_write.needed
 
     @functools.cache
     def binding(text: str) -> int:
         """How far `text` binds the names needed: ALL of them (or none is needed), SOME, or NONE."""
-        if not needed:
-            return ALL
-        left = set(needed) & set(candidates.names_to_bind(prefix + text, suffix, namespace))
-        return ALL if not left else SOME if len(left) < len(needed) else NONE
+        return line_to_write.binding(prefix, text, suffix, needed, namespace)
 
     # A line still to write wants code: a comment alone there (`# Write your code here`, `# check if the
     # list is empty`) does nothing the code needs, so it is shown only when no code passes. Asked for
@@ -130,7 +126,8 @@ def checked(engine, first: Iterator[str], result: CompletionResult, prompt_ids: 
         return
     started = time.perf_counter()
     search = _Search(engine, result, prompt_ids, healed, new_shape, max_new_tokens, stops, cancel)
-    forced = _lines_that_bind(needed, _block_to_open(prefix, suffix, result.text), result.text, suffix) if needed else []
+    forced = line_to_write.lines_that_bind(needed, line_to_write.block_to_open(to_write, suffix, result.text),
+                                           result.text, suffix) if needed else []
     text, label = _choice(search, result.text, first_verdict, verdict, binding, wanted, forced, healed)
     if following and text and not search.cancelled():
         text, label = _ranked(engine, search, text, label, following, verdict, binding, prompt_ids, healed)
@@ -218,7 +215,7 @@ def _choice(search: _Search, first: str, first_verdict: candidates.Verdict, verd
     # 0` (with the name alone the model went on to lengthen it: `vowels` -> `vowels_count = 0`), or
     # `import math` for a module of the standard library. Where the line opens the block the code after
     # it is indented as, the header that binds: `for i` (-> `for i in range(len(l)):`), or `def xor(` for
-    # a name the code calls (_lines_that_bind).
+    # a name the code calls (line_to_write.lines_that_bind).
     for line in forced if healed is None and not search.cancelled() else ():
         text = search.forced(search.engine.tokenize(line, add_bos=False))
         if verdict(text).ok and binding(text) == ALL:
@@ -231,88 +228,6 @@ def _choice(search: _Search, first: str, first_verdict: candidates.Verdict, verd
     if first_verdict.ok:
         return first, "passed"
     return fallback, "replaced" if fallback else "withheld"
-
-
-def _block_to_open(prefix: str, suffix: str, first: str) -> str | None:
-    """The indentation of the block header the line at the cursor must be: where the code around it
-    parses only with one (candidates.block_to_open), or where the first suggestion's line sits shallower
-    than the code after it (`for idx, x in xs:` above, the body's `if idx != j:` below: the line between
-    opens the block that holds it); None when it need not open one."""
-    opener = candidates.block_to_open(prefix, suffix)
-    if opener is not None:
-        return opener
-    below = next((line for line in suffix.split("\n") if line.strip() and not line.lstrip().startswith("#")), "")
-    indent = first[:len(first) - len(first.lstrip())]
-    if "\n" in indent or not first.strip():
-        return None
-    return indent if len(indent) < len(below) - len(below.lstrip()) else None
-
-
-def _lines_that_bind(needed: Sequence[str], opener: str | None, first: str, suffix: str) -> list[str]:
-    """How the forced lines begin (see _choice). Where the line opens the block below, at `opener`'s
-    indentation: for a name the code calls, that function's header, the needed names its block reads
-    as parameters (`def xor(i, j):`); a loop over the names the block reads (`for idx, elem in`). Else,
-    at the first suggestion's indentation: the import of a module of the standard library, and the
-    assignment of the other names, all at once and then the first alone (`start, end =`, `start =`)."""
-    call = r"(?<![\w.]){}\s*\("
-    called = [name for name in needed if re.search(call.format(re.escape(name)), suffix)]
-    if opener is not None:
-        block = _block_below(suffix, opener)
-        at = {name: found.start() for name in needed if (found := re.search(rf"(?<![\w.]){re.escape(name)}\b", block))}
-        reads = sorted(at, key=at.get)
-        lines = [_header_of(opener, name, [other for other in reads if other != name], _arity(suffix, name))
-                 for name in called[:1]]
-        loop = [name for name in reads if name not in called][:3]
-        return lines + ([f"{opener}for {', '.join(loop)} in"] if loop else [])
-    indent = first[:len(first) - len(first.lstrip())]
-    modules = [name for name in needed if name in sys.stdlib_module_names]
-    names = [name for name in needed if name not in modules]
-    lines = [f"{indent}import {name}" for name in modules[:1]]
-    if len(names) > 1:
-        lines.append(f"{indent}{', '.join(names[:3])} =")
-    return lines + [f"{indent}{name} =" for name in names[:1]]
-
-
-def _header_of(opener: str, name: str, parameters: list[str], arity: int | None) -> str:
-    """`def name(a, b):` with the names the block reads as parameters, when the code calls it with as
-    many arguments (or its calls cannot be read); else `def name(`, for the model to go on."""
-    if arity is not None and arity != len(parameters):
-        return f"{opener}def {name}("
-    return f"{opener}def {name}({', '.join(parameters)}):"
-
-
-def _arity(suffix: str, name: str) -> int | None:
-    """How many arguments the first call of `name` in `suffix` passes, where its line can be read alone."""
-    for line in suffix.split("\n"):
-        if not re.search(rf"(?<![\w.]){re.escape(name)}\s*\(", line):
-            continue
-        statement = re.sub(r"^(elif|else|while|if)\b", "if", line.strip())
-        for text in (statement, statement + " pass"):
-            try:
-                tree = ast.parse(text)
-            except SyntaxError:
-                continue
-            calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
-                     and isinstance(node.func, ast.Name) and node.func.id == name]
-            if calls and not any(isinstance(arg, ast.Starred) for arg in calls[0].args) and not calls[0].keywords:
-                return len(calls[0].args)
-            break
-        return None
-    return None
-
-
-def _block_below(suffix: str, opener: str) -> str:
-    """The lines of the block the line at the cursor opens: those after it, from the first with code,
-    while they are blank or indented deeper than `opener`."""
-    lines = suffix.split("\n")[1:]
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    block = []
-    for line in lines:
-        if line.strip() and len(line) - len(line.lstrip()) <= len(opener):
-            break
-        block.append(line)
-    return "\n".join(block)
 
 
 def _next_code_line(suffix: str) -> str:
