@@ -78,23 +78,23 @@ def _parsed_around_line_to_write(before: str, after: str) -> tuple[str, Parsed, 
     parsed, its parse, and the placeholder (_placeholder) it holds, if any."""
     code = before + after
     status = parse(code)
-    placeholder = None if status.ok else _placeholder(before, after)
-    if placeholder is None:
-        return code, status, None
-    # It goes where the cursor is: the reads after the cursor are still those at or past len(before).
-    text = before[:before.rfind("\n") + 1] + "".join(placeholder) + "\n" + after
-    return text, parse(text), placeholder
+    found = None if status.ok else _placeholder(before, after)
+    return found if found is not None else (code, status, None)
 
 
-def _placeholder(before: str, after: str) -> tuple[str, str] | None:
-    """(indentation, statement) of the placeholder that makes `before + line + after` parse, or None."""
+def _placeholder(before: str, after: str) -> tuple[str, Parsed, tuple[str, str]] | None:
+    """The text with the placeholder that makes `before + line + after` parse, its parse, and the
+    placeholder (indentation, statement); or None. It goes where the cursor is: the reads after the
+    cursor are still those at or past len(before)."""
     head, _, typed = before.rpartition("\n")
     if typed.strip() or not head:
         return None
     for indent in _levels_to_try(head + "\n", typed):
         for statement in ("pass", "if True:"):
-            if parse(f"{head}\n{indent}{statement}\n{after}").ok:
-                return indent, statement
+            text = f"{head}\n{indent}{statement}\n{after}"
+            parsed = parse(text)
+            if parsed.ok:
+                return text, parsed, (indent, statement)
     return None
 
 
