@@ -111,20 +111,24 @@ def resolve_mode(mode: Mode, prefix: str, suffix: str) -> Literal["line", "block
     if mode != "auto":
         return mode
     current_line = prefix.rsplit("\n", 1)[-1]
-    rest_of_line, _, after = suffix.partition("\n")
+    rest_of_line = suffix.split("\n", 1)[0]
     if rest_of_line.strip():
         return "line"  # the cursor is inside a line: only that line can change
     if not current_line.strip() or current_line.rstrip().endswith((":", "{")):
         return "block"
     if _writes_header(current_line):
-        next_code = next((line for line in after.split("\n") if line.strip()), "")
-        if _indent(next_code) <= _indent(current_line):
+        if _indent(_next_line(suffix)) <= _indent(current_line):
             return "block"  # no body below it yet: the suggestion writes the header's end and the body
     return "line"
 
 
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
+
+
+def _next_line(suffix: str) -> str:
+    """The first line after the cursor's that is not blank ("" when none is)."""
+    return next((line for line in suffix.split("\n")[1:] if line.strip()), "")
 
 
 _ENDS_HEADER = re.compile(r":\s*#[^'\"]*$")  # a ':' with a comment after it
@@ -196,7 +200,7 @@ def shape(raw: str, prefix: str, suffix: str, mode: Literal["line", "block"], fi
             first = text.split("\n", 1)[0]
             text, complete = first[: first.index(rest_of_line)], True
     # For a model without FIM, the suffix's next line written out means it has run past the gap.
-    next_line = next((line.strip() for line in suffix.split("\n")[1:] if line.strip()), "")
+    next_line = _next_line(suffix).strip()
     if next_line and mode == "block":
         lines = text.split("\n")
         for i, line in enumerate(lines[1:], 1):

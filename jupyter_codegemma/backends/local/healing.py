@@ -76,7 +76,7 @@ def heal(tokenizer, prompt_ids: Sequence[int]) -> tuple[list[int], Healing | Non
     word = _word_tokens(tokenizer, ids)
     for taken in range(len(word), 0, -1):  # the whole begun word if a token begins with it, else less
         text = "".join(word[-taken:])
-        mask = _beginning(tokenizer, text)
+        mask = _starting_with(tokenizer, text)
         if mask.any():
             return ids[:-taken], Healing(text, mask)
     return ids, None
@@ -97,19 +97,15 @@ def _word_tokens(tokenizer, ids: Sequence[int]) -> list[str]:
     return texts
 
 
-@functools.lru_cache(maxsize=16)
-def _starting_with(tokenizer, blanks: str) -> np.ndarray:
-    """[V] bool: the tokens whose text begins with `blanks` (computed once per run of blanks)."""
+@functools.lru_cache(maxsize=32)
+def _starting_with(tokenizer, text: str) -> np.ndarray:
+    """[V] bool: the tokens whose text begins with `text`, a run of blanks or a begun word (` ret`, `u`)
+    (computed once per text)."""
     mask = np.zeros(tokenizer.vocab_size, bool)
-    mask[vocabulary.tables(tokenizer).starting_with(blanks)] = True
-    return mask
-
-
-@functools.lru_cache(maxsize=16)
-def _beginning(tokenizer, word: str) -> np.ndarray:
-    """[V] bool: the tokens whose text begins with `word`, a begun word (` ret`, `u`)."""
-    mask = np.zeros(tokenizer.vocab_size, bool)
-    mask[vocabulary.word_beginnings(tokenizer).starting_with(word)] = True
+    if set(text) <= _BLANKS:
+        mask[vocabulary.tables(tokenizer).starting_with(text)] = True
+    else:
+        mask[vocabulary.word_beginnings(tokenizer).starting_with(text)] = True
     return mask
 
 
